@@ -1,0 +1,63 @@
+# claims-dc: `make demo` runs a day in the life of one municipality on the local lab;
+# `make test` runs lint and every test. Both set up what they need first, on Debian 12 as root.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+STACK ?= lab
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+SYSTEM_STAMP := /var/lib/claims-dc/.system-$(shell sha256sum ops/lab/setup-host.sh | cut -c1-12)
+
+.PHONY: help setup demo test test-fast test-lab lint lab-up lab-down lab-status clean
+
+help:
+	@echo "make demo       set up, then run the demo on the local lab (Pulumi.$(STACK).yaml)"
+	@echo "make test       set up, then lint and every test (fast suite, then the lab suite)"
+	@echo "make test-fast  unit tests only: no lab, a few seconds"
+	@echo "make test-lab   the slow suite on one shared lab (real podman hosts)"
+	@echo "make lint       ruff, mypy, yamllint, ansible-lint (production profile)"
+	@echo "make lab-up | lab-down | lab-status"
+
+setup: $(SYSTEM_STAMP) $(STAMP)
+
+$(SYSTEM_STAMP): ops/lab/setup-host.sh
+	ops/lab/setup-host.sh
+	mkdir -p $(dir $@) && rm -f $(dir $@).system-* && touch $@
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: setup
+	$(BIN)/python -m ops.demo --stack $(STACK)
+
+test: setup lint test-fast test-lab
+
+test-fast: setup
+	$(BIN)/pytest -m "not lab"
+
+test-lab: setup
+	$(BIN)/pytest -m lab
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --profile production playbooks/
+
+lab-up: setup
+	$(BIN)/python -m ops.lab --stack $(STACK) up
+
+lab-down: setup
+	$(BIN)/python -m ops.lab --stack $(STACK) down
+
+lab-status: setup
+	$(BIN)/python -m ops.lab --stack $(STACK) status
+
+clean: lab-down
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,481 @@
+"""The typed stack config: one municipality's environment, parsed once, validated, frozen.
+
+Everything about an environment lives in its Pulumi stack file, `Pulumi.<stack>.yaml`. This module
+is the only reader of that file. The Pulumi program, the local lab, the Ansible inventory and the
+reports all take the `StackConfig` it returns, so no CIDR, port or host name exists twice.
+
+A bad config fails at load time. Every problem found is reported at once, each naming the file,
+the key and the value, for example::
+
+    Pulumi.lab.yaml: claims-dc:zones.app.cidr = '10.231.10.0/33': not an IPv4 CIDR
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT = "claims-dc"
+NS = f"{PROJECT}:"
+
+# Data must stay in Japan: Tokyo or Osaka.
+ALLOWED_REGIONS = ("ap-northeast-1", "ap-northeast-3")
+
+# The zones of DESIGN.md. The two outside zones are reached over their own lines, never the
+# internet; the rest are subnets of the data-center VPC.
+EXTERNAL_ZONES = ("lgwan", "fund")
+DATACENTER_ZONES = ("app", "db", "intake", "mgmt", "endpoints")
+ZONE_NAMES = EXTERNAL_ZONES + DATACENTER_ZONES
+
+# Each host role lives in exactly one zone. Data-center roles become real instances; stand-in
+# roles exist only in the local lab, playing the parties that sit outside the data center
+# (a caseworker's terminal, the fund's sender) and the AWS service endpoints.
+ROLE_ZONES: dict[str, str] = {
+    "app": "app",
+    "db": "db",
+    "intake": "intake",
+    "bastion": "mgmt",
+    "terminal": "lgwan",
+    "sender": "fund",
+    "endpoint": "endpoints",
+}
+DATACENTER_ROLES = ("app", "db", "intake", "bastion")
+STAND_IN_ROLES = ("terminal", "sender", "endpoint")
+
+PROTOCOLS = ("tcp", "udp")
+# LGWAN and the fund's line must never reach each other, not even through the data center.
+FORBIDDEN_PAIRS = frozenset({("lgwan", "fund"), ("fund", "lgwan")})
+
+KNOWN_KEYS = ("municipality", "vpcCidr", "zones", "hosts", "flows")
+HOST_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+MUNICIPALITY_CODE = re.compile(r"^[0-9]{6}$")
+
+
+class ConfigError(ValueError):
+    """The stack config is invalid; `problems` holds one line per bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid stack config:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    cidr: ipaddress.IPv4Network
+
+    @property
+    def external(self) -> bool:
+        return self.name in EXTERNAL_ZONES
+
+    @property
+    def router_address(self) -> ipaddress.IPv4Address:
+        """The lab router's leg in this zone: the last usable address (AWS reserves the last)."""
+        return self.cidr.broadcast_address - 1
+
+    @property
+    def reserved(self) -> frozenset[ipaddress.IPv4Address]:
+        """Addresses no host may take: AWS keeps the first four and the last of every subnet,
+        and the lab router takes the last usable one."""
+        first = self.cidr.network_address
+        return frozenset(
+            {first, first + 1, first + 2, first + 3, self.cidr.broadcast_address}
+            | {self.router_address}
+        )
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    zone: str
+    role: str
+    address: ipaddress.IPv4Address
+
+    @property
+    def stand_in(self) -> bool:
+        """True for a lab-only host standing in for a party outside the data center."""
+        return self.role in STAND_IN_ROLES
+
+
+@dataclass(frozen=True)
+class Flow:
+    sources: tuple[str, ...]
+    destinations: tuple[str, ...]
+    port: int
+    protocol: str
+    why: str
+    service: str | None = None
+
+    def pairs(self) -> Iterator[tuple[str, str]]:
+        for src in self.sources:
+            for dst in self.destinations:
+                yield src, dst
+
+
+@dataclass(frozen=True)
+class Municipality:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    source: str
+    region: str
+    municipality: Municipality
+    vpc_cidr: ipaddress.IPv4Network
+    zones: Mapping[str, Zone]
+    hosts: Mapping[str, Host]
+    flows: tuple[Flow, ...]
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def allowed(self) -> frozenset[tuple[str, str, int, str]]:
+        """Every (source zone, destination zone, port, protocol) the flow policy allows."""
+        return frozenset(
+            (src, dst, flow.port, flow.protocol) for flow in self.flows for src, dst in flow.pairs()
+        )
+
+    def is_allowed(self, src: str, dst: str, port: int, protocol: str = "tcp") -> bool:
+        return (src, dst, port, protocol) in self.allowed()
+
+    def ports(self) -> tuple[tuple[int, str], ...]:
+        """Every (port, protocol) the policy mentions, in a stable order."""
+        return tuple(sorted({(f.port, f.protocol) for f in self.flows}))
+
+    def hosts_in(self, zone: str) -> list[Host]:
+        return [h for h in self.hosts.values() if h.zone == zone]
+
+
+def municipality_check_digit(first_five: str) -> int:
+    """The check digit of a local government code (総務省 全国地方公共団体コード)."""
+    total = sum(int(d) * w for d, w in zip(first_five, (6, 5, 4, 3, 2), strict=True))
+    return (11 - total % 11) % 10
+
+
+class _Problems:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: list[str] = []
+
+    def add(self, key: str, value: object, why: str) -> None:
+        self.lines.append(f"{self.source}: {key} = {value!r}: {why}")
+
+
+def _network(problems: _Problems, key: str, value: object) -> ipaddress.IPv4Network | None:
+    if not isinstance(value, str):
+        problems.add(key, value, "must be an IPv4 CIDR string such as 10.231.10.0/24")
+        return None
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        problems.add(key, value, f"not an IPv4 CIDR ({exc})")
+        return None
+    if not 16 <= net.prefixlen <= 28:
+        problems.add(key, value, "prefix length must be between /16 and /28 (AWS subnet limits)")
+        return None
+    return net
+
+
+def _mapping(problems: _Problems, key: str, value: object) -> Mapping[str, Any] | None:
+    if not isinstance(value, Mapping):
+        problems.add(key, value, "must be a mapping")
+        return None
+    return value
+
+
+def _zone_list(problems: _Problems, key: str, value: object) -> tuple[str, ...]:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        problems.add(key, value, "must be a zone name or a non-empty list of zone names")
+        return ()
+    good: list[str] = []
+    for name in names:
+        if name not in ZONE_NAMES:
+            problems.add(key, name, f"unknown zone; zones are {', '.join(ZONE_NAMES)}")
+        else:
+            good.append(name)
+    return tuple(good)
+
+
+def _parse_municipality(problems: _Problems, raw: object) -> Municipality:
+    key = f"{NS}municipality"
+    data = _mapping(problems, key, raw) or {}
+    code = data.get("code")
+    name = data.get("name")
+    if not isinstance(code, str) or not MUNICIPALITY_CODE.match(code):
+        problems.add(f"{key}.code", code, "must be the 6-digit local government code, quoted")
+        code = ""
+    elif municipality_check_digit(code[:5]) != int(code[5]):
+        problems.add(
+            f"{key}.code",
+            code,
+            f"check digit should be {municipality_check_digit(code[:5])} (JIS X 0401/0402)",
+        )
+    if not isinstance(name, str) or not name.strip():
+        problems.add(f"{key}.name", name, "must be the municipality's name")
+        name = ""
+    return Municipality(code=str(code), name=str(name))
+
+
+def _parse_zones(
+    problems: _Problems, raw: object, vpc: ipaddress.IPv4Network | None
+) -> dict[str, Zone]:
+    key = f"{NS}zones"
+    data = _mapping(problems, key, raw)
+    if data is None:
+        return {}
+    for name in data:
+        if name not in ZONE_NAMES:
+            problems.add(f"{key}.{name}", name, f"unknown zone; zones are {', '.join(ZONE_NAMES)}")
+    for name in ZONE_NAMES:
+        if name not in data:
+            problems.add(f"{key}.{name}", None, "missing; every zone of the design needs a CIDR")
+    zones: dict[str, Zone] = {}
+    for name in ZONE_NAMES:
+        entry = data.get(name)
+        if entry is None:
+            continue
+        entry_map = _mapping(problems, f"{key}.{name}", entry)
+        if entry_map is None:
+            continue
+        net = _network(problems, f"{key}.{name}.cidr", entry_map.get("cidr"))
+        if net is None:
+            continue
+        if vpc is not None:
+            inside = net.subnet_of(vpc)
+            if name in DATACENTER_ZONES and not inside:
+                problems.add(f"{key}.{name}.cidr", str(net), f"must lie inside vpcCidr {vpc}")
+                continue
+            if name in EXTERNAL_ZONES and net.overlaps(vpc):
+                problems.add(
+                    f"{key}.{name}.cidr",
+                    str(net),
+                    f"an outside zone must not overlap vpcCidr {vpc}",
+                )
+                continue
+        zones[name] = Zone(name=name, cidr=net)
+    placed = list(zones.values())
+    for i, a in enumerate(placed):
+        for b in placed[i + 1 :]:
+            if a.cidr.overlaps(b.cidr):
+                problems.add(
+                    f"{key}.{b.name}.cidr",
+                    str(b.cidr),
+                    f"overlaps {key}.{a.name}.cidr {a.cidr}",
+                )
+    return zones
+
+
+def _parse_hosts(problems: _Problems, raw: object, zones: Mapping[str, Zone]) -> dict[str, Host]:
+    key = f"{NS}hosts"
+    data = _mapping(problems, key, raw)
+    if data is None:
+        return {}
+    hosts: dict[str, Host] = {}
+    seen: dict[ipaddress.IPv4Address, str] = {}
+    for name, entry in data.items():
+        hkey = f"{key}.{name}"
+        if not isinstance(name, str) or not HOST_NAME.match(name):
+            problems.add(hkey, name, "host name must be a lowercase DNS label (a-z, 0-9, -)")
+            continue
+        entry_map = _mapping(problems, hkey, entry)
+        if entry_map is None:
+            continue
+        unknown = set(entry_map) - {"zone", "role", "address"}
+        for extra in sorted(unknown):
+            problems.add(f"{hkey}.{extra}", entry_map[extra], "unknown key")
+        zone = entry_map.get("zone")
+        role = entry_map.get("role")
+        address = entry_map.get("address")
+        if zone not in ZONE_NAMES:
+            problems.add(f"{hkey}.zone", zone, f"unknown zone; zones are {', '.join(ZONE_NAMES)}")
+            continue
+        if role not in ROLE_ZONES:
+            problems.add(f"{hkey}.role", role, f"unknown role; roles are {', '.join(ROLE_ZONES)}")
+            continue
+        if ROLE_ZONES[role] != zone:
+            problems.add(f"{hkey}.zone", zone, f"a {role} host belongs in zone {ROLE_ZONES[role]}")
+            continue
+        try:
+            addr = ipaddress.IPv4Address(address)
+        except (ValueError, TypeError):
+            problems.add(f"{hkey}.address", address, "not an IPv4 address")
+            continue
+        z = zones.get(zone)
+        if z is None:
+            continue  # the zone's own problem is already reported
+        if addr not in z.cidr:
+            problems.add(f"{hkey}.address", str(addr), f"not inside zone {zone} ({z.cidr})")
+            continue
+        if addr in z.reserved:
+            problems.add(
+                f"{hkey}.address",
+                str(addr),
+                f"reserved in {z.cidr} (first four and last by AWS, "
+                f"{z.router_address} for the lab router)",
+            )
+            continue
+        if addr in seen:
+            problems.add(f"{hkey}.address", str(addr), f"already taken by host {seen[addr]}")
+            continue
+        seen[addr] = name
+        hosts[name] = Host(name=name, zone=zone, role=role, address=addr)
+    return hosts
+
+
+def _parse_flows(problems: _Problems, raw: object) -> tuple[Flow, ...]:
+    key = f"{NS}flows"
+    if not isinstance(raw, list) or not raw:
+        problems.add(key, raw, "must be a non-empty list of flows")
+        return ()
+    flows: list[Flow] = []
+    seen: dict[tuple[str, str, int, str], int] = {}
+    for i, entry in enumerate(raw):
+        fkey = f"{key}[{i}]"
+        entry_map = _mapping(problems, fkey, entry)
+        if entry_map is None:
+            continue
+        unknown = set(entry_map) - {"from", "to", "port", "protocol", "why", "service"}
+        for extra in sorted(unknown):
+            problems.add(f"{fkey}.{extra}", entry_map[extra], "unknown key")
+        sources = _zone_list(problems, f"{fkey}.from", entry_map.get("from"))
+        destinations = _zone_list(problems, f"{fkey}.to", entry_map.get("to"))
+        port = entry_map.get("port")
+        # bool is an int in Python; `port: yes` must not become port 1.
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            problems.add(f"{fkey}.port", port, "must be an integer port from 1 to 65535")
+            continue
+        protocol = entry_map.get("protocol", "tcp")
+        if protocol not in PROTOCOLS:
+            problems.add(f"{fkey}.protocol", protocol, f"must be one of {', '.join(PROTOCOLS)}")
+            continue
+        why = entry_map.get("why")
+        if not isinstance(why, str) or not why.strip():
+            problems.add(f"{fkey}.why", why, "every flow must say why it exists")
+            continue
+        service = entry_map.get("service")
+        if service is not None and not isinstance(service, str):
+            problems.add(f"{fkey}.service", service, "must be a string such as sftp")
+            continue
+        bad = False
+        for src, dst in ((s, d) for s in sources for d in destinations):
+            if src == dst:
+                problems.add(f"{fkey}", f"{src} -> {dst}", "a flow must join two different zones")
+                bad = True
+            elif (src, dst) in FORBIDDEN_PAIRS:
+                problems.add(
+                    f"{fkey}",
+                    f"{src} -> {dst}",
+                    "LGWAN and the fund's line must never reach each other",
+                )
+                bad = True
+            elif (src, dst, port, protocol) in seen:
+                problems.add(
+                    f"{fkey}",
+                    f"{src} -> {dst} {port}/{protocol}",
+                    f"duplicates {key}[{seen[(src, dst, port, protocol)]}]",
+                )
+                bad = True
+            else:
+                seen[(src, dst, port, protocol)] = i
+        if bad or not sources or not destinations:
+            continue
+        flows.append(
+            Flow(
+                sources=sources,
+                destinations=destinations,
+                port=port,
+                protocol=protocol,
+                why=why.strip(),
+                service=service,
+            )
+        )
+    return tuple(flows)
+
+
+def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
+    """Validate the `config:` mapping of a stack file (keys like `claims-dc:zones`)."""
+    problems = _Problems(source)
+    for key in config:
+        if key.startswith(NS) and key[len(NS) :] not in KNOWN_KEYS:
+            problems.add(key, config[key], f"unknown key; known are {', '.join(KNOWN_KEYS)}")
+    region = config.get("aws:region")
+    if region not in ALLOWED_REGIONS:
+        problems.add(
+            "aws:region",
+            region,
+            f"data must stay in Japan: use {' or '.join(ALLOWED_REGIONS)}",
+        )
+    municipality = _parse_municipality(problems, config.get(f"{NS}municipality"))
+    vpc = _network(problems, f"{NS}vpcCidr", config.get(f"{NS}vpcCidr"))
+    zones = _parse_zones(problems, config.get(f"{NS}zones"), vpc)
+    hosts = _parse_hosts(problems, config.get(f"{NS}hosts"), zones)
+    flows = _parse_flows(problems, config.get(f"{NS}flows"))
+    if problems.lines:
+        raise ConfigError(problems.lines)
+    assert vpc is not None  # no problems means every part parsed
+    return StackConfig(
+        stack=stack,
+        source=source,
+        region=str(region),
+        municipality=municipality,
+        vpc_cidr=vpc,
+        zones=zones,
+        hosts=hosts,
+        flows=flows,
+        raw=dict(config),
+    )
+
+
+def stack_file(stack: str, root: Path | None = None) -> Path:
+    return (root or Path(__file__).resolve().parent.parent) / f"Pulumi.{stack}.yaml"
+
+
+def load_file(path: Path) -> StackConfig:
+    """Load `Pulumi.<stack>.yaml`; the stack name comes from the file name."""
+    match = re.fullmatch(r"Pulumi\.([A-Za-z0-9_.-]+)\.yaml", path.name)
+    if match is None:
+        raise ConfigError([f"{path}: file name must be Pulumi.<stack>.yaml"])
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML ({exc})"]) from exc
+    if not isinstance(document, Mapping) or not isinstance(document.get("config"), Mapping):
+        raise ConfigError([f"{path}: config = {document!r}: needs a top-level 'config:' mapping"])
+    return parse(document["config"], stack=match.group(1), source=path.name)
+
+
+def load_stack(stack: str, root: Path | None = None) -> StackConfig:
+    return load_file(stack_file(stack, root))
+
+
+def from_pulumi() -> StackConfig:
+    """Inside a Pulumi program: read the same keys through the engine and validate them alike."""
+    import pulumi
+
+    project = pulumi.Config(PROJECT)
+    raw: dict[str, Any] = {"aws:region": pulumi.Config("aws").get("region")}
+    for key in KNOWN_KEYS:
+        value = project.get(key)
+        if value is None:
+            continue
+        # The engine passes structured values as JSON text and plain strings as they are.
+        if value.lstrip()[:1] in ("{", "["):
+            try:
+                raw[f"{NS}{key}"] = json.loads(value)
+            except json.JSONDecodeError:
+                raw[f"{NS}{key}"] = value
+        else:
+            raw[f"{NS}{key}"] = value
+    stack = pulumi.get_stack()
+    return parse(raw, stack=stack, source=f"Pulumi.{stack}.yaml")

@@ -1,0 +1,1 @@
+"""Data-center components: DataCenterHosts, BackupStorage, roles (issue 3)."""

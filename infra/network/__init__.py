@@ -1,0 +1,1 @@
+"""Network components: ClosedSegment, LgwanLink, DedicatedLine (issue 3)."""

@@ -1,0 +1,1 @@
+"""claims-dc operations: the local lab, backups, access reviews and shared helpers."""

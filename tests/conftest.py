@@ -1,0 +1,24 @@
+"""Shared test set-up: the lab stack's raw config, and ordering for the lab suite."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def lab_raw() -> dict[str, Any]:
+    """A fresh, mutable copy of Pulumi.lab.yaml's `config:` mapping."""
+    document = yaml.safe_load((REPO / "Pulumi.lab.yaml").read_text(encoding="utf-8"))
+    return copy.deepcopy(document["config"])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that take the shared lab down run after every test that uses it.
+    items.sort(key=lambda item: item.get_closest_marker("destroys_lab") is not None)

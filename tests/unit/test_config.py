@@ -1,0 +1,363 @@
+"""The stack config loader: the stacks in the repo load, and every rejection fires."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.config import (
+    ConfigError,
+    load_file,
+    load_stack,
+    municipality_check_digit,
+    parse,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _parse(raw: dict[str, Any]) -> Any:
+    return parse(raw, stack="lab", source="Pulumi.lab.yaml")
+
+
+def test_lab_stack_loads_with_the_design_flow_policy() -> None:
+    config = load_stack("lab", REPO)
+    assert config.region == "ap-northeast-1"
+    assert set(config.zones) == {"lgwan", "fund", "app", "db", "intake", "mgmt", "endpoints"}
+    assert config.allowed() == {
+        ("lgwan", "app", 443, "tcp"),
+        ("fund", "intake", 22, "tcp"),
+        ("app", "db", 5432, "tcp"),
+        ("intake", "db", 5432, "tcp"),
+        ("mgmt", "app", 22, "tcp"),
+        ("mgmt", "db", 22, "tcp"),
+        ("mgmt", "intake", 22, "tcp"),
+        ("app", "endpoints", 443, "tcp"),
+        ("db", "endpoints", 443, "tcp"),
+        ("intake", "endpoints", 443, "tcp"),
+        ("mgmt", "endpoints", 443, "tcp"),
+    }
+    assert not config.is_allowed("lgwan", "fund", 22)
+    assert config.hosts["app-1"].address == ipaddress.IPv4Address("10.231.10.10")
+    assert config.hosts["terminal-1"].stand_in
+    assert not config.hosts["db-1"].stand_in
+
+
+def test_sample_municipality_stack_loads() -> None:
+    config = load_stack("omuta-prod", REPO)
+    assert config.municipality.code == "402028"
+    assert all(not h.stand_in for h in config.hosts.values())
+
+
+@pytest.mark.parametrize(("code", "digit"), [("40202", 8), ("13101", 6), ("99999", 7)])
+def test_municipality_check_digit(code: str, digit: int) -> None:
+    assert municipality_check_digit(code) == digit
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    def mutate(raw: dict[str, Any]) -> None:
+        keys = path.split("/")
+        node: Any = raw
+        for key in keys[:-1]:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        last = keys[-1]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+
+    return mutate
+
+
+def _delete(path: str) -> Mutation:
+    def mutate(raw: dict[str, Any]) -> None:
+        keys = path.split("/")
+        node: Any = raw
+        for key in keys[:-1]:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        del node[keys[-1]]
+
+    return mutate
+
+
+def _append_flow(flow: dict[str, Any]) -> Mutation:
+    def mutate(raw: dict[str, Any]) -> None:
+        raw["claims-dc:flows"].append(flow)
+
+    return mutate
+
+
+# (case id, mutation, text the error must contain: the key, then the value)
+REJECTIONS: list[tuple[str, Mutation, str, str]] = [
+    ("region outside Japan", _set("aws:region", "us-east-1"), "aws:region", "'us-east-1'"),
+    ("region missing", _delete("aws:region"), "aws:region", "None"),
+    (
+        "unknown top-level key",
+        _set("claims-dc:vpcCdir", "10.0.0.0/16"),
+        "claims-dc:vpcCdir",
+        "10.0.0.0/16",
+    ),
+    (
+        "municipality code not 6 digits",
+        _set("claims-dc:municipality/code", "12345"),
+        "claims-dc:municipality.code",
+        "'12345'",
+    ),
+    (
+        "municipality code bad check digit",
+        _set("claims-dc:municipality/code", "402029"),
+        "claims-dc:municipality.code",
+        "check digit should be 8",
+    ),
+    (
+        "municipality name empty",
+        _set("claims-dc:municipality/name", " "),
+        "claims-dc:municipality.name",
+        "' '",
+    ),
+    (
+        "vpc cidr unparsable",
+        _set("claims-dc:vpcCidr", "10.231.0.0/33"),
+        "claims-dc:vpcCidr",
+        "'10.231.0.0/33'",
+    ),
+    (
+        "vpc cidr host bits",
+        _set("claims-dc:vpcCidr", "10.231.0.1/16"),
+        "claims-dc:vpcCidr",
+        "'10.231.0.1/16'",
+    ),
+    (
+        "vpc cidr too large",
+        _set("claims-dc:vpcCidr", "10.0.0.0/8"),
+        "claims-dc:vpcCidr",
+        "between /16 and /28",
+    ),
+    (
+        "zone cidr not a string",
+        _set("claims-dc:zones/app/cidr", 42),
+        "claims-dc:zones.app.cidr",
+        "42",
+    ),
+    (
+        "zone cidr unparsable",
+        _set("claims-dc:zones/db/cidr", "10.231.20.0/24x"),
+        "claims-dc:zones.db.cidr",
+        "'10.231.20.0/24x'",
+    ),
+    (
+        "unknown zone",
+        _set("claims-dc:zones/internet", {"cidr": "10.231.90.0/24"}),
+        "claims-dc:zones.internet",
+        "unknown zone",
+    ),
+    ("zone missing", _delete("claims-dc:zones/mgmt"), "claims-dc:zones.mgmt", "missing"),
+    (
+        "data-center zone outside the VPC",
+        _set("claims-dc:zones/app/cidr", "10.240.10.0/24"),
+        "claims-dc:zones.app.cidr",
+        "must lie inside vpcCidr",
+    ),
+    (
+        "outside zone inside the VPC",
+        _set("claims-dc:zones/lgwan/cidr", "10.231.99.0/24"),
+        "claims-dc:zones.lgwan.cidr",
+        "must not overlap vpcCidr",
+    ),
+    (
+        "zones overlap",
+        _set("claims-dc:zones/db/cidr", "10.231.10.0/25"),
+        "claims-dc:zones.db.cidr",
+        "overlaps claims-dc:zones.app.cidr",
+    ),
+    (
+        "host address outside its zone",
+        _set("claims-dc:hosts/app-1/address", "10.231.20.50"),
+        "claims-dc:hosts.app-1.address",
+        "not inside zone app",
+    ),
+    (
+        "host address unparsable",
+        _set("claims-dc:hosts/db-1/address", "10.231.20.300"),
+        "claims-dc:hosts.db-1.address",
+        "'10.231.20.300'",
+    ),
+    (
+        "host on an AWS-reserved address",
+        _set("claims-dc:hosts/db-1/address", "10.231.20.1"),
+        "claims-dc:hosts.db-1.address",
+        "reserved",
+    ),
+    (
+        "host on the router's address",
+        _set("claims-dc:hosts/db-1/address", "10.231.20.254"),
+        "claims-dc:hosts.db-1.address",
+        "10.231.20.254 for the lab router",
+    ),
+    (
+        "host address taken twice",
+        _set("claims-dc:hosts/app-2", {"zone": "app", "role": "app", "address": "10.231.10.10"}),
+        "claims-dc:hosts.app-2.address",
+        "already taken by host app-1",
+    ),
+    (
+        "host in unknown zone",
+        _set("claims-dc:hosts/app-1/zone", "dmz"),
+        "claims-dc:hosts.app-1.zone",
+        "'dmz'",
+    ),
+    (
+        "host with unknown role",
+        _set("claims-dc:hosts/app-1/role", "web"),
+        "claims-dc:hosts.app-1.role",
+        "'web'",
+    ),
+    (
+        "host role in the wrong zone",
+        _set("claims-dc:hosts/db-1/zone", "app"),
+        "claims-dc:hosts.db-1.zone",
+        "a db host belongs in zone db",
+    ),
+    (
+        "host name not a DNS label",
+        _set("claims-dc:hosts/App_1", {"zone": "app", "role": "app", "address": "10.231.10.11"}),
+        "claims-dc:hosts.App_1",
+        "DNS label",
+    ),
+    (
+        "host with unknown key",
+        _set("claims-dc:hosts/app-1/publicIp", True),
+        "claims-dc:hosts.app-1.publicIp",
+        "unknown key",
+    ),
+    (
+        "flow from unknown zone",
+        _set("claims-dc:flows/0/from", "internet"),
+        "claims-dc:flows[0].from",
+        "'internet'",
+    ),
+    (
+        "flow to unknown zone",
+        _set("claims-dc:flows/3/to", ["app", "dbb"]),
+        "claims-dc:flows[3].to",
+        "'dbb'",
+    ),
+    ("flow port zero", _set("claims-dc:flows/0/port", 0), "claims-dc:flows[0].port", "0"),
+    (
+        "flow port too high",
+        _set("claims-dc:flows/0/port", 65536),
+        "claims-dc:flows[0].port",
+        "65536",
+    ),
+    (
+        "flow port a string",
+        _set("claims-dc:flows/0/port", "443"),
+        "claims-dc:flows[0].port",
+        "'443'",
+    ),
+    (
+        "flow port a YAML boolean",
+        _set("claims-dc:flows/0/port", True),
+        "claims-dc:flows[0].port",
+        "True",
+    ),
+    (
+        "flow protocol unknown",
+        _set("claims-dc:flows/0/protocol", "icmp"),
+        "claims-dc:flows[0].protocol",
+        "'icmp'",
+    ),
+    ("flow without a reason", _delete("claims-dc:flows/0/why"), "claims-dc:flows[0].why", "None"),
+    (
+        "flow within one zone",
+        _append_flow({"from": "app", "to": "app", "port": 8080, "why": "x"}),
+        "claims-dc:flows[5]",
+        "'app -> app'",
+    ),
+    (
+        "flow joining LGWAN and the fund",
+        _append_flow({"from": "lgwan", "to": "fund", "port": 22, "why": "x"}),
+        "claims-dc:flows[5]",
+        "must never reach each other",
+    ),
+    (
+        "flow joining the fund and LGWAN",
+        _append_flow({"from": ["fund"], "to": ["lgwan"], "port": 443, "why": "x"}),
+        "claims-dc:flows[5]",
+        "'fund -> lgwan'",
+    ),
+    (
+        "duplicate flow",
+        _append_flow({"from": "mgmt", "to": "db", "port": 22, "why": "again"}),
+        "claims-dc:flows[5]",
+        "duplicates claims-dc:flows[3]",
+    ),
+    (
+        "flow with unknown key",
+        _set("claims-dc:flows/0/ports", [443]),
+        "claims-dc:flows[0].ports",
+        "unknown key",
+    ),
+    ("no flows", _set("claims-dc:flows", []), "claims-dc:flows", "non-empty list"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "value"),
+    [pytest.param(m, k, v, id=case) for case, m, k, v in REJECTIONS],
+)
+def test_rejection_names_key_and_value(
+    lab_raw: dict[str, Any], mutate: Mutation, key: str, value: str
+) -> None:
+    mutate(lab_raw)
+    with pytest.raises(ConfigError) as excinfo:
+        _parse(lab_raw)
+    matching = [line for line in excinfo.value.problems if f": {key} = " in line]
+    assert matching, f"no problem names {key}: {excinfo.value.problems}"
+    assert any(value in line for line in matching), matching
+    assert all(line.startswith("Pulumi.lab.yaml: ") for line in excinfo.value.problems)
+
+
+def test_every_problem_is_reported_at_once(lab_raw: dict[str, Any]) -> None:
+    lab_raw["aws:region"] = "eu-west-1"
+    lab_raw["claims-dc:flows"][0]["port"] = 0
+    lab_raw["claims-dc:hosts"]["db-1"]["address"] = "10.9.9.9"
+    with pytest.raises(ConfigError) as excinfo:
+        _parse(lab_raw)
+    assert len(excinfo.value.problems) == 3
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad_name = tmp_path / "lab.yaml"
+    bad_name.write_text("config: {}\n")
+    with pytest.raises(ConfigError, match=re.escape("Pulumi.<stack>.yaml")):
+        load_file(bad_name)
+    broken = tmp_path / "Pulumi.broken.yaml"
+    broken.write_text("config: [unclosed\n")
+    with pytest.raises(ConfigError, match=re.escape("Pulumi.broken.yaml: not valid YAML")):
+        load_file(broken)
+    empty = tmp_path / "Pulumi.empty.yaml"
+    empty.write_text("encryptionsalt: x\n")
+    with pytest.raises(ConfigError, match="needs a top-level 'config:' mapping"):
+        load_file(empty)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_file(tmp_path / "Pulumi.missing.yaml")
+
+
+def test_a_copy_with_another_policy_loads(tmp_path: Path, lab_raw: dict[str, Any]) -> None:
+    lab_raw["claims-dc:flows"].append(
+        {"from": "lgwan", "to": "app", "port": 8443, "why": "a second web port"}
+    )
+    path = tmp_path / "Pulumi.lab.yaml"
+    path.write_text(yaml.safe_dump({"config": lab_raw}, allow_unicode=True))
+    config = load_file(path)
+    assert config.is_allowed("lgwan", "app", 8443)

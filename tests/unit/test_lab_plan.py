@@ -1,0 +1,153 @@
+"""The lab plan: everything the lab builds is derived from the stack config alone."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.config import load_stack, parse
+from ops.lab.plan import (
+    MOTO_PORT,
+    build_plan,
+    host_guard_ruleset,
+    inventory,
+    router_ruleset,
+    ssh_config,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+ACCEPT = re.compile(
+    r"^\s*ip saddr (\S+) ip daddr (\S+) (tcp|udp) dport (\d+) ct state new counter accept$"
+)
+
+
+def _accepts(ruleset: str) -> set[tuple[str, str, int, str]]:
+    found = set()
+    for line in ruleset.splitlines():
+        m = ACCEPT.match(line)
+        if m:
+            found.add((m.group(1), m.group(2), int(m.group(4)), m.group(3)))
+    return found
+
+
+def test_router_accepts_exactly_the_flow_policy() -> None:
+    config = load_stack("lab", REPO)
+    want = {
+        (str(config.zones[s].cidr), str(config.zones[d].cidr), port, proto)
+        for s, d, port, proto in config.allowed()
+    }
+    ruleset = router_ruleset(config)
+    assert _accepts(ruleset) == want
+    forward = ruleset.split("chain forward")[1].split("chain output")[0]
+    assert "policy drop;" in forward
+    # The last verdict refuses everything the policy does not name.
+    assert forward.strip().splitlines()[-2].strip() == (
+        "counter reject with icmpx type admin-prohibited"
+    )
+
+
+def test_router_follows_a_changed_policy(lab_raw: dict[str, Any]) -> None:
+    lab_raw["claims-dc:flows"][3]["to"] = ["app", "intake"]  # mgmt may no longer reach db
+    config = parse(lab_raw, stack="lab", source="copy")
+    accepts = _accepts(router_ruleset(config))
+    assert ("10.231.40.0/24", "10.231.20.0/24", 22, "tcp") not in accepts
+    assert ("10.231.40.0/24", "10.231.10.0/24", 22, "tcp") in accepts
+
+
+def test_hosts_route_other_zones_via_the_router_and_have_no_default() -> None:
+    config = load_stack("lab", REPO)
+    plan = build_plan(config)
+    for host in plan.hosts:
+        own = config.zones[host.zone]
+        dests = {dest for dest, _ in host.routes}
+        assert dests == {z.cidr for z in config.zones.values() if z.name != host.zone}
+        assert all(via == own.router_address for _, via in host.routes)
+        assert ipaddress.IPv4Network("0.0.0.0/0") not in dests
+
+
+def test_router_has_one_leg_per_zone() -> None:
+    config = load_stack("lab", REPO)
+    plan = build_plan(config)
+    assert {addr for _, addr in plan.router_legs} == {
+        z.router_address for z in config.zones.values()
+    }
+
+
+def test_guard_lets_only_the_endpoint_reach_moto() -> None:
+    config = load_stack("lab", REPO)
+    plan = build_plan(config)
+    bridges = {n.name: f"podman{i}" for i, n in enumerate(plan.networks, 1)}
+    ruleset = host_guard_ruleset(plan, bridges)
+    accepts = [line.strip() for line in ruleset.splitlines() if line.strip().endswith("accept")]
+    assert accepts[0] == "ct state established,related accept"
+    assert f"ip saddr 10.231.50.10 ip daddr 10.231.50.1 tcp dport {MOTO_PORT} accept" in accepts[1]
+    assert len([a for a in accepts if "dport" in a]) == 1
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="nft not installed")
+def test_generated_rulesets_are_valid_nftables(tmp_path: Path) -> None:
+    config = load_stack("lab", REPO)
+    plan = build_plan(config)
+    bridges = {n.name: f"podman{i}" for i, n in enumerate(plan.networks, 1)}
+    for name, text in (
+        ("router.nft", router_ruleset(config).replace("flush ruleset\n", "")),
+        ("guard.nft", host_guard_ruleset(plan, bridges)),
+    ):
+        path = tmp_path / name
+        path.write_text(text)
+        proc = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True)
+        assert proc.returncode == 0, f"{name}: {proc.stderr}"
+
+
+def test_inventory_groups_hosts_by_zone_and_role(tmp_path: Path) -> None:
+    config = load_stack("lab", REPO)
+    plan = build_plan(config)
+    inv = inventory(config, plan, tmp_path)["all"]
+    assert inv["hosts"]["db-1"]["ansible_host"] == "10.231.20.10"
+    assert set(inv["children"]["zone_app"]["hosts"]) == {"app-1"}
+    assert set(inv["children"]["role_bastion"]["hosts"]) == {"bastion-1"}
+    assert set(inv["children"]["datacenter"]["hosts"]) == {"app-1", "db-1", "intake-1", "bastion-1"}
+    assert set(inv["children"]["stand_ins"]["hosts"]) == {"terminal-1", "sender-1", "endpoints-1"}
+    assert inv["vars"]["ansible_user"] == "opsadmin"
+    yaml.safe_dump(inv)  # plain data only
+
+
+def test_ssh_config_pins_host_keys(tmp_path: Path) -> None:
+    plan = build_plan(load_stack("lab", REPO))
+    text = ssh_config(plan, tmp_path)
+    assert text.count("StrictHostKeyChecking yes") == len(plan.hosts)
+    assert "StrictHostKeyChecking no" not in text
+    assert f"UserKnownHostsFile {tmp_path / 'known_hosts'}" in text
+
+
+def test_names_are_scoped_to_the_stack(lab_raw: dict[str, Any]) -> None:
+    a = build_plan(parse(lab_raw, stack="lab", source="a"))
+    b = build_plan(parse(lab_raw, stack="lab-2", source="b"))
+    assert not {n.name for n in a.networks} & {n.name for n in b.networks}
+    assert a.label != b.label
+    assert a.host_table != b.host_table
+
+
+def test_policy_mismatch_check_fires_on_every_kind_of_wrong_outcome() -> None:
+    from ops.lab.probes import mismatches
+
+    config = load_stack("lab", REPO)
+    right = {
+        ("terminal-1", "app-1", 443): "open",  # allowed and open
+        ("terminal-1", "sender-1", 22): "EHOSTUNREACH",  # denied, refused by the router
+    }
+    assert mismatches(config, right) == []
+    wrong = {
+        ("terminal-1", "app-1", 443): "EHOSTUNREACH",  # allowed flow blocked
+        ("app-1", "terminal-1", 443): "open",  # the reverse direction let through
+        ("terminal-1", "sender-1", 22): "timeout",  # denied, but not by the router
+        ("bastion-1", "db-1", 5432): "ECONNREFUSED",  # reached a host it must not reach
+    }
+    assert len(mismatches(config, wrong)) == 4
