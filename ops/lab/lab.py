@@ -303,7 +303,30 @@ def _ensure_endpoint(plan: LabPlan, sdir: Path) -> None:
     pm.exec_in(c, ["systemctl", "reload-or-restart", "nginx"])
 
 
-# --- guard on the control node ------------------------------------------------------------
+# --- guard on the control node ---
+
+
+def require_netavark() -> None:
+    backend = pm.podman("info", "--format", "{{.Host.NetworkBackend}}").stdout.strip()
+    if backend != "netavark":
+        raise RuntimeError(
+            f"podman's network backend is {backend!r}, not 'netavark': its internal networks "
+            "would give the control node no address on the lab bridges, and traffic for lab "
+            "addresses would leave the machine. Run ops/lab/setup-host.sh (make setup)."
+        )
+
+
+def check_control_node_routes(plan: LabPlan, bridges: dict[str, str]) -> None:
+    """Refuse to go on unless every lab address is routed into its own lab bridge."""
+    for host in plan.hosts:
+        want = bridges[plan.network(host.zone).name]
+        route = _sh(["ip", "-4", "route", "get", str(host.address)], "route check").split()
+        dev = route[route.index("dev") + 1] if "dev" in route else None
+        if dev != want:
+            raise RuntimeError(
+                f"the control node routes {host.name} ({host.address}) via {dev!r}, not the "
+                f"lab bridge {want!r}: refusing to send it anything ({' '.join(route)})"
+            )
 
 
 def _host_table_exists(plan: LabPlan) -> bool:
@@ -341,6 +364,7 @@ def up(config: StackConfig) -> UpReport:
     sdir = state_dir(config.stack)
     sdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(sdir, 0o700)
+    require_netavark()
     progress("golden image")
     image_ref, build_seconds = image.ensure()
     if build_seconds is not None:
@@ -369,11 +393,12 @@ def up(config: StackConfig) -> UpReport:
     _wait_booted([h.container for h in plan.hosts] + [plan.router])
 
     progress("router rules and routes")
+    check_control_node_routes(plan, _bridges(plan))
+    _ensure_host_guard(plan)
     apply_router_rules(config, plan)
     pm.exec_in(plan.router, ["systemctl", "enable", "--quiet", "nftables"])
     for host in plan.hosts:
         _ensure_routes(host)
-    _ensure_host_guard(plan)
 
     progress("operator key, host keys, lab CA")
     known = []

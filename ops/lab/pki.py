@@ -47,6 +47,18 @@ def ensure_operator_key(state_dir: Path) -> str:
     return pub_path.read_text().strip()
 
 
+def _write_pair(
+    cert_path: Path, cert: x509.Certificate, key_path: Path, key: ec.EllipticCurvePrivateKey
+) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    write_private(key_path, pem)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name(
         [
@@ -89,15 +101,7 @@ def ensure_ca(state_dir: Path) -> Path:
         )
         .sign(key, hashes.SHA256())
     )
-    write_private(
-        key_path,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_pair(cert_path, cert, key_path, key)
     return cert_path
 
 
@@ -133,13 +137,5 @@ def ensure_server_cert(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    write_private(
-        key_path,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_pair(cert_path, cert, key_path, key)
     return cert_path, key_path

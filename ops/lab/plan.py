@@ -169,7 +169,8 @@ table inet {NFT_ROUTER_TABLE} {{
 
 
 def host_guard_ruleset(plan: LabPlan, bridges: dict[str, str]) -> str:
-    """The control node's own guard: lab hosts may not start connections to it or through it.
+    """The control node's own guard: lab hosts may not start connections to it or through it,
+    and the control node sends nothing for a lab address anywhere but into the lab.
 
     Each lab network has the control node on its gateway address (podman's bridge), which would
     otherwise be a way out of the closed segment. Only the endpoint stand-in may reach the moto
@@ -181,6 +182,9 @@ def host_guard_ruleset(plan: LabPlan, bridges: dict[str, str]) -> str:
     same_bridge = ", ".join(f'"{b}" . "{b}"' for b in (bridges[n.name] for n in plan.networks))
     endpoints_bridge = bridges[plan.network("endpoints").name]
     endpoint = plan.endpoint_host().address
+    # Whatever the routing table says, nothing the control node sends to a lab address may
+    # leave through anything but the lab's own bridges: never out of the machine.
+    cidrs = ", ".join(str(n.subnet) for n in plan.networks)
     return f"""table inet {plan.host_table} {{
     chain input {{
         type filter hook input priority filter - 10; policy accept;
@@ -191,6 +195,11 @@ def host_guard_ruleset(plan: LabPlan, bridges: dict[str, str]) -> str:
         ct state established,related accept
         iifname "{endpoints_bridge}" ip saddr {endpoint} ip daddr {plan.moto_address} tcp dport {MOTO_PORT} accept
         counter reject with icmpx type admin-prohibited
+    }}
+
+    chain output {{
+        type filter hook output priority filter - 10; policy accept;
+        ip daddr {{ {cidrs} }} oifname != {{ {names}, "lo" }} counter reject with icmpx type admin-prohibited
     }}
 
     chain forward {{

@@ -55,20 +55,20 @@ def network_names(label: str) -> list[str]:
     return sorted(row["name"] for row in rows)
 
 
-def inspect_container(name: str) -> dict[str, Any] | None:
-    proc = podman("container", "inspect", name, check=False)
+def _inspect(kind: str, name: str) -> dict[str, Any] | None:
+    proc = podman(kind, "inspect", name, check=False)
     if proc.returncode != 0:
         return None
     rows = json.loads(proc.stdout)
     return rows[0] if rows else None
+
+
+def inspect_container(name: str) -> dict[str, Any] | None:
+    return _inspect("container", name)
 
 
 def inspect_network(name: str) -> dict[str, Any] | None:
-    proc = podman("network", "inspect", name, check=False)
-    if proc.returncode != 0:
-        return None
-    rows = json.loads(proc.stdout)
-    return rows[0] if rows else None
+    return _inspect("network", name)
 
 
 def exec_in(

@@ -3,8 +3,11 @@
 # already done: safe to run before every make target.
 set -euo pipefail
 
-PACKAGES=(podman runc debootstrap openssh-client nftables iproute2 util-linux ca-certificates
-          python3-venv make git)
+# netavark is only a Recommends of podman: without it podman falls back to CNI, whose internal
+# networks give the control node no address on the bridge, so its traffic to lab addresses
+# would follow the default route out of the machine. It is required here, and pinned below.
+PACKAGES=(podman runc netavark aardvark-dns debootstrap openssh-client nftables iproute2
+          util-linux ca-certificates python3-venv make git)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -33,4 +36,17 @@ default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 CONF
+fi
+
+# Pin the network backend whatever containers.conf says or podman cached on this machine.
+install -d /etc/containers/containers.conf.d
+cat > /etc/containers/containers.conf.d/50-claims-dc.conf <<'CONF'
+# Written by claims-dc (ops/lab/setup-host.sh): the lab needs netavark, never CNI.
+[network]
+network_backend = "netavark"
+CONF
+backend=$(podman info --format '{{.Host.NetworkBackend}}')
+if [[ $backend != netavark ]]; then
+    echo "setup: podman uses the '$backend' network backend; claims-dc needs netavark" >&2
+    exit 1
 fi

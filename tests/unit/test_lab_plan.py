@@ -151,3 +151,16 @@ def test_policy_mismatch_check_fires_on_every_kind_of_wrong_outcome() -> None:
         ("bastion-1", "db-1", 5432): "ECONNREFUSED",  # reached a host it must not reach
     }
     assert len(mismatches(config, wrong)) == 4
+
+
+def test_guard_keeps_lab_bound_traffic_on_the_lab_bridges() -> None:
+    config = load_stack("lab", REPO)
+    plan = build_plan(config)
+    bridges = {n.name: f"podman{i}" for i, n in enumerate(plan.networks, 1)}
+    output = host_guard_ruleset(plan, bridges).split("chain output")[1].split("chain forward")[0]
+    rule = next(line.strip() for line in output.splitlines() if "ip daddr" in line)
+    for zone in config.zones.values():
+        assert str(zone.cidr) in rule
+    for bridge in bridges.values():
+        assert f'"{bridge}"' in rule
+    assert "oifname != {" in rule and rule.endswith("reject with icmpx type admin-prohibited")

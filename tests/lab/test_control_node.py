@@ -1,0 +1,60 @@
+"""The control node sends nothing for a lab address anywhere but into the lab's bridges."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from ops.lab import lab
+from ops.lab.lab import UpReport
+from ops.lab.plan import LabPlan
+
+pytestmark = pytest.mark.lab
+DEAD_END = "cdc-deadend"
+UNUSED = "10.231.10.200"  # inside the app zone, no host there
+
+
+def test_every_lab_address_routes_into_its_own_bridge(lab_up: UpReport, lab_plan: LabPlan) -> None:
+    bridges = lab._bridges(lab_plan)
+    lab.check_control_node_routes(lab_plan, bridges)  # raises on any other route
+    # ...and it fires when a route goes anywhere else.
+    names = list(bridges)
+    swapped = dict(zip(names, names[1:] + names[:1], strict=True))
+    with pytest.raises(RuntimeError, match="not the lab bridge"):
+        lab.check_control_node_routes(lab_plan, {n: bridges[swapped[n]] for n in names})
+
+
+@pytest.fixture
+def dead_end_route() -> Iterator[None]:
+    # A veth whose peer stays down is a dead end: whatever is routed into it goes nowhere.
+    subprocess.run(
+        ["ip", "link", "add", DEAD_END, "type", "veth", "peer", "name", f"{DEAD_END}p"],
+        check=True,
+    )
+    try:
+        subprocess.run(["ip", "link", "set", DEAD_END, "up"], check=True)
+        subprocess.run(["ip", "route", "add", f"{UNUSED}/32", "dev", DEAD_END], check=True)
+        yield
+    finally:
+        subprocess.run(["ip", "link", "del", DEAD_END], check=False)
+
+
+def test_guard_refuses_lab_traffic_routed_elsewhere(
+    lab_up: UpReport, lab_plan: LabPlan, dead_end_route: None
+) -> None:
+    with pytest.raises(OSError) as excinfo, socket.socket() as s:
+        s.settimeout(5)
+        s.connect((UNUSED, 22))
+    # Refused by the guard at once (not a timeout: nothing was sent).
+    assert excinfo.value.errno in (errno.EHOSTUNREACH, errno.EPERM, errno.EACCES), excinfo.value
+    listing = subprocess.run(
+        ["nft", "list", "chain", "inet", lab_plan.host_table, "output"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "packets 0 " not in listing, listing
