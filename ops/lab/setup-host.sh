@@ -5,8 +5,9 @@ set -euo pipefail
 
 # netavark is only a Recommends of podman: without it podman falls back to CNI, whose internal
 # networks give the control node no address on the bridge, so its traffic to lab addresses
-# would follow the default route out of the machine. It is required here, and pinned below.
-PACKAGES=(podman runc netavark aardvark-dns debootstrap openssh-client nftables iproute2
+# would follow the default route out of the machine. It is required here, and pinned below;
+# netavark drives the firewall through iptables.
+PACKAGES=(podman runc netavark aardvark-dns iptables debootstrap openssh-client nftables iproute2
           util-linux ca-certificates python3-venv make git)
 
 missing=()
