@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from infra.cidr import aws_reserved, split_for_azs
+
 PROJECT = "claims-dc"
 NS = f"{PROJECT}:"
 
@@ -53,7 +55,53 @@ PROTOCOLS = ("tcp", "udp")
 # LGWAN and the fund's line must never reach each other, not even through the data center.
 FORBIDDEN_PAIRS = frozenset({("lgwan", "fund"), ("fund", "lgwan")})
 
-KNOWN_KEYS = ("municipality", "vpcCidr", "zones", "hosts", "flows")
+KNOWN_KEYS = (
+    "municipality",
+    "vpcCidr",
+    "availabilityZones",
+    "zones",
+    "hosts",
+    "flows",
+    "lines",
+    "backup",
+    "logs",
+)
+LINE_KINDS = ("vpn", "dx")
+# The retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+AZ_NAME = re.compile(r"^ap-northeast-[13][a-d]$")
+DX_CONNECTION = re.compile(r"^dxcon-[a-z0-9]{6,12}$")
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+DEFAULT_INSTANCE_TYPE = "t3.medium"
+
+
+def private_asn(asn: int) -> bool:
+    return 64512 <= asn <= 65534 or 4200000000 <= asn <= 4294967294
+
+
 HOST_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 MUNICIPALITY_CODE = re.compile(r"^[0-9]{6}$")
 
@@ -70,6 +118,7 @@ class ConfigError(ValueError):
 class Zone:
     name: str
     cidr: ipaddress.IPv4Network
+    subnets: tuple[ipaddress.IPv4Network, ...] = ()  # one per AZ; data-center zones only
 
     @property
     def external(self) -> bool:
@@ -84,11 +133,14 @@ class Zone:
     def reserved(self) -> frozenset[ipaddress.IPv4Address]:
         """Addresses no host may take: AWS keeps the first four and the last of every subnet,
         and the lab router takes the last usable one."""
-        first = self.cidr.network_address
-        return frozenset(
-            {first, first + 1, first + 2, first + 3, self.cidr.broadcast_address}
-            | {self.router_address}
-        )
+        reserved = set(aws_reserved(self.cidr)) | {self.router_address}
+        for subnet in self.subnets:
+            reserved |= aws_reserved(subnet)
+        return frozenset(reserved)
+
+    def subnet_of(self, address: ipaddress.IPv4Address) -> int:
+        """Index of the AZ subnet holding `address`."""
+        return next(i for i, net in enumerate(self.subnets) if address in net)
 
 
 @dataclass(frozen=True)
@@ -97,6 +149,7 @@ class Host:
     zone: str
     role: str
     address: ipaddress.IPv4Address
+    instance_type: str = DEFAULT_INSTANCE_TYPE
 
     @property
     def stand_in(self) -> bool:
@@ -120,6 +173,26 @@ class Flow:
 
 
 @dataclass(frozen=True)
+class Line:
+    """A private line into the data center: LGWAN, or the fund's dedicated line."""
+
+    name: str
+    kind: str  # vpn: Site-to-Site VPN with static routes; dx: Direct Connect transit VIF
+    bgp_asn: int
+    customer_gateway_ip: ipaddress.IPv4Address | None = None
+    dx_connection_id: str | None = None
+    vlan: int | None = None
+
+
+@dataclass(frozen=True)
+class Backup:
+    retention_days: int  # Object Lock COMPLIANCE default retention
+    noncurrent_expire_days: int
+    cold_after_days: int
+    replica_region: str | None
+
+
+@dataclass(frozen=True)
 class Municipality:
     code: str
     name: str
@@ -132,9 +205,13 @@ class StackConfig:
     region: str
     municipality: Municipality
     vpc_cidr: ipaddress.IPv4Network
+    availability_zones: tuple[str, ...]
     zones: Mapping[str, Zone]
     hosts: Mapping[str, Host]
     flows: tuple[Flow, ...]
+    lines: Mapping[str, Line]
+    backup: Backup
+    log_retention_days: int
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def allowed(self) -> frozenset[tuple[str, str, int, str]]:
@@ -191,6 +268,32 @@ def _mapping(problems: _Problems, key: str, value: object) -> Mapping[str, Any] 
     return value
 
 
+def _int(problems: _Problems, key: str, value: object, low: int, high: int) -> int | None:
+    # bool is an int in Python; `yes` must not become 1.
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        problems.add(key, value, f"must be an integer from {low} to {high}")
+        return None
+    return value
+
+
+def _parse_azs(problems: _Problems, raw: object, region: object) -> tuple[str, ...]:
+    key = f"{NS}availabilityZones"
+    if not isinstance(raw, list) or len(raw) < 2:
+        problems.add(key, raw, "must list at least two availability zones")
+        return ()
+    good: list[str] = []
+    for i, az in enumerate(raw):
+        if not isinstance(az, str) or not AZ_NAME.match(az):
+            problems.add(f"{key}[{i}]", az, "not an availability zone of Tokyo or Osaka")
+        elif isinstance(region, str) and not az.startswith(region):
+            problems.add(f"{key}[{i}]", az, f"not in the stack's region {region}")
+        elif az in good:
+            problems.add(f"{key}[{i}]", az, "listed twice")
+        else:
+            good.append(az)
+    return tuple(good) if len(good) == len(raw) else ()
+
+
 def _zone_list(problems: _Problems, key: str, value: object) -> tuple[str, ...]:
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not names:
@@ -226,7 +329,7 @@ def _parse_municipality(problems: _Problems, raw: object) -> Municipality:
 
 
 def _parse_zones(
-    problems: _Problems, raw: object, vpc: ipaddress.IPv4Network | None
+    problems: _Problems, raw: object, vpc: ipaddress.IPv4Network | None, az_count: int
 ) -> dict[str, Zone]:
     key = f"{NS}zones"
     data = _mapping(problems, key, raw)
@@ -261,7 +364,14 @@ def _parse_zones(
                     f"an outside zone must not overlap vpcCidr {vpc}",
                 )
                 continue
-        zones[name] = Zone(name=name, cidr=net)
+        subnets: tuple[ipaddress.IPv4Network, ...] = ()
+        if name in DATACENTER_ZONES and az_count:
+            try:
+                subnets = tuple(split_for_azs(net, az_count))
+            except ValueError as exc:
+                problems.add(f"{key}.{name}.cidr", str(net), str(exc))
+                continue
+        zones[name] = Zone(name=name, cidr=net, subnets=subnets)
     placed = list(zones.values())
     for i, a in enumerate(placed):
         for b in placed[i + 1 :]:
@@ -289,12 +399,16 @@ def _parse_hosts(problems: _Problems, raw: object, zones: Mapping[str, Zone]) ->
         entry_map = _mapping(problems, hkey, entry)
         if entry_map is None:
             continue
-        unknown = set(entry_map) - {"zone", "role", "address"}
+        unknown = set(entry_map) - {"zone", "role", "address", "instanceType"}
         for extra in sorted(unknown):
             problems.add(f"{hkey}.{extra}", entry_map[extra], "unknown key")
         zone = entry_map.get("zone")
         role = entry_map.get("role")
         address = entry_map.get("address")
+        instance_type = entry_map.get("instanceType", DEFAULT_INSTANCE_TYPE)
+        if not isinstance(instance_type, str) or not INSTANCE_TYPE.match(instance_type):
+            problems.add(f"{hkey}.instanceType", instance_type, "not an EC2 instance type")
+            continue
         if zone not in ZONE_NAMES:
             problems.add(f"{hkey}.zone", zone, f"unknown zone; zones are {', '.join(ZONE_NAMES)}")
             continue
@@ -327,7 +441,9 @@ def _parse_hosts(problems: _Problems, raw: object, zones: Mapping[str, Zone]) ->
             problems.add(f"{hkey}.address", str(addr), f"already taken by host {seen[addr]}")
             continue
         seen[addr] = name
-        hosts[name] = Host(name=name, zone=zone, role=role, address=addr)
+        hosts[name] = Host(
+            name=name, zone=zone, role=role, address=addr, instance_type=instance_type
+        )
     return hosts
 
 
@@ -401,6 +517,121 @@ def _parse_flows(problems: _Problems, raw: object) -> tuple[Flow, ...]:
     return tuple(flows)
 
 
+def _parse_line(problems: _Problems, name: str, raw: object) -> Line | None:
+    key = f"{NS}lines.{name}"
+    data = _mapping(problems, key, raw)
+    if data is None:
+        return None
+    kind = data.get("type")
+    if kind not in LINE_KINDS:
+        problems.add(f"{key}.type", kind, f"must be one of {', '.join(LINE_KINDS)}")
+        return None
+    allowed = {"type", "bgpAsn"} | (
+        {"customerGatewayIp"} if kind == "vpn" else {"connectionId", "vlan"}
+    )
+    for extra in sorted(set(data) - allowed):
+        problems.add(f"{key}.{extra}", data[extra], f"unknown key for a {kind} line")
+    asn = _int(problems, f"{key}.bgpAsn", data.get("bgpAsn"), 1, 4294967294)
+    if asn is not None and not private_asn(asn):
+        problems.add(f"{key}.bgpAsn", asn, "must be a private ASN (64512-65534, 42xxxxxxxx)")
+        asn = None
+    if kind == "vpn":
+        try:
+            ip = ipaddress.IPv4Address(data.get("customerGatewayIp"))
+        except (ValueError, TypeError):
+            problems.add(
+                f"{key}.customerGatewayIp", data.get("customerGatewayIp"), "not an IPv4 address"
+            )
+            return None
+        return None if asn is None else Line(name, kind, asn, customer_gateway_ip=ip)
+    connection = data.get("connectionId")
+    if not isinstance(connection, str) or not DX_CONNECTION.match(connection):
+        problems.add(f"{key}.connectionId", connection, "not a Direct Connect connection ID")
+        return None
+    vlan = _int(problems, f"{key}.vlan", data.get("vlan"), 1, 4094)
+    if asn is None or vlan is None:
+        return None
+    return Line(name, kind, asn, dx_connection_id=connection, vlan=vlan)
+
+
+def _parse_lines(problems: _Problems, raw: object) -> dict[str, Line]:
+    key = f"{NS}lines"
+    data = _mapping(problems, key, raw)
+    if data is None:
+        return {}
+    for name in sorted(set(data) - set(EXTERNAL_ZONES)):
+        problems.add(f"{key}.{name}", name, f"unknown line; lines are {', '.join(EXTERNAL_ZONES)}")
+    lines: dict[str, Line] = {}
+    for name in EXTERNAL_ZONES:
+        if name not in data:
+            problems.add(f"{key}.{name}", None, "missing; every outside zone needs its own line")
+            continue
+        line = _parse_line(problems, name, data[name])
+        if line is not None:
+            lines[name] = line
+    if len(lines) == 2:
+        lgwan, fund = lines["lgwan"], lines["fund"]
+        same_vpn = lgwan.customer_gateway_ip and (
+            lgwan.customer_gateway_ip == fund.customer_gateway_ip
+        )
+        same_dx = lgwan.dx_connection_id and (
+            (lgwan.dx_connection_id, lgwan.vlan) == (fund.dx_connection_id, fund.vlan)
+        )
+        if same_vpn or same_dx:
+            problems.add(
+                f"{key}.fund",
+                fund.customer_gateway_ip or fund.dx_connection_id,
+                "the fund's line must be separate from LGWAN",
+            )
+    return lines
+
+
+def _parse_backup(problems: _Problems, raw: object, region: object) -> Backup | None:
+    key = f"{NS}backup"
+    data = _mapping(problems, key, raw)
+    if data is None:
+        return None
+    allowed = {"retentionDays", "noncurrentExpireDays", "coldAfterDays", "replicaRegion"}
+    for extra in sorted(set(data) - allowed):
+        problems.add(f"{key}.{extra}", data[extra], "unknown key")
+    retention = _int(problems, f"{key}.retentionDays", data.get("retentionDays"), 1, 3650)
+    expire = _int(
+        problems, f"{key}.noncurrentExpireDays", data.get("noncurrentExpireDays"), 1, 3650
+    )
+    # S3 moves nothing to STANDARD_IA before 30 days.
+    cold = _int(problems, f"{key}.coldAfterDays", data.get("coldAfterDays"), 30, 3650)
+    replica = data.get("replicaRegion")
+    if replica is not None and (replica not in ALLOWED_REGIONS or replica == region):
+        problems.add(
+            f"{key}.replicaRegion", replica, "must be the other Japanese region, or left out"
+        )
+        return None
+    if retention is None or expire is None or cold is None:
+        return None
+    if expire < retention:
+        problems.add(
+            f"{key}.noncurrentExpireDays",
+            expire,
+            f"must be at least retentionDays ({retention}): locked versions stay",
+        )
+        return None
+    return Backup(retention, expire, cold, replica)
+
+
+def _parse_logs(problems: _Problems, raw: object) -> int | None:
+    key = f"{NS}logs"
+    data = _mapping(problems, key, raw)
+    if data is None:
+        return None
+    for extra in sorted(set(data) - {"retentionDays"}):
+        problems.add(f"{key}.{extra}", data[extra], "unknown key")
+    days = data.get("retentionDays")
+    if days not in LOG_RETENTION_DAYS or isinstance(days, bool):
+        problems.add(f"{key}.retentionDays", days, "not a retention CloudWatch Logs accepts")
+        return None
+    return int(days)
+
+
 def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
     """Validate the `config:` mapping of a stack file (keys like `claims-dc:zones`)."""
     problems = _Problems(source)
@@ -416,21 +647,30 @@ def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
         )
     municipality = _parse_municipality(problems, config.get(f"{NS}municipality"))
     vpc = _network(problems, f"{NS}vpcCidr", config.get(f"{NS}vpcCidr"))
-    zones = _parse_zones(problems, config.get(f"{NS}zones"), vpc)
+    azs = _parse_azs(problems, config.get(f"{NS}availabilityZones"), region)
+    zones = _parse_zones(problems, config.get(f"{NS}zones"), vpc, len(azs))
     hosts = _parse_hosts(problems, config.get(f"{NS}hosts"), zones)
     flows = _parse_flows(problems, config.get(f"{NS}flows"))
+    lines = _parse_lines(problems, config.get(f"{NS}lines"))
+    backup = _parse_backup(problems, config.get(f"{NS}backup"), region)
+    log_days = _parse_logs(problems, config.get(f"{NS}logs"))
     if problems.lines:
         raise ConfigError(problems.lines)
-    assert vpc is not None  # no problems means every part parsed
+    # no problems means every part parsed
+    assert vpc is not None and backup is not None and log_days is not None
     return StackConfig(
         stack=stack,
         source=source,
         region=str(region),
         municipality=municipality,
         vpc_cidr=vpc,
+        availability_zones=azs,
         zones=zones,
         hosts=hosts,
         flows=flows,
+        lines=lines,
+        backup=backup,
+        log_retention_days=log_days,
         raw=dict(config),
     )
 

@@ -308,6 +308,140 @@ REJECTIONS: list[tuple[str, Mutation, str, str]] = [
         "unknown key",
     ),
     ("no flows", _set("claims-dc:flows", []), "claims-dc:flows", "non-empty list"),
+    (
+        "one availability zone",
+        _set("claims-dc:availabilityZones", ["ap-northeast-1a"]),
+        "claims-dc:availabilityZones",
+        "at least two",
+    ),
+    (
+        "availability zone of another region",
+        _set("claims-dc:availabilityZones", ["ap-northeast-1a", "ap-northeast-3a"]),
+        "claims-dc:availabilityZones[1]",
+        "'ap-northeast-3a'",
+    ),
+    (
+        "availability zone outside Japan",
+        _set("claims-dc:availabilityZones", ["ap-northeast-1a", "us-east-1a"]),
+        "claims-dc:availabilityZones[1]",
+        "'us-east-1a'",
+    ),
+    (
+        "availability zone twice",
+        _set("claims-dc:availabilityZones", ["ap-northeast-1a", "ap-northeast-1a"]),
+        "claims-dc:availabilityZones[1]",
+        "listed twice",
+    ),
+    (
+        "zone too small to split across AZs",
+        _set("claims-dc:zones/mgmt/cidr", "10.231.40.0/28"),
+        "claims-dc:zones.mgmt.cidr",
+        "too small for 2 subnets",
+    ),
+    (
+        "host on the second AZ subnet's reserved head",
+        _set("claims-dc:hosts/app-1/address", "10.231.10.129"),
+        "claims-dc:hosts.app-1.address",
+        "reserved",
+    ),
+    (
+        "host with a bad instance type",
+        _set("claims-dc:hosts/app-1/instanceType", "big"),
+        "claims-dc:hosts.app-1.instanceType",
+        "'big'",
+    ),
+    ("line missing", _delete("claims-dc:lines/fund"), "claims-dc:lines.fund", "missing"),
+    (
+        "unknown line",
+        _set("claims-dc:lines/internet", {"type": "vpn"}),
+        "claims-dc:lines.internet",
+        "unknown line",
+    ),
+    (
+        "line of unknown type",
+        _set("claims-dc:lines/lgwan/type", "ipsec"),
+        "claims-dc:lines.lgwan.type",
+        "'ipsec'",
+    ),
+    (
+        "line with a public ASN",
+        _set("claims-dc:lines/lgwan/bgpAsn", 2516),
+        "claims-dc:lines.lgwan.bgpAsn",
+        "private ASN",
+    ),
+    (
+        "vpn line without an address",
+        _set("claims-dc:lines/fund/customerGatewayIp", "x"),
+        "claims-dc:lines.fund.customerGatewayIp",
+        "'x'",
+    ),
+    (
+        "vpn line with a dx key",
+        _set("claims-dc:lines/fund/vlan", 10),
+        "claims-dc:lines.fund.vlan",
+        "unknown key for a vpn line",
+    ),
+    (
+        "dx line with a bad connection",
+        _set(
+            "claims-dc:lines/lgwan",
+            {"type": "dx", "connectionId": "dx-1", "vlan": 5, "bgpAsn": 65010},
+        ),
+        "claims-dc:lines.lgwan.connectionId",
+        "'dx-1'",
+    ),
+    (
+        "dx line with a bad VLAN",
+        _set(
+            "claims-dc:lines/lgwan",
+            {"type": "dx", "connectionId": "dxcon-abc123", "vlan": 4095, "bgpAsn": 65010},
+        ),
+        "claims-dc:lines.lgwan.vlan",
+        "4095",
+    ),
+    (
+        "fund line shared with LGWAN",
+        _set("claims-dc:lines/fund/customerGatewayIp", "203.0.113.10"),
+        "claims-dc:lines.fund",
+        "must be separate from LGWAN",
+    ),
+    (
+        "backup retention zero",
+        _set("claims-dc:backup/retentionDays", 0),
+        "claims-dc:backup.retentionDays",
+        "0",
+    ),
+    (
+        "backup versions expire while locked",
+        _set("claims-dc:backup/noncurrentExpireDays", 10),
+        "claims-dc:backup.noncurrentExpireDays",
+        "at least retentionDays (35)",
+    ),
+    (
+        "backup cold too early",
+        _set("claims-dc:backup/coldAfterDays", 7),
+        "claims-dc:backup.coldAfterDays",
+        "7",
+    ),
+    (
+        "backup replica abroad",
+        _set("claims-dc:backup/replicaRegion", "us-east-1"),
+        "claims-dc:backup.replicaRegion",
+        "'us-east-1'",
+    ),
+    (
+        "backup replica in the same region",
+        _set("claims-dc:backup/replicaRegion", "ap-northeast-1"),
+        "claims-dc:backup.replicaRegion",
+        "other Japanese region",
+    ),
+    (
+        "log retention CloudWatch refuses",
+        _set("claims-dc:logs/retentionDays", 100),
+        "claims-dc:logs.retentionDays",
+        "100",
+    ),
+    ("backup missing", _delete("claims-dc:backup"), "claims-dc:backup", "None"),
 ]
 
 
@@ -328,7 +462,7 @@ def test_rejection_names_key_and_value(
 
 
 def test_every_problem_is_reported_at_once(lab_raw: dict[str, Any]) -> None:
-    lab_raw["aws:region"] = "eu-west-1"
+    lab_raw["claims-dc:municipality"]["name"] = ""
     lab_raw["claims-dc:flows"][0]["port"] = 0
     lab_raw["claims-dc:hosts"]["db-1"]["address"] = "10.9.9.9"
     with pytest.raises(ConfigError) as excinfo:
