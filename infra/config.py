@@ -227,6 +227,11 @@ class StackConfig:
         """Every (port, protocol) the policy mentions, in a stable order."""
         return tuple(sorted({(f.port, f.protocol) for f in self.flows}))
 
+    def line_zone(self, outside: str) -> str:
+        """The one data-center zone an outside zone's line serves."""
+        (zone,) = {d for f in self.flows for s, d in f.pairs() if s == outside}
+        return zone
+
     def hosts_in(self, zone: str) -> list[Host]:
         return [h for h in self.hosts.values() if h.zone == zone]
 
@@ -650,7 +655,17 @@ def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
     azs = _parse_azs(problems, config.get(f"{NS}availabilityZones"), region)
     zones = _parse_zones(problems, config.get(f"{NS}zones"), vpc, len(azs))
     hosts = _parse_hosts(problems, config.get(f"{NS}hosts"), zones)
+    before_flows = len(problems.lines)
     flows = _parse_flows(problems, config.get(f"{NS}flows"))
+    # Judged only on a flow list that parsed cleanly, so one bad flow is not reported twice.
+    for outside in EXTERNAL_ZONES if len(problems.lines) == before_flows else ():
+        served = sorted({d for f in flows for s, d in f.pairs() if s == outside})
+        if len(served) != 1:
+            problems.add(
+                f"{NS}flows",
+                f"{outside} -> {', '.join(served) or 'nothing'}",
+                f"the {outside} line must serve exactly one data-center zone",
+            )
     lines = _parse_lines(problems, config.get(f"{NS}lines"))
     backup = _parse_backup(problems, config.get(f"{NS}backup"), region)
     log_days = _parse_logs(problems, config.get(f"{NS}logs"))

@@ -3,7 +3,8 @@
 The Pulumi CLI and its provider plugins cannot be installed on the lab machines, so the program
 is checked here the way Pulumi's unit tests do it: `pulumi.runtime.set_mocks`, the stack's config
 handed over exactly as the engine would hand it, and every resource the program declares
-recorded for the checks that follow.
+recorded with its inputs. The mocks are strict: an invoke they do not know fails the evaluation
+instead of quietly returning nothing.
 """
 
 from __future__ import annotations
@@ -18,12 +19,41 @@ import yaml
 
 from infra.config import PROJECT, StackConfig, from_pulumi
 
+MOCK_ACCOUNT = "123456789012"
+
+
+# The data sources the program may call, and what they answer under mocks.
+KNOWN_INVOKES: dict[str, dict[str, Any]] = {
+    "aws:index/getCallerIdentity:getCallerIdentity": {
+        "accountId": MOCK_ACCOUNT, "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:user/mock",
+        "userId": "MOCK", "id": MOCK_ACCOUNT,
+    },
+    "aws:ec2/getAmi:getAmi": {
+        "id": "ami-0debian12mock", "name": "debian-12-amd64-mock", "architecture": "x86_64",
+    },
+    "aws:ec2transitgateway/getDirectConnectGatewayAttachment:getDirectConnectGatewayAttachment": {
+        "id": "tgw-attach-dx-mock",
+    },
+}  # fmt: skip
+
+
+class UnknownInvokeError(RuntimeError):
+    """The program called a data source the mocks were not taught: add it on purpose."""
+
 
 @dataclass
 class DeclaredResource:
     type: str
     name: str
     inputs: dict[str, Any]
+    provider: str | None = None
+    protect: bool = False
+    ignore_changes: tuple[str, ...] = ()
+
+    @property
+    def component(self) -> str:
+        """The component that declared it: children are named `<component>-...`."""
+        return self.name.split("-", 1)[0]
 
 
 @dataclass
@@ -31,18 +61,54 @@ class Evaluation:
     config: StackConfig
     outputs: dict[str, Any]
     resources: list[DeclaredResource] = field(default_factory=list)
+    invokes: list[str] = field(default_factory=list)
+
+    def of_type(self, type_token: str) -> list[DeclaredResource]:
+        return [r for r in self.resources if r.type == type_token]
+
+
+def _computed(typ: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    """The outputs a real provider would compute, so that dependent inputs are concrete."""
+    out: dict[str, Any] = {"arn": f"arn:aws:mock:{region}:{MOCK_ACCOUNT}:{typ}/{name}"}
+    if typ == "aws:s3/bucket:Bucket":
+        out["arn"] = f"arn:aws:s3:::{inputs.get('bucket', name)}"
+        out["bucket"] = inputs.get("bucket", name)
+    elif typ == "aws:kms/key:Key":
+        out["arn"] = f"arn:aws:kms:{region}:{MOCK_ACCOUNT}:key/{name}"
+        out["keyId"] = name
+    elif typ == "aws:iam/role:Role":
+        out["arn"] = f"arn:aws:iam::{MOCK_ACCOUNT}:role/{inputs.get('name', name)}"
+        out["name"] = inputs.get("name", name)
+    elif typ == "aws:iam/instanceProfile:InstanceProfile":
+        out["name"] = name
+    elif typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
+        out["prefixListId"] = "pl-61a54008" if inputs.get("vpcEndpointType") == "Gateway" else None
+        out["dnsEntries"] = [
+            {"dnsName": f"vpce-{name}.{inputs.get('serviceName')}", "hostedZoneId": "Z0MOCK"}
+        ]
+    elif typ == "aws:ec2/vpnConnection:VpnConnection":
+        out["transitGatewayAttachmentId"] = f"tgw-attach-{name}"
+    elif typ == "aws:ec2/instance:Instance":
+        out["privateIp"] = inputs.get("privateIp")
+    return out
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    def __init__(self, region: str) -> None:
+        self.region = region
         self.resources: list[DeclaredResource] = []
+        self.invokes: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(DeclaredResource(args.typ, args.name, dict(args.inputs)))
-        return f"{args.name}-id", dict(args.inputs)
+        inputs = dict(args.inputs)
+        self.resources.append(DeclaredResource(args.typ, args.name, inputs, args.provider))
+        return f"{args.name}-id", {**_computed(args.typ, args.name, inputs, self.region), **inputs}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
-        return {}, []
+        self.invokes.append(args.token)
+        if args.token not in KNOWN_INVOKES:
+            raise UnknownInvokeError(f"invoke {args.token} is not known to the mocks")
+        return dict(KNOWN_INVOKES[args.token]), []
 
 
 def engine_config(stack_file: Path) -> dict[str, str]:
@@ -57,9 +123,32 @@ def evaluate(stack_file: Path) -> Evaluation:
     from infra.program import outputs, run
 
     stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    mocks = RecordingMocks()
-    pulumi.runtime.set_all_config(engine_config(stack_file))
+    config_values = engine_config(stack_file)
+    mocks = RecordingMocks(config_values.get("aws:region", ""))
+    pulumi.runtime.set_all_config(config_values)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
-    config = from_pulumi()
-    run(config)
-    return Evaluation(config=config, outputs=outputs(config), resources=mocks.resources)
+    holder: dict[str, StackConfig] = {}
+
+    options: dict[tuple[str, str], tuple[bool, tuple[str, ...]]] = {}
+
+    def record_options(
+        args: pulumi.ResourceTransformationArgs,
+    ) -> pulumi.ResourceTransformationResult | None:
+        # Mocks never see resource options; this records the ones the safety rules rely on.
+        opts = args.opts
+        options[(args.type_, args.name)] = (bool(opts.protect), tuple(opts.ignore_changes or ()))
+        return None
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def program() -> None:
+        pulumi.runtime.register_stack_transformation(record_options)
+        holder["config"] = from_pulumi()
+        run(holder["config"])
+
+    program()
+    for resource in mocks.resources:
+        resource.protect, resource.ignore_changes = options.get(
+            (resource.type, resource.name), (False, ())
+        )
+    config = holder["config"]
+    return Evaluation(config, outputs(config), mocks.resources, mocks.invokes)

@@ -442,6 +442,12 @@ REJECTIONS: list[tuple[str, Mutation, str, str]] = [
         "100",
     ),
     ("backup missing", _delete("claims-dc:backup"), "claims-dc:backup", "None"),
+    (
+        "LGWAN serving two zones",
+        _append_flow({"from": "lgwan", "to": "intake", "port": 443, "why": "x"}),
+        "claims-dc:flows",
+        "must serve exactly one data-center zone",
+    ),
 ]
 
 
