@@ -18,6 +18,7 @@ import pulumi
 import yaml
 
 from infra.config import PROJECT, StackConfig, from_pulumi
+from infra.policy.rules import Res
 
 MOCK_ACCOUNT = "123456789012"
 
@@ -65,6 +66,23 @@ class Evaluation:
 
     def of_type(self, type_token: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.type == type_token]
+
+    def policy_view(self) -> list[Res]:
+        """The recorded resources as the policy rules see them. Under mocks every resource's
+        id is `<name>-id`, so a property holding that id refers to that resource."""
+        ids = {f"{r.name}-id": r.name for r in self.resources}
+        view = []
+        for r in self.resources:
+            if r.type.startswith("claims-dc:"):
+                continue  # components carry no properties of their own
+            refs: dict[str, frozenset[str]] = {}
+            for key, value in r.inputs.items():
+                values = value if isinstance(value, list) else [value]
+                names = frozenset(ids[v] for v in values if isinstance(v, str) and v in ids)
+                if names:
+                    refs[key] = names
+            view.append(Res(r.type, r.name, r.inputs, refs))
+        return view
 
 
 def _computed(typ: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:

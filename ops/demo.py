@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from infra.config import ConfigError
-from infra.offline import evaluate
+from infra.check import main as check_main
+from infra.config import ConfigError, load_stack
 from ops.lab import lab
 from ops.lab.plan import build_plan
 from ops.lab.probes import (
@@ -43,19 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
 
-    _step(1, f"check the {args.stack} stack offline (program under Pulumi mocks)")
+    _step(1, f"check the {args.stack} stack offline: program under Pulumi mocks, policy pack")
+    if check_main(["--stack", args.stack]) != 0:
+        print("FAILED: the offline check found violations")
+        return 1
     try:
-        result = evaluate(REPO / f"Pulumi.{args.stack}.yaml")
+        config = load_stack(args.stack, REPO)
     except ConfigError as exc:
         print(f"FAILED: {exc}")
         return 1
-    config = result.config
-    print(
-        f"config valid: {config.municipality.name} ({config.municipality.code}), "
-        f"{config.region}, VPC {config.vpc_cidr}, {len(config.zones)} zones, "
-        f"{len(config.hosts)} hosts, {len(config.allowed())} allowed flows"
-    )
-    print(f"program evaluated under mocks: {len(result.resources)} resources declared")
 
     _step(2, "bring up the lab (hosts, router, AWS endpoints)")
     report = lab.up(config)

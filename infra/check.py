@@ -1,0 +1,93 @@
+"""python -m infra.check: check a stack offline before anyone runs `pulumi up`.
+
+Evaluates the Pulumi program under Pulumi's mocks (no CLI, no cloud), prints the declared
+resources grouped by component, and runs the claims-dc policy pack over them.
+
+Exit codes: 0 every rule holds; 1 a violation (or the program failed); 2 usage or bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+from infra.config import ConfigError
+from infra.offline import evaluate
+from infra.policy.rules import RULES, Settings, evaluate_rules
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infra.check", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python -m infra.check --stack lab\n"
+               "  python -m infra.check --stack omuta-prod --json > check.json\n"
+               "  python -m infra.check --rules      the rule list with IDs",
+    )  # fmt: skip
+    parser.add_argument("--stack", default="lab", help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--json", action="store_true", help="machine-readable result")
+    parser.add_argument("--rules", action="store_true", help="list the rules and exit")
+    args = parser.parse_args(argv)
+    if args.rules:
+        rows = [{"id": r.id, "severity": r.severity, "title": r.title,
+                 "corresponds_to": r.corresponds_to} for r in RULES]  # fmt: skip
+        if args.json:
+            print(json.dumps(rows, indent=2, ensure_ascii=False))
+        else:
+            for row in rows:
+                print(
+                    f"{row['id']:12} {row['severity']:9} {row['title']}  [{row['corresponds_to']}]"
+                )
+        return 0
+    stack_file = REPO / f"Pulumi.{args.stack}.yaml"
+    if not stack_file.exists():
+        print(f"error: no stack file {stack_file.name}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    try:
+        ev = evaluate(stack_file)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    evaluated = time.monotonic() - started
+    settings = Settings(min_retention_days=ev.config.backup.retention_days)
+    violations = evaluate_rules(ev.policy_view(), settings)
+    seconds = time.monotonic() - started
+    declared = [r for r in ev.resources if not r.type.startswith("claims-dc:")]
+    by_component: dict[str, Counter[str]] = {}
+    for r in declared:
+        by_component.setdefault(r.component, Counter())[r.type] += 1
+    if args.json:
+        print(json.dumps({
+            "stack": args.stack,
+            "resources": len(declared),
+            "components": {c: dict(types) for c, types in by_component.items()},
+            "rules": len(RULES),
+            "violations": [asdict(v) for v in violations],
+            "seconds": {"evaluation": round(evaluated, 2), "total": round(seconds, 2)},
+        }, indent=2, ensure_ascii=False))  # fmt: skip
+    else:
+        print(f"stack {args.stack}: {len(declared)} resources in {len(by_component)} components")
+        for component, types in by_component.items():
+            print(f"  {component} ({sum(types.values())})")
+            for type_token, count in sorted(types.items()):
+                print(f"      {count:3} {type_token}")
+        for v in violations:
+            print(f"VIOLATION {v.rule} [{v.severity}] {v.resource}: {v.message}. Fix: {v.fix}")
+        verdict = "all hold" if not violations else f"{len(violations)} violation(s)"
+        print(
+            f"policy pack: {len(RULES)} rules, {verdict} "
+            f"(evaluation {evaluated:.1f}s, total {seconds:.1f}s)"
+        )
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,512 @@
+"""The claims-dc policy rules: plain functions over resource properties.
+
+The same functions run in two places: inside the Pulumi policy pack (`pulumi preview
+--policy-pack infra/policy`) through a thin adapter, and in our tests and `python -m infra.check`
+on the resources recorded under mocks. Properties are the engine's camelCase input names.
+
+Each rule has a stable ID, a severity, the fix, and the rule of checkov or Trivy it corresponds
+to, where one exists ("claims-dc" where neither has one).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+ALLOWED_REGIONS = ("ap-northeast-1", "ap-northeast-3")
+OPEN_CIDRS = ("0.0.0.0/0", "::/0")
+DEFAULT_MIN_RETENTION_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Res:
+    """One declared resource: its type, name, input properties, and which resources each
+    property refers to (names)."""
+
+    type: str
+    name: str
+    props: Mapping[str, Any]
+    refs: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    min_retention_days: int = DEFAULT_MIN_RETENTION_DAYS
+    allowed_regions: tuple[str, ...] = ALLOWED_REGIONS
+
+
+ResourceCheck = Callable[[Res, Settings], list[str]]
+StackCheck = Callable[[Sequence[Res], Settings], list[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: str  # low | medium | high | critical
+    title: str
+    fix: str
+    corresponds_to: str
+    check: ResourceCheck | None = None
+    stack_check: StackCheck | None = None
+
+
+def _get(props: Mapping[str, Any], *path: str) -> Any:
+    node: Any = props
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+# --- network --------------------------------------------------------------------------------
+
+GATEWAYS_OUT = {
+    "aws:ec2/internetGateway:InternetGateway": "an internet gateway",
+    "aws:ec2/egressOnlyInternetGateway:EgressOnlyInternetGateway": "an egress-only gateway",
+    "aws:ec2/natGateway:NatGateway": "a NAT gateway",
+    "aws:ec2/internetGatewayAttachment:InternetGatewayAttachment": "an internet gateway",
+}
+
+
+def no_gateway_out(r: Res, s: Settings) -> list[str]:
+    if r.type in GATEWAYS_OUT:
+        return [f"{r.name} is {GATEWAYS_OUT[r.type]}: nothing may lead to the internet"]
+    return []
+
+
+def no_default_route(r: Res, s: Settings) -> list[str]:
+    routes: list[Mapping[str, Any]] = []
+    if r.type == "aws:ec2/route:Route":
+        routes = [r.props]
+    elif r.type in ("aws:ec2/routeTable:RouteTable", "aws:ec2/defaultRouteTable:DefaultRouteTable"):
+        routes = [x for x in _as_list(r.props.get("routes")) if isinstance(x, Mapping)]
+    out = []
+    for route in routes:
+        for key in (
+            "destinationCidrBlock",
+            "cidrBlock",
+            "destinationIpv6CidrBlock",
+            "ipv6CidrBlock",
+        ):
+            if route.get(key) in OPEN_CIDRS:
+                out.append(f"{r.name} routes {route[key]}: no route may lead everywhere")
+    return out
+
+
+def no_public_ip(r: Res, s: Settings) -> list[str]:
+    if r.type == "aws:ec2/subnet:Subnet" and r.props.get("mapPublicIpOnLaunch") is True:
+        return [f"{r.name} maps public IPs on launch"]
+    if r.type == "aws:ec2/instance:Instance" and r.props.get("associatePublicIpAddress") is True:
+        return [f"{r.name} gets a public IP"]
+    if r.type == "aws:ec2/eip:Eip":
+        return [f"{r.name} is an Elastic IP: a public address"]
+    if r.type == "aws:ec2/launchTemplate:LaunchTemplate":
+        for nic in _as_list(r.props.get("networkInterfaces")):
+            if isinstance(nic, Mapping) and str(nic.get("associatePublicIpAddress")) == "true":
+                return [f"{r.name} launches interfaces with a public IP"]
+    return []
+
+
+def _open(values: Iterable[Any]) -> list[str]:
+    return [v for v in values if v in OPEN_CIDRS]
+
+
+def no_open_security_group(r: Res, s: Settings) -> list[str]:
+    found: list[str] = []
+    if r.type in (
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+    ):
+        found = _open([r.props.get("cidrIpv4"), r.props.get("cidrIpv6")])
+    elif r.type == "aws:ec2/securityGroupRule:SecurityGroupRule":
+        found = _open(_as_list(r.props.get("cidrBlocks")) + _as_list(r.props.get("ipv6CidrBlocks")))
+    elif r.type in (
+        "aws:ec2/securityGroup:SecurityGroup",
+        "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+    ):
+        for rule in _as_list(r.props.get("ingress")) + _as_list(r.props.get("egress")):
+            if isinstance(rule, Mapping):
+                found += _open(
+                    _as_list(rule.get("cidrBlocks")) + _as_list(rule.get("ipv6CidrBlocks"))
+                )
+    return [f"{r.name} is open to {cidr}" for cidr in found]
+
+
+def no_open_nacl(r: Res, s: Settings) -> list[str]:
+    rules: list[Mapping[str, Any]] = []
+    if r.type == "aws:ec2/networkAclRule:NetworkAclRule":
+        rules = [r.props]
+    elif r.type in ("aws:ec2/networkAcl:NetworkAcl", "aws:ec2/defaultNetworkAcl:DefaultNetworkAcl"):
+        rules = [
+            x
+            for x in _as_list(r.props.get("ingress")) + _as_list(r.props.get("egress"))
+            if isinstance(x, Mapping)
+        ]
+    out = []
+    for rule in rules:
+        action = rule.get("ruleAction") or rule.get("action")
+        if action == "allow":
+            for cidr in _open([rule.get("cidrBlock"), rule.get("ipv6CidrBlock")]):
+                out.append(f"{r.name} allows {cidr}")
+    return out
+
+
+# --- compute, keys, logs, region -------------------------------------------------------------
+
+
+def imdsv2_required(r: Res, s: Settings) -> list[str]:
+    if r.type not in ("aws:ec2/instance:Instance", "aws:ec2/launchTemplate:LaunchTemplate"):
+        return []
+    if _get(r.props, "metadataOptions", "httpTokens") != "required":
+        return [f"{r.name} does not require IMDSv2 (metadataOptions.httpTokens)"]
+    return []
+
+
+def ebs_encrypted_with_cmk(r: Res, s: Settings) -> list[str]:
+    devices: list[tuple[str, Any]] = []
+    if r.type == "aws:ec2/instance:Instance":
+        devices = [("root volume", r.props.get("rootBlockDevice"))]
+        devices += [("EBS volume", d) for d in _as_list(r.props.get("ebsBlockDevices"))]
+    elif r.type == "aws:ebs/volume:Volume":
+        devices = [("volume", r.props)]
+    out = []
+    for what, dev in devices:
+        if not isinstance(dev, Mapping) or dev.get("encrypted") is not True:
+            out.append(f"{r.name}: {what} is not encrypted")
+        elif not dev.get("kmsKeyId"):
+            out.append(f"{r.name}: {what} uses the AWS managed key, not a customer managed key")
+    return out
+
+
+def kms_rotation(r: Res, s: Settings) -> list[str]:
+    if r.type != "aws:kms/key:Key":
+        return []
+    symmetric = r.props.get("customerMasterKeySpec", "SYMMETRIC_DEFAULT") == "SYMMETRIC_DEFAULT"
+    if symmetric and r.props.get("enableKeyRotation") is not True:
+        return [f"{r.name} does not rotate"]
+    return []
+
+
+def trail_validation(r: Res, s: Settings) -> list[str]:
+    if (
+        r.type == "aws:cloudtrail/trail:Trail"
+        and r.props.get("enableLogFileValidation") is not True
+    ):
+        return [f"{r.name} does not validate its log files"]
+    return []
+
+
+def allowed_region(r: Res, s: Settings) -> list[str]:
+    region = r.props.get("region")
+    if region is None or not isinstance(region, str):
+        return []
+    if region not in s.allowed_regions:
+        return [f"{r.name} is in {region}: data stays in {' or '.join(s.allowed_regions)}"]
+    return []
+
+
+# --- stack-level: joined on the bucket (pulumi-aws v7 splits a bucket into resources) ---------
+
+
+def _by_bucket(resources: Sequence[Res], type_token: str) -> dict[str, list[Res]]:
+    """Sub-resources of type `type_token`, keyed by the name of the bucket they configure."""
+    out: dict[str, list[Res]] = {}
+    for r in resources:
+        if r.type == type_token:
+            for bucket in r.refs.get("bucket", frozenset()):
+                out.setdefault(bucket, []).append(r)
+    return out
+
+
+def _buckets(resources: Sequence[Res]) -> list[Res]:
+    return [r for r in resources if r.type == "aws:s3/bucket:Bucket"]
+
+
+def bucket_public_access_block(resources: Sequence[Res], s: Settings) -> list[tuple[str, str]]:
+    blocks = _by_bucket(resources, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    out = []
+    for b in _buckets(resources):
+        mine = blocks.get(b.name, [])
+        if not mine:
+            out.append((b.name, f"{b.name} has no public access block"))
+            continue
+        missing = [f for f in flags if not any(p.props.get(f) is True for p in mine)]
+        if missing:
+            out.append((b.name, f"{b.name}'s public access block lacks {', '.join(missing)}"))
+    return out
+
+
+def bucket_versioning(resources: Sequence[Res], s: Settings) -> list[tuple[str, str]]:
+    versioning = _by_bucket(resources, "aws:s3/bucketVersioning:BucketVersioning")
+    out = []
+    for b in _buckets(resources):
+        enabled = any(
+            _get(v.props, "versioningConfiguration", "status") == "Enabled"
+            for v in versioning.get(b.name, [])
+        )
+        if not enabled:
+            out.append((b.name, f"{b.name} is not versioned"))
+    return out
+
+
+def bucket_object_lock(resources: Sequence[Res], s: Settings) -> list[tuple[str, str]]:
+    locks = _by_bucket(
+        resources, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"
+    )
+    out = []
+    for b in _buckets(resources):
+        if b.props.get("objectLockEnabled") is not True:
+            out.append((b.name, f"{b.name} was not created with Object Lock enabled"))
+            continue
+        retention = [_get(x.props, "rule", "defaultRetention") for x in locks.get(b.name, [])]
+        # Numbers that pass through the engine arrive as floats (35.0).
+        good = [
+            r
+            for r in retention
+            if isinstance(r, Mapping)
+            and r.get("mode") == "COMPLIANCE"
+            and isinstance(r.get("days"), int | float)
+            and not isinstance(r["days"], bool)
+            and r["days"] >= s.min_retention_days
+        ]
+        if not good:
+            out.append(
+                (
+                    b.name,
+                    f"{b.name} has no COMPLIANCE retention of at least "
+                    f"{s.min_retention_days} days (found {retention or 'none'})",
+                )
+            )
+    return out
+
+
+def bucket_sse_kms(resources: Sequence[Res], s: Settings) -> list[tuple[str, str]]:
+    configs = _by_bucket(
+        resources,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    )
+    out = []
+    for b in _buckets(resources):
+        defaults = [
+            _get(rule, "applyServerSideEncryptionByDefault")
+            for c in configs.get(b.name, [])
+            for rule in _as_list(c.props.get("rules"))
+        ]
+        ok = any(
+            isinstance(d, Mapping)
+            and d.get("sseAlgorithm") == "aws:kms"
+            and d.get("kmsMasterKeyId")
+            for d in defaults
+        )
+        if not ok:
+            out.append(
+                (b.name, f"{b.name} is not encrypted with SSE-KMS and a customer managed key")
+            )
+    return out
+
+
+def _denies_insecure_transport(policy: Any) -> bool:
+    try:
+        document = json.loads(policy) if isinstance(policy, str) else policy
+    except json.JSONDecodeError:
+        return False
+    for st in _as_list(_get(document, "Statement")):
+        if not isinstance(st, Mapping) or st.get("Effect") != "Deny":
+            continue
+        actions = _as_list(st.get("Action"))
+        if ("s3:*" in actions or "*" in actions) and str(
+            _get(st, "Condition", "Bool", "aws:SecureTransport")
+        ).lower() == "false":
+            return True
+    return False
+
+
+def bucket_tls_only(resources: Sequence[Res], s: Settings) -> list[tuple[str, str]]:
+    policies = _by_bucket(resources, "aws:s3/bucketPolicy:BucketPolicy")
+    out = []
+    for b in _buckets(resources):
+        if not any(
+            _denies_insecure_transport(p.props.get("policy")) for p in policies.get(b.name, [])
+        ):
+            out.append((b.name, f"{b.name}'s policy does not deny requests without TLS"))
+    return out
+
+
+def flow_logs_everywhere(resources: Sequence[Res], s: Settings) -> list[tuple[str, str]]:
+    logged = {
+        vpc
+        for r in resources
+        if r.type == "aws:ec2/flowLog:FlowLog" and r.props.get("trafficType") == "ALL"
+        for vpc in r.refs.get("vpcId", frozenset())
+    }
+    return [
+        (r.name, f"{r.name} has no flow log of ALL traffic")
+        for r in resources
+        if r.type == "aws:ec2/vpc:Vpc" and r.name not in logged
+    ]
+
+
+MHLW = "MHLW medical information security guideline 6.0 (network separation)"
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "CDC-NET-001",
+        "critical",
+        "No internet, egress-only or NAT gateway",
+        "Remove the gateway; reach AWS services through VPC endpoints.",
+        f"claims-dc ({MHLW}); no checkov/Trivy equivalent",
+        check=no_gateway_out,
+    ),
+    Rule(
+        "CDC-NET-002",
+        "critical",
+        "No route to 0.0.0.0/0 or ::/0",
+        "Route only the CIDRs the flow policy names.",
+        f"claims-dc ({MHLW}); no checkov/Trivy equivalent",
+        check=no_default_route,
+    ),
+    Rule(
+        "CDC-NET-003",
+        "high",
+        "No public IP on subnet, instance or interface, and no EIP",
+        "Set mapPublicIpOnLaunch and associatePublicIpAddress to false; drop the EIP.",
+        "checkov CKV_AWS_130, CKV_AWS_88; Trivy AVD-AWS-0164",
+        check=no_public_ip,
+    ),
+    Rule(
+        "CDC-NET-004",
+        "high",
+        "No security group rule open to 0.0.0.0/0 or ::/0",
+        "Name the zone CIDR the flow policy allows.",
+        "Trivy AVD-AWS-0107 (ingress), AVD-AWS-0104 (egress); checkov CKV_AWS_382, CKV_AWS_24",
+        check=no_open_security_group,
+    ),
+    Rule(
+        "CDC-NET-005",
+        "high",
+        "No NACL rule allowing 0.0.0.0/0 or ::/0",
+        "Allow only the zone CIDRs of the flow policy.",
+        "Trivy AVD-AWS-0105",
+        check=no_open_nacl,
+    ),
+    Rule(
+        "CDC-EC2-001",
+        "high",
+        "IMDSv2 required",
+        "metadataOptions: httpTokens required, hop limit 1.",
+        "checkov CKV_AWS_79; Trivy AVD-AWS-0028",
+        check=imdsv2_required,
+    ),
+    Rule(
+        "CDC-EC2-002",
+        "high",
+        "EBS encrypted with a customer managed key",
+        "encrypted: true and kmsKeyId of the environment's storage key.",
+        "checkov CKV_AWS_189; Trivy AVD-AWS-0131",
+        check=ebs_encrypted_with_cmk,
+    ),
+    Rule(
+        "CDC-KMS-001",
+        "medium",
+        "KMS key rotation on",
+        "enableKeyRotation: true.",
+        "checkov CKV_AWS_7; Trivy AVD-AWS-0065",
+        check=kms_rotation,
+    ),
+    Rule(
+        "CDC-LOG-002",
+        "medium",
+        "CloudTrail log file validation",
+        "enableLogFileValidation.",
+        "checkov CKV_AWS_36; Trivy AVD-AWS-0016",
+        check=trail_validation,
+    ),
+    Rule(
+        "CDC-GOV-001",
+        "critical",
+        "Resources stay in Tokyo or Osaka",
+        "Use ap-northeast-1 or ap-northeast-3.",
+        "claims-dc (data residency for the privacy council); no checkov/Trivy equivalent",
+        check=allowed_region,
+    ),
+    Rule(
+        "CDC-S3-001",
+        "critical",
+        "Every bucket blocks public access (all four flags)",
+        "A BucketPublicAccessBlock with all four flags true.",
+        "checkov CKV_AWS_53 (and its three sibling flags); Trivy AVD-AWS-0086..0093",
+        stack_check=bucket_public_access_block,
+    ),
+    Rule(
+        "CDC-S3-002",
+        "high",
+        "Every bucket is versioned",
+        "BucketVersioning status Enabled.",
+        "Trivy AVD-AWS-0090",
+        stack_check=bucket_versioning,
+    ),
+    Rule(
+        "CDC-S3-003",
+        "critical",
+        "Object Lock COMPLIANCE for at least the configured days",
+        "objectLockEnabled on the bucket and a COMPLIANCE default retention.",
+        "checkov CKV_AWS_143 (lock enabled; the mode and days are claims-dc's)",
+        stack_check=bucket_object_lock,
+    ),
+    Rule(
+        "CDC-S3-004",
+        "high",
+        "SSE-KMS with a customer managed key",
+        "BucketServerSideEncryptionConfiguration with aws:kms and the key's ARN.",
+        "checkov CKV_AWS_145; Trivy AVD-AWS-0132",
+        stack_check=bucket_sse_kms,
+    ),
+    Rule(
+        "CDC-S3-005",
+        "high",
+        "Bucket policy refuses requests without TLS",
+        "A Deny on s3:* when aws:SecureTransport is false.",
+        "AWS Config s3-bucket-ssl-requests-only; no checkov/Trivy equivalent verified",
+        stack_check=bucket_tls_only,
+    ),
+    Rule(
+        "CDC-LOG-001",
+        "high",
+        "Flow logs of ALL traffic on every VPC",
+        "An ec2.FlowLog with trafficType ALL for the VPC.",
+        "checkov CKV2_AWS_11; Trivy AVD-AWS-0178",
+        stack_check=flow_logs_everywhere,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    severity: str
+    resource: str
+    message: str
+    fix: str
+
+
+def evaluate_rules(resources: Sequence[Res], settings: Settings | None = None) -> list[Violation]:
+    settings = settings or Settings()
+    found: list[Violation] = []
+    for rule in RULES:
+        if rule.check is not None:
+            for r in resources:
+                for msg in rule.check(r, settings):
+                    found.append(Violation(rule.id, rule.severity, r.name, msg, rule.fix))
+        if rule.stack_check is not None:
+            for name, msg in rule.stack_check(resources, settings):
+                found.append(Violation(rule.id, rule.severity, name, msg, rule.fix))
+    return found
