@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.command == "up":
-        report = lab.up(config)
+        report = lab.up(config, args.config)
         if args.json:
             print(json.dumps(asdict(report), indent=2))
         else:
@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:12} {addr}")
             print(f"inventory:     {report.inventory}")
             print(f"AWS endpoints: {report.endpoint_url} (CA {report.ca_cert})")
+            print(
+                f"AWS resources: {report.aws['created']} created by the program, "
+                f"{report.aws['skipped']} skipped (the lines); backups in "
+                f"{report.aws['backup_bucket']}"
+            )
         return 0
     if args.command == "down":
         down = lab.down(config, images=args.images)

@@ -26,6 +26,7 @@ from typing import Any
 from infra.config import StackConfig, load_stack
 from ops.lab import image, pki
 from ops.lab import podman as pm
+from ops.lab.apply import ApplyRecord, apply_once
 from ops.lab.plan import (
     MOTO_PORT,
     NFT_ROUTER_TABLE,
@@ -250,6 +251,8 @@ def _ensure_moto(plan: LabPlan, sdir: Path) -> None:
         stderr=log,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        # The AWS managed policies (AmazonSSMManagedInstanceCore) the program attaches.
+        env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
     )
     (sdir / "moto.pid").write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + 30
@@ -356,9 +359,34 @@ class UpReport:
     endpoint_url: str
     ca_cert: str
     hosts: dict[str, str] = field(default_factory=dict)
+    aws: dict[str, Any] = field(default_factory=dict)
 
 
-def up(config: StackConfig) -> UpReport:
+def _aws_summary(record: ApplyRecord, applied_now: bool) -> dict[str, Any]:
+    """What the other tools need from the applied stack: bucket, keys, roles."""
+
+    def outputs_of(type_token: str) -> dict[str, dict[str, Any]]:
+        prefix = f"{type_token} "
+        return {
+            k.removeprefix(prefix): v for k, v in record.outputs.items() if k.startswith(prefix)
+        }
+
+    buckets = outputs_of("aws:s3/bucket:Bucket")
+    keys = outputs_of("aws:kms/key:Key")
+    roles = outputs_of("aws:iam/role:Role")
+    return {
+        "applied_now": applied_now,
+        "created": len(record.created),
+        "skipped": len(record.skipped),
+        "backup_bucket": buckets.get("backup-bucket", {}).get("bucket"),
+        "audit_bucket": buckets.get("audit-bucket", {}).get("bucket"),
+        "storage_key_arn": keys.get("keys-storage", {}).get("arn"),
+        "logs_key_arn": keys.get("keys-logs", {}).get("arn"),
+        "role_arns": {name: out.get("arn") for name, out in roles.items()},
+    }
+
+
+def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
     started = time.monotonic()
     plan = build_plan(config)
     sdir = state_dir(config.stack)
@@ -422,6 +450,14 @@ def up(config: StackConfig) -> UpReport:
     progress("AWS endpoints")
     _ensure_moto(plan, sdir)
     _ensure_endpoint(plan, sdir)
+    progress("the stack's AWS resources, created by the program itself (lab apply)")
+    record, applied_now = apply_once(
+        stack_file or REPO / f"Pulumi.{config.stack}.yaml",
+        plan.endpoint_url,
+        str(ca_cert),
+        sdir / "aws.json",
+        _moto_pids(plan)[0],
+    )
 
     (sdir / "inventory.yml").write_text(inventory_yaml(config, plan, sdir))
     report = UpReport(
@@ -433,6 +469,7 @@ def up(config: StackConfig) -> UpReport:
         endpoint_url=plan.endpoint_url,
         ca_cert=str(ca_cert),
         hosts={h.name: str(h.address) for h in plan.hosts},
+        aws=_aws_summary(record, applied_now),
     )
     (sdir / "lab.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report
