@@ -32,6 +32,11 @@ KNOWN_INVOKES: dict[str, dict[str, Any]] = {
     "aws:ec2/getAmi:getAmi": {
         "id": "ami-0debian12mock", "name": "debian-12-amd64-mock", "architecture": "x86_64",
     },
+    # Sample S3 ranges of ap-northeast-1; the real list comes from AWS at deploy time.
+    "aws:ec2/getPrefixList:getPrefixList": {
+        "id": "pl-61a54008", "prefixListId": "pl-61a54008", "name": "com.amazonaws.s3",
+        "cidrBlocks": ["3.5.152.0/21", "52.219.0.0/20", "52.219.136.0/22"],
+    },
     "aws:ec2transitgateway/getDirectConnectGatewayAttachment:getDirectConnectGatewayAttachment": {
         "id": "tgw-attach-dx-mock",
     },

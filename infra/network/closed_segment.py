@@ -54,6 +54,10 @@ class ClosedSegment(pulumi.ComponentResource):
             tags=tags(config, "default-sg-unused"), opts=child,
         )  # fmt: skip
 
+        s3_prefixes = aws.ec2.get_prefix_list(
+            name=f"com.amazonaws.{config.region}.s3", opts=pulumi.InvokeOptions(parent=self)
+        )
+        s3_cidrs = tuple(sorted(s3_prefixes.cidr_blocks or ()))
         self.subnets, self.route_tables = {}, {}
         for zone_name in DATACENTER_ZONES:
             zone = config.zones[zone_name]
@@ -88,7 +92,7 @@ class ClosedSegment(pulumi.ComponentResource):
                 tags=tags(config, f"{zone_name}-nacl"),
                 opts=child,
             )
-            for rule in nacl_rules(config, zone_name):
+            for rule in nacl_rules(config, zone_name, s3_cidrs):
                 direction = "out" if rule.egress else "in"
                 aws.ec2.NetworkAclRule(
                     f"{name}-{zone_name}-nacl-{direction}-{rule.rule_number}",

@@ -35,8 +35,13 @@ class SgRule:
     why: str
 
 
-def nacl_rules(config: StackConfig, zone: str) -> list[NaclRule]:
-    """Allow rules for `zone`'s NACL; everything else falls to the implicit deny."""
+def nacl_rules(config: StackConfig, zone: str, s3_cidrs: tuple[str, ...] = ()) -> list[NaclRule]:
+    """Allow rules for `zone`'s NACL; everything else falls to the implicit deny.
+
+    `s3_cidrs` are the addresses of S3 in the region (its prefix list). The S3 gateway endpoint
+    is reached at those addresses, not in the endpoints zone, so a zone the policy lets reach the
+    endpoints also needs them in its NACL; the route to them exists only via the endpoint.
+    """
     wanted: list[tuple[bool, str, int, int, str, str]] = []
     for flow in config.flows:
         proto = PROTOCOL_NUMBERS[flow.protocol]
@@ -51,6 +56,10 @@ def nacl_rules(config: StackConfig, zone: str) -> list[NaclRule]:
                 peer = str(config.zones[dst].cidr)
                 wanted.append((True, peer, flow.port, flow.port, proto, f"{src}->{dst} {flow.why}"))
                 wanted.append((False, peer, *EPHEMERAL, proto, f"replies from {dst}"))
+    if zone in endpoint_clients(config):
+        for cidr in s3_cidrs:
+            wanted.append((True, cidr, 443, 443, "6", f"{zone}->S3 via the gateway endpoint"))
+            wanted.append((False, cidr, *EPHEMERAL, "6", "replies from S3"))
     rules: list[NaclRule] = []
     seen: set[tuple[bool, str, int, int, str]] = set()
     numbers = {True: 100, False: 100}

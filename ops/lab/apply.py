@@ -140,6 +140,14 @@ class MotoApplyMocks(pulumi.runtime.Mocks):
                     "id": ident["Account"]}, []  # fmt: skip
         if args.token == "aws:ec2/getAmi:getAmi":  # noqa: S105
             return {"id": self._lab_image(), "name": LAB_IMAGE_NAME}, []
+        if args.token == "aws:ec2/getPrefixList:getPrefixList":  # noqa: S105
+            name = args.args.get("name")
+            found = self.client("ec2").describe_prefix_lists(
+                Filters=[{"Name": "prefix-list-name", "Values": [name]}]
+            )["PrefixLists"]
+            # moto names the list but holds no CIDRs for it: the lab gets no S3 NACL rules.
+            return {"id": found[0]["PrefixListId"], "prefixListId": found[0]["PrefixListId"],
+                    "name": name, "cidrBlocks": found[0].get("Cidrs", [])}, []  # fmt: skip
         raise UnsupportedTypeError(f"invoke {args.token} is not known to the lab apply")
 
     # --- handlers: each makes the real call and returns (id, computed outputs) ---------------

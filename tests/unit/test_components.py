@@ -90,7 +90,8 @@ def test_nacls_are_the_flow_policy(ev: Evaluation) -> None:
     rules = ev.of_type("aws:ec2/networkAclRule:NetworkAclRule")
     for zone in DATACENTER_ZONES:
         mine = [r for r in rules if r.name.startswith(f"segment-{zone}-nacl-")]
-        assert len(mine) == len(nacl_rules(ev.config, zone)), zone
+        s3 = tuple(offline.KNOWN_INVOKES["aws:ec2/getPrefixList:getPrefixList"]["cidrBlocks"])
+        assert len(mine) == len(nacl_rules(ev.config, zone, s3)), zone
         assert all(r.inputs["ruleAction"] == "allow" for r in mine)
         assert all(r.inputs["cidrBlock"] != "0.0.0.0/0" for r in mine)
 
@@ -223,3 +224,17 @@ def test_lines_cannot_be_cut_by_a_config_edit(ev: Evaluation) -> None:
     assert seen >= 4
     buckets = [b for b in ev.of_type("aws:s3/bucket:Bucket")]
     assert buckets and all(b.protect for b in buckets)
+
+
+def test_zones_that_use_the_endpoints_reach_s3_through_their_nacls(ev: Evaluation) -> None:
+    s3 = offline.KNOWN_INVOKES["aws:ec2/getPrefixList:getPrefixList"]["cidrBlocks"]
+    rules = ev.of_type("aws:ec2/networkAclRule:NetworkAclRule")
+    for zone in DATACENTER_ZONES:
+        out_to_s3 = {
+            r.inputs["cidrBlock"]
+            for r in rules
+            if r.name.startswith(f"segment-{zone}-nacl-out-")
+            and r.inputs["cidrBlock"] in s3
+            and r.inputs["fromPort"] == 443
+        }
+        assert out_to_s3 == (set(s3) if zone != "endpoints" else set()), zone
