@@ -1,9 +1,12 @@
 """python -m infra.check: check a stack offline before anyone runs `pulumi up`.
 
 Evaluates the Pulumi program under Pulumi's mocks (no CLI, no cloud), prints the declared
-resources grouped by component, and runs the claims-dc policy pack over them.
+resources grouped by component, runs the claims-dc policy pack over them, and proves the network
+closed: no path to or from the internet, reachable flows equal to the flow policy, and LGWAN and
+the fund's line never reaching each other. Each verdict is HOLDS, VIOLATED (with the path hop by
+hop) or UNKNOWN (the model met a traffic-carrying resource it does not understand).
 
-Exit codes: 0 every rule holds; 1 a violation (or the program failed); 2 usage or bad config.
+Exit codes: 0 every rule and verdict holds; 1 a violation or an unknown; 2 usage or bad config.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from infra.config import ConfigError
 from infra.offline import evaluate
 from infra.policy.rules import RULES, Settings, evaluate_rules
+from infra.proof import prove_evaluation
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluated = time.monotonic() - started
     settings = Settings(min_retention_days=ev.config.backup.retention_days)
     violations = evaluate_rules(ev.policy_view(), settings)
+    proof_started = time.monotonic()
+    proof = prove_evaluation(ev)
+    proof_seconds = time.monotonic() - proof_started
     seconds = time.monotonic() - started
     declared = [r for r in ev.resources if not r.type.startswith("claims-dc:")]
     by_component: dict[str, Counter[str]] = {}
@@ -71,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             "components": {c: dict(types) for c, types in by_component.items()},
             "rules": len(RULES),
             "violations": [asdict(v) for v in violations],
-            "seconds": {"evaluation": round(evaluated, 2), "total": round(seconds, 2)},
+            "proof": [asdict(v) for v in proof.verdicts],
+            "seconds": {"evaluation": round(evaluated, 2), "proof": round(proof_seconds, 3),
+                        "total": round(seconds, 2)},
         }, indent=2, ensure_ascii=False))  # fmt: skip
     else:
         print(f"stack {args.stack}: {len(declared)} resources in {len(by_component)} components")
@@ -82,11 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         for v in violations:
             print(f"VIOLATION {v.rule} [{v.severity}] {v.resource}: {v.message}. Fix: {v.fix}")
         verdict = "all hold" if not violations else f"{len(violations)} violation(s)"
-        print(
-            f"policy pack: {len(RULES)} rules, {verdict} "
-            f"(evaluation {evaluated:.1f}s, total {seconds:.1f}s)"
-        )
-    return 1 if violations else 0
+        print(f"policy pack: {len(RULES)} rules, {verdict}")
+        for pv in proof.verdicts:
+            checked = ", ".join(f"{n} {k}" for k, n in pv.checked.items())
+            print(f"proof {pv.id:9} {pv.status:8} {pv.title} ({checked})")
+            for c in pv.counterexamples[:5]:
+                print(f"    counterexample: {c.summary}")
+                for hop in c.hops:
+                    print(f"        {hop}")
+        print(f"evaluation {evaluated:.1f}s, proof {proof_seconds:.2f}s, total {seconds:.1f}s")
+    return 1 if violations or not proof.holds else 0
 
 
 if __name__ == "__main__":

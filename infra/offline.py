@@ -55,6 +55,7 @@ class DeclaredResource:
     provider: str | None = None
     protect: bool = False
     ignore_changes: tuple[str, ...] = ()
+    outputs: dict[str, Any] = field(default_factory=dict)  # what the provider computed
 
     @property
     def component(self) -> str:
@@ -124,8 +125,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
-        self.resources.append(DeclaredResource(args.typ, args.name, inputs, args.provider))
-        return f"{args.name}-id", {**_computed(args.typ, args.name, inputs, self.region), **inputs}
+        computed = _computed(args.typ, args.name, inputs, self.region)
+        self.resources.append(
+            DeclaredResource(args.typ, args.name, inputs, args.provider, outputs=computed)
+        )
+        return f"{args.name}-id", {**computed, **inputs}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         self.invokes.append(args.token)

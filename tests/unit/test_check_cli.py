@@ -17,6 +17,7 @@ def test_clean_stack_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--stack", "lab", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["violations"] == [] and out["rules"] == 16
+    assert [v["status"] for v in out["proof"]] == ["HOLDS", "HOLDS", "HOLDS"]
     assert {"segment", "lgwan", "fund", "hosts", "backup", "audit", "keys"} <= set(
         out["components"]
     )
@@ -32,7 +33,7 @@ def test_a_program_that_opens_a_way_out_exits_one(
         igw = aws.ec2.InternetGateway("segment-igw")
         aws.ec2.Route(
             "segment-default",
-            route_table_id="rt",
+            route_table_id="segment-app-rt-id",
             destination_cidr_block="0.0.0.0/0",
             gateway_id=igw.id,
             opts=pulumi.ResourceOptions(),
@@ -43,6 +44,7 @@ def test_a_program_that_opens_a_way_out_exits_one(
     out = capsys.readouterr().out
     assert "VIOLATION CDC-NET-001 [critical] segment-igw" in out
     assert "VIOLATION CDC-NET-002 [critical] segment-default" in out
+    assert "proof closed    VIOLATED" in out
 
 
 def test_unknown_stack_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

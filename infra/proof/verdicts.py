@@ -1,0 +1,346 @@
+"""The proof: three verdicts over the declared network, each HOLDS, VIOLATED or UNKNOWN.
+
+1. closed: no path between anything in the VPC and the internet, either way, and no layer that
+   would admit the internet if a route appeared (a public address, a filter open to /0, a
+   transit gateway leading to an internet-connected VPC);
+2. policy: the (source zone, destination zone, port) triples that get through routes, NACLs and
+   security groups are exactly the flow policy, allowed flows work both ways, and every route
+   towards an outside zone serves a flow of the policy;
+3. separated: no packet from the LGWAN side reaches the fund's line, or back, not even through
+   the data center.
+
+A model with a traffic-carrying resource it does not understand gives UNKNOWN, never HOLDS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from infra.config import EXTERNAL_ZONES, StackConfig
+from infra.proof.model import Model, Net
+from infra.proof.reach import (
+    EPHEMERAL_PORT,
+    INTERNET_V4,
+    INTERNET_V6,
+    Context,
+    Site,
+    Source,
+    Trace,
+    open_rules,
+    trace,
+)
+
+HOLDS, VIOLATED, UNKNOWN = "HOLDS", "VIOLATED", "UNKNOWN"
+UNLISTED_PORTS = (8080,)  # ports no flow names, probed on every pair
+
+
+@dataclass
+class Counterexample:
+    summary: str
+    hops: list[str]
+
+
+@dataclass
+class Verdict:
+    id: str
+    title: str
+    status: str = HOLDS
+    checked: dict[str, int] = field(default_factory=dict)
+    counterexamples: list[Counterexample] = field(default_factory=list)
+
+    def violate(self, summary: str, hops: Iterable[str]) -> None:
+        self.status = VIOLATED
+        self.counterexamples.append(Counterexample(summary, list(hops)))
+
+
+@dataclass
+class Proof:
+    verdicts: list[Verdict]
+    unknown: list[str]
+
+    @property
+    def holds(self) -> bool:
+        return all(v.status == HOLDS for v in self.verdicts)
+
+
+def sites_of(config: StackConfig) -> dict[str, Site]:
+    sites = {}
+    for name, line in config.lines.items():
+        key = (str(line.customer_gateway_ip) if line.kind == "vpn"
+               else f"dx:{line.dx_connection_id}:{line.vlan}")  # fmt: skip
+        sites[key] = Site(name, key, config.zones[name].cidr)
+    return sites
+
+
+def _zone_sources(ctx: Context, config: StackConfig, zone: str) -> list[Source]:
+    cidr = config.zones[zone].cidr
+    if zone in EXTERNAL_ZONES:
+        site = next(s for s in ctx.sites.values() if s.zone == zone)
+        return [Source("site", zone, cidr.network_address + 10, site=site)]
+    return [
+        Source("interface", i.name, i.address, interface=i)
+        for i in ctx.model.interfaces
+        if i.address is not None and i.address in cidr
+    ]
+
+
+def _ports(config: StackConfig, model: Model) -> list[int]:
+    ports = {p for p, _ in config.ports()} | set(UNLISTED_PORTS)
+    for group in model.groups.values():
+        ports |= {r.from_port for r in group.rules if r.from_port == r.to_port and r.from_port}
+    return sorted(ports)
+
+
+def _closed(ctx: Context, verdict: Verdict) -> None:
+    model = ctx.model
+    for subnet in model.subnets.values():
+        if subnet.public_ip_on_launch:
+            verdict.violate(
+                f"subnet {subnet.name} gives every instance a public address",
+                [f"subnet {subnet.name}: map_public_ip_on_launch"],
+            )
+    for iface in model.interfaces:
+        if iface.public_ip:
+            verdict.violate(
+                f"{iface.kind} {iface.name} has a public address",
+                [f"{iface.kind} {iface.name}: public IP or EIP"],
+            )
+    for eip in model.eips:
+        verdict.violate(f"{eip} is an Elastic IP: an address on the internet", [f"EIP {eip}"])
+    for text in open_rules(model):
+        verdict.violate("a filter admits the whole internet", [text])
+    for table in model.route_tables.values():
+        for route in table.routes:
+            if route.target_kind in ("igw", "eigw", "nat"):
+                verdict.violate(
+                    f"route table {table.name} routes {route.destination} to "
+                    f"{route.target_kind} {route.target}",
+                    [
+                        f"route table {table.name}: {route.resource} "
+                        f"{route.destination} -> {route.target_kind} {route.target}"
+                    ],
+                )
+            if route.target_kind == "pcx":
+                _, peer = model.peering.get(route.target, ("", None))
+                if peer is None or any(v == peer for v in model.igw.values()):
+                    what = (
+                        "a VPC outside the model"
+                        if peer is None
+                        else f"VPC {peer}, which has an internet gateway"
+                    )
+                    verdict.violate(
+                        f"route table {table.name} peers with {what}",
+                        [
+                            f"route table {table.name}: {route.resource} "
+                            f"{route.destination} -> peering {route.target}"
+                        ],
+                    )
+        for vgw in table.propagating_vgws:
+            verdict.violate(
+                f"route table {table.name} takes whatever routes VGW {vgw} learns",
+                [
+                    f"route table {table.name}: propagation from {vgw} (any prefix, "
+                    f"0.0.0.0/0 included)"
+                ],
+            )
+    for gw in model.tgws.values():
+        for tgw_table, routes in gw.route_tables.items():
+            for cidr, att_name in routes:
+                att = model.attachments.get(att_name)
+                if att and att.kind == "vpc" and att.vpc not in model.vpcs:
+                    verdict.violate(
+                        f"transit gateway {gw.name} routes to a VPC outside the model",
+                        [f"{tgw_table}: {cidr} -> {att_name}"],
+                    )
+                elif att and att.kind == "vpc" and any(v == att.vpc for v in model.igw.values()):
+                    verdict.violate(
+                        f"transit gateway {gw.name} routes towards VPC {att.vpc}, which has an "
+                        f"internet gateway",
+                        [f"{tgw_table}: {cidr} -> {att_name} (VPC {att.vpc})"],
+                    )
+    paths = 0
+    for iface in model.interfaces:
+        if iface.address is None:
+            continue
+        src = Source("interface", iface.name, iface.address, interface=iface)
+        for dst in (INTERNET_V4, INTERNET_V6):
+            for port in (443, 80, 22):
+                paths += 1
+                t = trace(ctx, src, dst, port)
+                if t.arrived and t.exit in ("internet", "unknown"):
+                    verdict.violate(f"{iface.name} reaches the internet on {port}", t.hops)
+                    break
+        inbound = trace(ctx, Source("internet", "internet", INTERNET_V4), iface.address, 443)
+        paths += 1
+        if inbound.arrived:
+            verdict.violate(f"the internet reaches {iface.name}", inbound.hops)
+    verdict.checked.update({"interfaces": len(model.interfaces), "paths traced": paths,
+                            "route tables": len(model.route_tables),
+                            "filters": len(model.groups) + len(model.nacls)})  # fmt: skip
+
+
+def _policy(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
+    ports = _ports(config, ctx.model)
+    triples = paths = 0
+    for src_zone in config.zones:
+        sources = _zone_sources(ctx, config, src_zone)
+        for dst_zone in config.zones:
+            if dst_zone == src_zone:
+                continue
+            targets = _zone_sources(ctx, config, dst_zone)
+            for port in ports:
+                triples += 1
+                allowed = config.is_allowed(src_zone, dst_zone, port)
+                arrived: Trace | None = None
+                blocked: Trace | None = None
+                for src in sources:
+                    for dst in targets:
+                        paths += 1
+                        t = trace(ctx, src, dst.address, port)
+                        if t.arrived:
+                            arrived = arrived or t
+                            if allowed:
+                                back = _return(ctx, src, dst, port)
+                                if not back.arrived:
+                                    verdict.violate(
+                                        f"{src_zone} -> {dst_zone}:{port} is allowed but the "
+                                        f"reply from {dst.name} cannot come back",
+                                        back.hops,
+                                    )
+                        else:
+                            blocked = blocked or t
+                if arrived is not None and not allowed:
+                    verdict.violate(
+                        f"{src_zone} -> {dst_zone}:{port} gets through but no flow allows it",
+                        arrived.hops,
+                    )
+                if allowed and arrived is None:
+                    hops = blocked.hops if blocked else ["no source or destination in the model"]
+                    verdict.violate(f"{src_zone} -> {dst_zone}:{port} is allowed but blocked", hops)
+    _route_intent(ctx, config, verdict)
+    verdict.checked.update(
+        {"zone pairs x ports": triples, "paths traced": paths, "ports": len(ports)}
+    )
+
+
+def _return(ctx: Context, src: Source, dst: Source, port: int) -> Trace:
+    """The reply of an allowed connection: from the destination back to the source's port."""
+    if dst.kind == "interface":
+        reply = Source("interface", dst.name, dst.address, interface=dst.interface)
+    else:
+        reply = Source("site", dst.name, dst.address, site=dst.site)
+    return trace(ctx, reply, src.address, EPHEMERAL_PORT, stateful_return=True)
+
+
+def _route_intent(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
+    """Every route towards an outside zone must serve a flow between that zone and the table's."""
+    model = ctx.model
+    partners = {z: {d for f in config.flows for s, d in f.pairs() if s == z}
+                | {s for f in config.flows for s, d in f.pairs() if d == z}
+                for z in config.zones}  # fmt: skip
+    for table in model.route_tables.values():
+        zones = {
+            zone
+            for zone, z in config.zones.items()
+            for sub in model.subnets.values()
+            if model.subnet_table.get(sub.name) == table.name and _within(sub.cidr, z.cidr)
+        }
+        for route in table.routes:
+            if route.destination is None or route.target_kind not in ("tgw", "vgw"):
+                continue
+            for outside in EXTERNAL_ZONES:
+                if not route.destination.overlaps(config.zones[outside].cidr):
+                    continue
+                strangers = [z for z in zones if outside not in partners[z]]
+                if strangers:
+                    verdict.violate(
+                        f"route table {table.name} routes {route.destination} ({outside}) for "
+                        f"zone {', '.join(strangers)}, which no flow joins to {outside}",
+                        [
+                            f"route table {table.name}: {route.resource} {route.destination} -> "
+                            f"{route.target_kind} {route.target}"
+                        ],
+                    )
+            if not any(_within(route.destination, config.zones[o].cidr) for o in EXTERNAL_ZONES):
+                verdict.violate(
+                    f"route table {table.name} routes {route.destination}, wider "
+                    f"than any outside zone",
+                    [
+                        f"route table {table.name}: {route.resource} -> "
+                        f"{route.target_kind} {route.target}"
+                    ],
+                )
+    for gw in model.tgws.values():
+        for att_name, line_table in gw.association.items():
+            att = model.attachments[att_name]
+            site = ctx.sites.get(att.site or "")
+            if att.kind == "vpc" or site is None or site.zone is None:
+                continue
+            served = [config.zones[z].cidr for z in partners[site.zone]]
+            for cidr, _ in gw.route_tables.get(line_table, []):
+                if not any(_within(cidr, s) for s in served):
+                    verdict.violate(
+                        f"the {site.zone} line can address {cidr}, which no flow of "
+                        f"{site.zone} needs",
+                        [f"transit gateway {gw.name} route table {line_table}: {cidr}"],
+                    )
+
+
+def _within(inner: Net, outer: Net) -> bool:
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
+
+
+def _separated(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
+    ports = _ports(config, ctx.model)
+    paths = 0
+    for a, b in ((EXTERNAL_ZONES[0], EXTERNAL_ZONES[1]), (EXTERNAL_ZONES[1], EXTERNAL_ZONES[0])):
+        for src in _zone_sources(ctx, config, a):
+            for dst in _zone_sources(ctx, config, b):
+                for port in ports:
+                    paths += 1
+                    t = trace(ctx, src, dst.address, port)
+                    if t.arrived:
+                        verdict.violate(f"{a} reaches {b} on {port}", t.hops)
+                        break
+    relays = [i for i in ctx.model.interfaces if not i.source_dest_check]
+    for relay in relays:
+        verdict.status = UNKNOWN if verdict.status == HOLDS else verdict.status
+        verdict.counterexamples.append(
+            Counterexample(
+                f"{relay.name} forwards packets (source/destination check off): the model cannot "
+                f"say what it relays",
+                [f"{relay.kind} {relay.name}"],
+            )
+        )
+    verdict.checked.update({"paths traced": paths, "ports": len(ports)})
+
+
+def prove(model: Model, config: StackConfig) -> Proof:
+    ctx = Context(model, sites_of(config))
+    verdicts = [
+        Verdict("closed", "No path to or from the internet"),
+        Verdict("policy", "Reachable flows equal the flow policy"),
+        Verdict("separated", "LGWAN and the fund's line never reach each other"),
+    ]
+    _closed(ctx, verdicts[0])
+    _policy(ctx, config, verdicts[1])
+    _separated(ctx, config, verdicts[2])
+    if model.unknown:
+        for v in verdicts:
+            if v.status == HOLDS:
+                v.status = UNKNOWN
+            v.counterexamples.append(
+                Counterexample(
+                    "the model does not understand these traffic-carrying resources",
+                    list(model.unknown),
+                )
+            )
+    for v in verdicts:
+        v.checked["resources read"] = model.counted
+    return Proof(verdicts, list(model.unknown))
