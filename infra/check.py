@@ -23,6 +23,7 @@ from infra.config import ConfigError
 from infra.offline import evaluate
 from infra.policy.rules import RULES, Settings, evaluate_rules
 from infra.proof import prove_evaluation
+from infra.proof.report import write_report
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="lab", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--json", action="store_true", help="machine-readable result")
     parser.add_argument("--rules", action="store_true", help="list the rules and exit")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write the network linkage report (Markdown, HTML, SVG) and the "
+        "Network Access Analyzer scopes into DIR",
+    )
     args = parser.parse_args(argv)
     if args.rules:
         rows = [{"id": r.id, "severity": r.severity, "title": r.title,
@@ -67,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     proof = prove_evaluation(ev)
     proof_seconds = time.monotonic() - proof_started
     seconds = time.monotonic() - started
+    report = write_report(ev.config, proof, stack_file, args.report) if args.report else None
     declared = [r for r in ev.resources if not r.type.startswith("claims-dc:")]
     by_component: dict[str, Counter[str]] = {}
     for r in declared:
@@ -100,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                 for hop in c.hops:
                     print(f"        {hop}")
         print(f"evaluation {evaluated:.1f}s, proof {proof_seconds:.2f}s, total {seconds:.1f}s")
+        if report is not None:
+            print(
+                f"linkage report: {report.html} (and .md, zones.svg, "
+                f"{report.scopes.name}); config sha256 {report.config_sha256[:16]}..."
+            )
     return 1 if violations or not proof.holds else 0
 
 

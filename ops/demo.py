@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     _step(1, f"check the {args.stack} stack offline: program under Pulumi mocks, policy pack")
-    if check_main(["--stack", args.stack]) != 0:
+    reports = lab.state_dir(args.stack).parent / "reports" / args.stack
+    if check_main(["--stack", args.stack, "--report", str(reports)]) != 0:
         print("FAILED: the offline check found violations")
         return 1
     try:

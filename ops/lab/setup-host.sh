@@ -8,7 +8,8 @@ set -euo pipefail
 # would follow the default route out of the machine. It is required here, and pinned below;
 # netavark drives the firewall through iptables.
 PACKAGES=(podman runc netavark aardvark-dns iptables debootstrap openssh-client nftables iproute2
-          util-linux ca-certificates python3-venv make git)
+          util-linux ca-certificates python3-venv make git
+          graphviz fonts-noto-cjk)  # the linkage report's zone diagram, in Japanese
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
