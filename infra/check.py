@@ -18,11 +18,13 @@ import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from infra.config import ConfigError
 from infra.offline import evaluate
 from infra.policy.rules import RULES, Settings, evaluate_rules
 from infra.proof import prove_evaluation
+from infra.proof.fleet import check_fleet
 from infra.proof.report import write_report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="lab", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--json", action="store_true", help="machine-readable result")
     parser.add_argument("--rules", action="store_true", help="list the rules and exit")
+    parser.add_argument(
+        "--fleet",
+        type=Path,
+        metavar="DIR",
+        help="check every Pulumi.*.yaml in DIR: each tenant's proof, and the "
+        "tenants against each other",
+    )
     parser.add_argument(
         "--report",
         type=Path,
@@ -58,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{row['id']:12} {row['severity']:9} {row['title']}  [{row['corresponds_to']}]"
                 )
         return 0
+    if args.fleet:
+        return _fleet(args.fleet, args.json)
     stack_file = REPO / f"Pulumi.{args.stack}.yaml"
     if not stack_file.exists():
         print(f"error: no stack file {stack_file.name}", file=sys.stderr)
@@ -115,6 +126,44 @@ def main(argv: list[str] | None = None) -> int:
                 f"{report.scopes.name}); config sha256 {report.config_sha256[:16]}..."
             )
     return 1 if violations or not proof.holds else 0
+
+
+def _fleet(directory: Path, as_json: bool) -> int:
+    files = sorted(directory.glob("Pulumi.*.yaml"))
+    if not files:
+        print(f"error: no Pulumi.*.yaml in {directory}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    try:
+        result = check_fleet(files)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows: list[dict[str, Any]] = [
+        {"stack": t.config.stack, "verdicts": {v.id: v.status for v in t.proof.verdicts}}
+        for t in result.tenants
+    ]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "tenants": rows,
+                    "problems": result.problems,
+                    "seconds": round(time.monotonic() - started, 2),
+                },
+                indent=2,
+            )
+        )
+    else:
+        for row in rows:
+            print(f"{row['stack']:24} " + " ".join(f"{k}={v}" for k, v in row["verdicts"].items()))
+        for problem in result.problems:
+            print(f"FLEET {problem}")
+        print(
+            f"{len(rows)} tenants, {len(result.problems)} fleet problem(s), "
+            f"{time.monotonic() - started:.1f}s"
+        )
+    return 0 if result.holds else 1
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
 
-    _step(1, f"check the {args.stack} stack offline: program under Pulumi mocks, policy pack")
+    _step(1, f"check {args.stack} offline: program under Pulumi mocks, policy pack, proof")
     reports = lab.state_dir(args.stack).parent / "reports" / args.stack
     if check_main(["--stack", args.stack, "--report", str(reports)]) != 0:
         print("FAILED: the offline check found violations")
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  inventory      {report.inventory}")
     print(f"  ssh            python -m ops.lab ssh <host>   (config {report.state_dir}/ssh_config)")
     print(f"  AWS endpoints  {report.endpoint_url}  (CA {report.ca_cert})")
+    print(f"  linkage report {reports / 'linkage-report.html'}")
     print("  tear down      make lab-down")
     print(
         f"\ndemo finished in {time.monotonic() - started:.0f}s: "
