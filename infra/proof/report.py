@@ -213,6 +213,7 @@ CSS = """
 body { font-family: "Noto Sans CJK JP", "Hiragino Sans", sans-serif; font-size: 10.5pt;
        color: #111; max-width: 180mm; margin: auto; }
 h1 { font-size: 16pt; border-bottom: 2px solid #333; } h2 { font-size: 13pt; margin-top: 1.4em; }
+h2, h3 { break-after: avoid; page-break-after: avoid; }
 table { border-collapse: collapse; width: 100%; margin: .5em 0; page-break-inside: avoid; }
 th, td { border: 1px solid #999; padding: 3px 6px; text-align: left; vertical-align: top; }
 th { background: #eee; } .HOLDS { color: #0a5d00; } .VIOLATED, .UNKNOWN { color: #a00000; }
