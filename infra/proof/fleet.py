@@ -16,7 +16,7 @@ from pathlib import Path
 from infra.config import StackConfig
 from infra.offline import evaluate
 from infra.proof import model_of
-from infra.proof.model import Model, Net
+from infra.proof.model import Model, Net, overlaps
 from infra.proof.verdicts import Proof, prove
 
 
@@ -59,14 +59,6 @@ class FleetResult:
         return not self.problems and all(t.proof.holds for t in self.tenants)
 
 
-def _overlap(a: Net, b: Net) -> bool:
-    if isinstance(a, ipaddress.IPv4Network) and isinstance(b, ipaddress.IPv4Network):
-        return a.overlaps(b)
-    if isinstance(a, ipaddress.IPv6Network) and isinstance(b, ipaddress.IPv6Network):
-        return a.overlaps(b)
-    return False
-
-
 def check_fleet(stack_files: list[Path]) -> FleetResult:
     tenants = []
     for path in stack_files:
@@ -80,7 +72,7 @@ def check_fleet(stack_files: list[Path]) -> FleetResult:
             if shared:
                 for za, ca in a.blocks:
                     for zb, cb in b.blocks:
-                        if _overlap(ca, cb):
+                        if overlaps(ca, cb):
                             result.problems.append(
                                 f"{a.config.stack} {za} {ca} overlaps {b.config.stack} {zb} {cb}, "
                                 f"and they share the line {', '.join(sorted(shared))}"
@@ -92,7 +84,7 @@ def check_fleet(stack_files: list[Path]) -> FleetResult:
                     for zone, block in y.blocks:
                         if zone != "vpc":
                             continue
-                        if _overlap(cidr, block):
+                        if overlaps(cidr, block):
                             result.problems.append(
                                 f"{x.config.stack} routes {cidr} towards {y.config.stack}'s "
                                 f"VPC {block} ({where})"

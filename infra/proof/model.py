@@ -199,6 +199,24 @@ class Model:
         return next((i for i in self.interfaces if i.address == address), None)
 
 
+def within(inner: Net, outer: Net) -> bool:
+    """`inner` lies inside `outer` (False across IP versions)."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
+
+
+def overlaps(a: Net, b: Net) -> bool:
+    """`a` and `b` share an address (False across IP versions)."""
+    if isinstance(a, ipaddress.IPv4Network) and isinstance(b, ipaddress.IPv4Network):
+        return a.overlaps(b)
+    if isinstance(a, ipaddress.IPv6Network) and isinstance(b, ipaddress.IPv6Network):
+        return a.overlaps(b)
+    return False
+
+
 def _net(value: Any) -> Net | None:
     if not isinstance(value, str) or not value:
         return None

@@ -14,12 +14,11 @@ A model with a traffic-carrying resource it does not understand gives UNKNOWN, n
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from infra.config import EXTERNAL_ZONES, StackConfig
-from infra.proof.model import Model, Net
+from infra.proof.model import Model, within
 from infra.proof.reach import (
     EPHEMERAL_PORT,
     INTERNET_V4,
@@ -245,7 +244,7 @@ def _route_intent(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
             zone
             for zone, z in config.zones.items()
             for sub in model.subnets.values()
-            if model.subnet_table.get(sub.name) == table.name and _within(sub.cidr, z.cidr)
+            if model.subnet_table.get(sub.name) == table.name and within(sub.cidr, z.cidr)
         }
         for route in table.routes:
             if route.destination is None or route.target_kind not in ("tgw", "vgw"):
@@ -263,7 +262,7 @@ def _route_intent(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
                             f"{route.target_kind} {route.target}"
                         ],
                     )
-            if not any(_within(route.destination, config.zones[o].cidr) for o in EXTERNAL_ZONES):
+            if not any(within(route.destination, config.zones[o].cidr) for o in EXTERNAL_ZONES):
                 verdict.violate(
                     f"route table {table.name} routes {route.destination}, wider "
                     f"than any outside zone",
@@ -280,20 +279,12 @@ def _route_intent(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
                 continue
             served = [config.zones[z].cidr for z in partners[site.zone]]
             for cidr, _ in gw.route_tables.get(line_table, []):
-                if not any(_within(cidr, s) for s in served):
+                if not any(within(cidr, s) for s in served):
                     verdict.violate(
                         f"the {site.zone} line can address {cidr}, which no flow of "
                         f"{site.zone} needs",
                         [f"transit gateway {gw.name} route table {line_table}: {cidr}"],
                     )
-
-
-def _within(inner: Net, outer: Net) -> bool:
-    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
-        return inner.subnet_of(outer)
-    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
-        return inner.subnet_of(outer)
-    return False
 
 
 def _separated(ctx: Context, config: StackConfig, verdict: Verdict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -35,6 +36,15 @@ def test_tenant_index_is_bounded() -> None:
         tenant_config(0)
 
 
+def _write(directory: Path, *documents: dict[str, Any]) -> list[Path]:
+    paths = []
+    for i, doc in enumerate(documents, 1):
+        path = directory / f"Pulumi.tenant-{i}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        paths.append(path)
+    return paths
+
+
 def test_a_clean_fleet_holds(tmp_path: Path) -> None:
     result = check_fleet(write_tenants(tmp_path, 3))
     assert result.holds and len(result.tenants) == 3
@@ -45,12 +55,7 @@ def test_tenants_sharing_a_line_must_not_overlap(tmp_path: Path) -> None:
     # Tenant 2 reuses tenant 1's LGWAN customer gateway and its LGWAN range.
     two["config"]["claims-dc:lines"]["lgwan"] = one["config"]["claims-dc:lines"]["lgwan"]
     two["config"]["claims-dc:zones"]["lgwan"] = one["config"]["claims-dc:zones"]["lgwan"]
-    paths = []
-    for i, doc in ((1, one), (2, two)):
-        path = tmp_path / f"Pulumi.tenant-{i}.yaml"
-        path.write_text(yaml.safe_dump(doc))
-        paths.append(path)
-    result = check_fleet(paths)
+    result = check_fleet(_write(tmp_path, one, two))
     assert not result.holds
     assert any("overlaps" in p and "share the line 203.0.113.2" in p for p in result.problems)
 
@@ -59,12 +64,7 @@ def test_a_tenant_routing_towards_another_is_flagged(tmp_path: Path) -> None:
     one, two = tenant_config(1), tenant_config(2)
     # Tenant 2's LGWAN range is set to tenant 1's VPC: its app table routes there.
     two["config"]["claims-dc:zones"]["lgwan"] = {"cidr": "10.1.0.0/24"}
-    paths = []
-    for i, doc in ((1, one), (2, two)):
-        path = tmp_path / f"Pulumi.tenant-{i}.yaml"
-        path.write_text(yaml.safe_dump(doc))
-        paths.append(path)
-    result = check_fleet(paths)
+    result = check_fleet(_write(tmp_path, one, two))
     assert any("tenant-2 routes 10.1.0.0/24 towards tenant-1's VPC" in p for p in result.problems)
 
 
