@@ -1,0 +1,1 @@
+"""The reference claim application that claims-dc installs, backs up and audits."""

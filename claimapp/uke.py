@@ -1,0 +1,272 @@
+"""Parse a claim file in the documented UKE subset (docs/uke-subset.md).
+
+`parse` reads the bytes of one file and returns a `ClaimFile`, or raises `ClaimFileError` naming
+the line, the record, the field and the value. Nothing is partial: a file parses whole or not
+at all, so the intake can load it in one transaction or quarantine it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+ENCODING = "cp932"
+WELFARE_PREFIX = "12"  # 生活保護: the public-expense payer numbers of welfare begin with 12
+# UKE era codes and the first year of each era.
+ERAS = {"1": 1868, "2": 1912, "3": 1926, "4": 1989, "5": 2019}
+FIELD_COUNTS = {"IR": 8, "RE": 7, "KO": 5, "SY": (4, 5), "SI": 6, "IY": 6, "GO": 3}
+MAX_POINTS = 9_999_999
+
+
+class ClaimFileError(ValueError):
+    """The file is rejected; `reason` is a short code, the message says where and why."""
+
+    def __init__(self, reason: str, message: str, line: int | None = None) -> None:
+        self.reason = reason
+        self.line = line
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"{where}{message}")
+
+
+@dataclass(frozen=True)
+class Detail:
+    record: str  # SY, SI or IY
+    code: str
+    fields: tuple[str, ...]
+
+
+@dataclass
+class Receipt:
+    number: int
+    receipt_type: str
+    care_month: dt.date
+    patient_name: str
+    sex: str
+    birth_date: dt.date
+    payer_number: str = ""
+    recipient_number: str = ""
+    days: int = 0
+    points: int = 0
+    diagnoses: list[Detail] = field(default_factory=list)
+    procedures: list[Detail] = field(default_factory=list)
+    drugs: list[Detail] = field(default_factory=list)
+
+
+@dataclass
+class ClaimFile:
+    sha256: str
+    payer_org: str
+    prefecture: str
+    institution_code: str
+    institution_name: str
+    billing_month: dt.date
+    receipts: list[Receipt]
+    total_points: int
+
+
+def era_date(value: str, with_day: bool) -> dt.date:
+    """`GYYMMDD` (or `GYYMM`) in UKE era codes to a date; ValueError when it is not one."""
+    pattern = r"([1-5])(\d\d)(\d\d)(\d\d)" if with_day else r"([1-5])(\d\d)(\d\d)"
+    m = re.fullmatch(pattern, value)
+    if m is None:
+        raise ValueError(f"not {'GYYMMDD' if with_day else 'GYYMM'}")
+    year = ERAS[m.group(1)] + int(m.group(2)) - 1
+    return dt.date(year, int(m.group(3)), int(m.group(4)) if with_day else 1)
+
+
+class _Line:
+    def __init__(self, number: int, fields: list[str]) -> None:
+        self.number, self.fields = number, fields
+        self.kind = fields[0]
+
+    def fail(self, index: int, what: str) -> ClaimFileError:
+        value = self.fields[index] if index < len(self.fields) else ""
+        return ClaimFileError(
+            "field", f"{self.kind} field {index + 1} = {value!r}: {what}", self.number
+        )
+
+    def digits(self, index: int, count: int | tuple[int, int], what: str) -> str:
+        low, high = count if isinstance(count, tuple) else (count, count)
+        value = self.fields[index]
+        if not (value.isascii() and value.isdigit() and low <= len(value) <= high):
+            size = f"{low}" if low == high else f"{low}-{high}"
+            raise self.fail(index, f"{what} must be {size} digits")
+        return value
+
+    def number_in(self, index: int, low: int, high: int, what: str) -> int:
+        value = self.fields[index]
+        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+            raise self.fail(index, f"{what} must be a whole number from {low} to {high}")
+        return int(value)
+
+    def choice(self, index: int, choices: tuple[str, ...], what: str) -> str:
+        if self.fields[index] not in choices:
+            raise self.fail(index, f"{what} must be one of {', '.join(choices)}")
+        return self.fields[index]
+
+    def date(self, index: int, with_day: bool, what: str) -> dt.date:
+        try:
+            return era_date(self.fields[index], with_day)
+        except ValueError as exc:
+            raise self.fail(index, f"{what}: {exc}") from exc
+
+    def decimal(self, index: int, what: str) -> Decimal:
+        try:
+            value = Decimal(self.fields[index])
+        except InvalidOperation as exc:
+            raise self.fail(index, f"{what} must be a decimal number") from exc
+        if value < 0 or not value.is_finite():
+            raise self.fail(index, f"{what} must not be negative")
+        return value
+
+
+def _split(data: bytes) -> list[_Line]:
+    try:
+        text = data.decode(ENCODING)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ClaimFileError("encoding", f"byte {exc.start}: not Shift_JIS (cp932)", line) from exc
+    lines = []
+    for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+        if not raw.strip():
+            continue
+        fields = raw.split(",")
+        kind = fields[0]
+        expected = FIELD_COUNTS.get(kind)
+        if expected is None:
+            raise ClaimFileError(
+                "record", f"record type {kind!r} is not part of the subset", number
+            )
+        allowed = expected if isinstance(expected, tuple) else (expected,)
+        if len(fields) not in allowed:
+            raise ClaimFileError(
+                "field",
+                f"{kind} has {len(fields)} fields, expected {' or '.join(map(str, allowed))}",
+                number,
+            )
+        lines.append(_Line(number, fields))
+    if not lines:
+        raise ClaimFileError("record", "the file is empty")
+    return lines
+
+
+def _order(lines: list[_Line]) -> None:
+    if lines[0].kind != "IR":
+        raise ClaimFileError(
+            "order", f"the first record is {lines[0].kind}, not IR", lines[0].number
+        )
+    if lines[-1].kind != "GO":
+        raise ClaimFileError(
+            "order", f"the last record is {lines[-1].kind}, not GO", lines[-1].number
+        )
+    previous = "IR"
+    for line in lines[1:]:
+        ok = {
+            "IR": False,
+            "GO": previous in ("KO", "SY", "SI", "IY"),
+            "RE": previous in ("IR", "KO", "SY", "SI", "IY"),
+            "KO": previous == "RE",
+            "SY": previous in ("KO", "SY", "SI", "IY"),
+            "SI": previous in ("KO", "SY", "SI", "IY"),
+            "IY": previous in ("KO", "SY", "SI", "IY"),
+        }[line.kind]
+        if not ok or (line.kind == "GO" and line is not lines[-1]):
+            raise ClaimFileError("order", f"{line.kind} cannot follow {previous}", line.number)
+        previous = line.kind
+
+
+def parse(data: bytes) -> ClaimFile:
+    lines = _split(data)
+    _order(lines)
+    ir = lines[0]
+    claim = ClaimFile(
+        sha256=hashlib.sha256(data).hexdigest(),
+        payer_org=ir.choice(1, ("1", "2"), "payer organisation"),
+        prefecture=ir.digits(2, 2, "prefecture"),
+        institution_code="",
+        institution_name="",
+        billing_month=dt.date.min,
+        receipts=[],
+        total_points=0,
+    )
+    if not 1 <= int(claim.prefecture) <= 47:
+        raise ir.fail(2, "prefecture must be 01 to 47")
+    ir.choice(3, ("1",), "score table")
+    claim.institution_code = ir.digits(4, 7, "institution code")
+    claim.institution_name = ir.fields[6].strip()
+    if not claim.institution_name:
+        raise ir.fail(6, "institution name must not be empty")
+    claim.billing_month = ir.date(7, False, "billing month")
+    seen: set[int] = set()
+    receipt: Receipt | None = None
+    for line in lines[1:-1]:
+        if line.kind == "RE":
+            number = line.number_in(1, 1, 999_999, "receipt number")
+            if number in seen:
+                raise ClaimFileError(
+                    "duplicate",
+                    f"RE field 2 = {number}: receipt number used twice in this file",
+                    line.number,
+                )
+            seen.add(number)
+            care = line.date(3, False, "month of care")
+            if care > claim.billing_month:
+                raise line.fail(3, "month of care is after the billing month")
+            name = line.fields[4]
+            if not 1 <= len(name) <= 40 or name != name.strip():
+                raise line.fail(4, "patient name must be 1 to 40 characters")
+            receipt = Receipt(
+                number,
+                line.digits(2, 4, "receipt type"),
+                care,
+                name,
+                line.choice(5, ("1", "2"), "sex"),
+                line.date(6, True, "birth date"),
+            )
+            claim.receipts.append(receipt)
+            continue
+        assert receipt is not None  # guaranteed by _order
+        if line.kind == "KO":
+            payer = line.digits(1, 8, "payer number")
+            if not payer.startswith(WELFARE_PREFIX):
+                raise ClaimFileError(
+                    "payer",
+                    f"KO field 2 = {payer!r}: payer is not welfare "
+                    f"(生活保護 payer numbers begin with {WELFARE_PREFIX})",
+                    line.number,
+                )
+            receipt.payer_number = payer
+            receipt.recipient_number = line.digits(2, 7, "recipient number")
+            receipt.days = line.number_in(3, 0, 31, "days")
+            receipt.points = line.number_in(4, 0, MAX_POINTS, "points")
+        elif line.kind == "SY":
+            code = line.digits(1, 7, "disease code")
+            line.date(2, True, "start date")
+            line.choice(3, ("1", "2", "3", "4"), "outcome")
+            receipt.diagnoses.append(Detail("SY", code, tuple(line.fields[2:])))
+        else:  # SI, IY
+            line.digits(1, 2, "care category")
+            code = line.digits(2, 9, "procedure code" if line.kind == "SI" else "drug code")
+            line.decimal(3, "quantity")
+            line.number_in(4, 0, MAX_POINTS, "points")
+            line.number_in(5, 1, 99, "count")
+            target = receipt.procedures if line.kind == "SI" else receipt.drugs
+            target.append(Detail(line.kind, code, tuple(line.fields[1:])))
+    go = lines[-1]
+    count = go.number_in(1, 0, 999_999, "receipt count")
+    total = go.number_in(2, 0, 10**12, "total points")
+    claim.total_points = sum(r.points for r in claim.receipts)
+    if count != len(claim.receipts):
+        raise ClaimFileError(
+            "totals", f"GO says {count} receipts, the file has {len(claim.receipts)}", go.number
+        )
+    if total != claim.total_points:
+        raise ClaimFileError(
+            "totals",
+            f"GO says {total} points, the receipts add up to {claim.total_points}",
+            go.number,
+        )
+    return claim
