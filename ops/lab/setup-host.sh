@@ -9,7 +9,8 @@ set -euo pipefail
 # netavark drives the firewall through iptables.
 PACKAGES=(podman runc netavark aardvark-dns iptables debootstrap openssh-client nftables iproute2
           util-linux ca-certificates python3-venv make git
-          graphviz fonts-noto-cjk)  # the linkage report's zone diagram, in Japanese
+          graphviz fonts-noto-cjk  # the linkage report's zone diagram, in Japanese
+          postgresql-15)           # the claim application's tests run a private cluster
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
