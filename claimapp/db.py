@@ -44,4 +44,16 @@ def grant_application(owner: psycopg.Connection, app_role: str) -> None:
             owner.execute(
                 sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(sql.Identifier(table), role)
             )
+        # Accounts: read them, count failures and lock; creating and disabling users is the
+        # admin CLI's job, which connects as the owner.
+        owner.execute(sql.SQL("REVOKE ALL ON users FROM {}").format(role))
+        owner.execute(
+            sql.SQL("GRANT SELECT, UPDATE (failed_logins, locked_until) ON users TO {}").format(
+                role
+            )
+        )
+        owner.execute(sql.SQL("REVOKE ALL ON sessions FROM {}").format(role))
+        owner.execute(sql.SQL("GRANT SELECT, INSERT, DELETE ON sessions TO {}").format(role))
+        owner.execute(sql.SQL("REVOKE ALL ON audit_log FROM {}").format(role))
+        owner.execute(sql.SQL("GRANT SELECT, INSERT ON audit_log TO {}").format(role))
         owner.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))

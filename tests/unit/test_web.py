@@ -1,0 +1,162 @@
+"""The caseworkers' web application and API against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from claimapp.accounts import Policy, create_user
+from claimapp.admin import main as admin_main
+from claimapp.generate import claim_file
+from claimapp.intake import ingest
+from claimapp.web import COOKIE, create_app
+
+PASSWORD = "correct horse battery"  # a test account's, made for this run only
+
+
+@pytest.fixture
+def world(postgres: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
+    with psycopg.connect(postgres["owner"], autocommit=True) as owner:
+        owner.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_truncate")
+        owner.execute(
+            "TRUNCATE sessions, users, audit_log, receipt_details, receipts, "
+            "claim_files RESTART IDENTITY"
+        )
+        owner.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_truncate")
+        for name, role in (
+            ("kato", "caseworker"),
+            ("sato", "supervisor"),
+            ("audit.ito", "auditor"),
+            ("admin.abe", "admin"),
+        ):
+            create_user(owner, name, role, PASSWORD)
+    with psycopg.connect(postgres["app"], autocommit=True) as app_conn:
+        path = tmp_path / "f.UKE"
+        path.write_bytes(claim_file(21, receipts=20, institution="7654321"))
+        assert ingest(path, app_conn, tmp_path / "q", tmp_path / "p").loaded
+        recipient = app_conn.execute(
+            "SELECT recipient_number FROM receipts WHERE receipt_number = 1"
+        ).fetchone()
+    app = create_app(
+        postgres["app"],
+        Policy(lockout_failures=3, lockout_minutes=15, session_minutes=30),
+        secure_cookies=False,
+    )
+    yield {
+        "client": app.test_client(),
+        "recipient": recipient[0] if recipient else "",
+        "dsn": postgres,
+    }
+
+
+def _login(client: Any, user: str, password: str = PASSWORD) -> Any:
+    return client.post("/api/login", json={"username": user, "password": password})
+
+
+def _audit(dsn: dict[str, str]) -> list[tuple[str, str, bool]]:
+    with psycopg.connect(dsn["owner"]) as owner:
+        rows = owner.execute("SELECT actor, action, success FROM audit_log ORDER BY id")
+        return [(str(a), str(b), bool(c)) for a, b, c in rows.fetchall()]
+
+
+def test_login_search_view_and_the_audit_trail(world: dict[str, Any]) -> None:
+    c = world["client"]
+    assert _login(c, "kato").status_code == 200
+    found = c.get(f"/api/receipts?recipient={world['recipient']}&month=2026-10")
+    assert found.status_code == 200
+    rows = found.get_json()["receipts"]
+    assert rows and rows[0]["recipient_number"] == world["recipient"]
+    one = c.get(f"/api/receipts/{rows[0]['id']}").get_json()
+    assert one["diagnoses"] and one["procedures"] and one["institution_code"] == "7654321"
+    page = c.get(f"/receipts/{rows[0]['id']}")
+    assert page.status_code == 200 and rows[0]["patient_name"] in page.get_data(as_text=True)
+    assert page.headers["Cache-Control"] == "no-store"
+    actions = [(a, b, ok) for a, b, ok in _audit(world["dsn"]) if a == "kato"]
+    assert actions == [
+        ("kato", "login", True),
+        ("kato", "search", True),
+        ("kato", "view", True),
+        ("kato", "view", True),
+    ]
+
+
+def test_wrong_passwords_lock_the_account(world: dict[str, Any]) -> None:
+    c = world["client"]
+    for _ in range(3):
+        assert _login(c, "kato", "wrong password!").status_code == 401
+    locked = _login(c, "kato")  # the right password, but locked now
+    assert locked.status_code == 401 and "locked" in locked.get_json()["error"]
+    trail = [(b, ok) for a, b, ok in _audit(world["dsn"]) if a == "kato"]
+    assert trail == [("login", False)] * 3 + [("login-locked", False)]
+
+
+def test_unknown_users_fail_like_wrong_passwords(world: dict[str, Any]) -> None:
+    r = _login(world["client"], "nobody")
+    assert r.status_code == 401 and r.get_json()["error"] == "unknown user or wrong password"
+
+
+def test_sessions_expire(world: dict[str, Any]) -> None:
+    c = world["client"]
+    _login(c, "kato")
+    with psycopg.connect(world["dsn"]["owner"], autocommit=True) as owner:
+        owner.execute("UPDATE sessions SET expires_at = now() - interval '1 second'")
+    assert c.get("/api/receipts?month=2026-10").status_code == 401
+    assert c.get("/receipts").status_code == 302  # to the login page
+
+
+def test_roles(world: dict[str, Any]) -> None:
+    c = world["client"]
+    _login(c, "kato")
+    assert c.get("/api/audit").status_code == 403  # a caseworker cannot read the audit log
+    c.post("/logout")
+    _login(c, "audit.ito")
+    entries = c.get("/api/audit")
+    assert entries.status_code == 200
+    assert any(
+        e["action"] == "denied" and e["actor"] == "kato" for e in entries.get_json()["entries"]
+    )
+    assert c.get("/api/receipts?month=2026-10").status_code == 403  # no personal data
+
+
+def test_no_cookie_no_data(world: dict[str, Any]) -> None:
+    c = world["client"]
+    c.delete_cookie(COOKIE)
+    assert c.get("/api/receipts?month=2026-10").status_code == 401
+
+
+def test_the_audit_log_cannot_be_rewritten(world: dict[str, Any]) -> None:
+    _login(world["client"], "kato")
+    for dsn in (world["dsn"]["app"], world["dsn"]["owner"]):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for statement in ("UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log"):
+                with pytest.raises(
+                    (psycopg.errors.InsufficientPrivilege, psycopg.errors.RaiseException)
+                ):
+                    conn.execute(statement)
+
+
+def test_admin_cli(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn = world["dsn"]["owner"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long new password\n"))
+    assert (
+        admin_main(["--dsn", dsn, "create", "new.user", "--role", "caseworker", "--password-stdin"])
+        == 0
+    )
+    assert _login(world["client"], "new.user", "a long new password").status_code == 200
+    assert admin_main(["--dsn", dsn, "disable", "new.user"]) == 0
+    assert world["client"].get("/api/receipts?month=2026-10").status_code == 401
+    assert admin_main(["--dsn", dsn, "list"]) == 0
+    assert "new.user" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert (
+        admin_main(["--dsn", dsn, "create", "weak.user", "--role", "admin", "--password-stdin"])
+        == 1
+    )
+    assert admin_main(["--dsn", dsn, "disable", "ghost"]) == 1
