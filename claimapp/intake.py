@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import shutil
 import sys
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import psycopg
 
+from claimapp.settings import SettingsError
+from claimapp.settings import load as load_settings
 from claimapp.uke import ClaimFile, ClaimFileError, parse
 
 SETTLE_SECONDS = 2.0  # a file still being written (SFTP upload) is left for the next run
@@ -140,16 +141,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drop", type=Path, help="ingest every settled file in this directory")
     p.add_argument(
         "--dsn",
-        default=os.environ.get("CLAIMAPP_DSN", ""),
-        help="libpq connection string (default: $CLAIMAPP_DSN); the application "
-        "role, never the owner",
+        help="libpq connection string of the application role, never the "
+        "owner (default: the settings file and environment)",
     )
-    p.add_argument("--quarantine", type=Path, default=Path("quarantine"))
-    p.add_argument("--processed", type=Path, default=Path("processed"))
+    p.add_argument("--quarantine", type=Path, help="default: paths.quarantine")
+    p.add_argument("--processed", type=Path, help="default: paths.processed")
     p.add_argument("--json", action="store_true", help="one JSON line per file")
     args = p.parse_args(argv)
     if (args.file is None) == (args.drop is None):
         p.error("give exactly one of FILE or --drop DIR")
+    if args.dsn is None or args.quarantine is None or args.processed is None:
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        args.dsn = args.dsn or settings.dsn
+        args.quarantine = args.quarantine or settings.quarantine
+        args.processed = args.processed or settings.processed
     files = [args.file] if args.file else settled_files(args.drop)
     failed = 0
     with psycopg.connect(args.dsn, autocommit=True) as conn:

@@ -8,13 +8,12 @@
 
 Caseworkers and supervisors read receipts; auditors and admins read the audit log. Every read
 of personal data and every login is written to the audit log. Configuration comes from the
-environment (CLAIMAPP_DSN, CLAIMAPP_SESSION_MINUTES, ...), never from code.
+file and the environment (claimapp/settings.py), never from code.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from typing import Any
 
 import psycopg
@@ -22,6 +21,7 @@ import psycopg.sql
 from flask import Flask, Response, abort, g, jsonify, redirect, render_template_string, request
 
 from claimapp.accounts import Policy, User, audit, login, logout, session_user
+from claimapp.settings import load as load_settings
 
 COOKIE = "claimapp_session"
 READ_RECEIPTS = ("caseworker", "supervisor")
@@ -46,12 +46,12 @@ def create_app(
     dsn: str | None = None, policy: Policy | None = None, secure_cookies: bool = True
 ) -> Flask:
     app = Flask(__name__)
-    dsn = dsn if dsn is not None else os.environ["CLAIMAPP_DSN"]
-    policy = policy or Policy(
-        session_minutes=int(os.environ.get("CLAIMAPP_SESSION_MINUTES", "30")),
-        lockout_failures=int(os.environ.get("CLAIMAPP_LOCKOUT_FAILURES", "5")),
-        lockout_minutes=int(os.environ.get("CLAIMAPP_LOCKOUT_MINUTES", "15")),
-    )
+    if dsn is None or policy is None:
+        settings = load_settings()
+        dsn = dsn if dsn is not None else settings.dsn
+        policy = policy or Policy(
+            settings.lockout_failures, settings.lockout_minutes, settings.session_minutes
+        )
 
     def conn() -> psycopg.Connection:
         if "db" not in g:
