@@ -33,6 +33,56 @@ def _step(n: int, title: str) -> None:
     print(f"\n== {n}. {title}", flush=True)
 
 
+def _claimapp_step() -> bool:
+    """Ingest a synthetic month (one broken file among them), search it as a caseworker, and
+    show what the audit log recorded."""
+    import tempfile
+
+    import psycopg
+
+    from claimapp.accounts import Policy, create_user
+    from claimapp.generate import claim_file
+    from claimapp.intake import ingest
+    from claimapp.localpg import local_cluster
+    from claimapp.web import create_app
+
+    with local_cluster() as dsns, tempfile.TemporaryDirectory() as tmp:
+        drop = Path(tmp) / "incoming"
+        drop.mkdir()
+        for seed in range(1, 4):
+            (drop / f"{seed:07d}.UKE").write_bytes(claim_file(seed, receipts=200))
+        (drop / "broken.UKE").write_bytes(claim_file(9, receipts=200, bad="totals"))
+        with psycopg.connect(dsns["app"], autocommit=True) as app_conn:
+            for path in sorted(drop.iterdir()):
+                r = ingest(path, app_conn, Path(tmp) / "quarantine", Path(tmp) / "processed")
+                print(
+                    f"  {r.file}: "
+                    + (
+                        f"loaded {r.receipts} receipts"
+                        if r.loaded
+                        else f"quarantined ({r.reason}): {r.message}"
+                    )
+                )
+            row = app_conn.execute("SELECT recipient_number FROM receipts LIMIT 1").fetchone()
+        with psycopg.connect(dsns["owner"], autocommit=True) as owner:
+            create_user(owner, "demo.kato", "caseworker", "demo password 2026")
+        client = create_app(dsns["app"], Policy(), secure_cookies=False).test_client()
+        client.post("/api/login", json={"username": "demo.kato", "password": "demo password 2026"})
+        found = client.get(f"/api/receipts?recipient={row[0] if row else ''}").get_json()
+        print(
+            f"  caseworker demo.kato searched recipient {row[0] if row else '?'}: "
+            f"{len(found['receipts'])} receipt(s)"
+        )
+        with psycopg.connect(dsns["owner"]) as owner:
+            trail = owner.execute(
+                "SELECT actor, action, success FROM audit_log ORDER BY id"
+            ).fetchall()
+        print(
+            "  audit log: " + "; ".join(f"{a} {b} {'ok' if c else 'FAILED'}" for a, b, c in trail)
+        )
+        return bool(found["receipts"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ops.demo",
@@ -98,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         return 1
 
-    _step(5, "where everything is")
+    _step(5, "the claim application, on a private PostgreSQL on this machine")
+    if not _claimapp_step():
+        return 1
+
+    _step(6, "where everything is")
     st = lab.status(config)
     for h in st["hosts"]:
         print(f"  {h['name']:12} {h['zone']:10} {h['address']:15} {h['state']}/{h['systemd']}")
