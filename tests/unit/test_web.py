@@ -160,3 +160,16 @@ def test_admin_cli(
         == 1
     )
     assert admin_main(["--dsn", dsn, "disable", "ghost"]) == 1
+
+
+def test_a_disabled_account_cannot_log_in(world: dict[str, Any]) -> None:
+    assert admin_main(["--dsn", world["dsn"]["owner"], "disable", "kato"]) == 0
+    refused = _login(world["client"], "kato")
+    assert refused.status_code == 401 and refused.get_json()["error"] == "account disabled"
+    assert ("kato", "login-disabled", False) in _audit(world["dsn"])
+
+
+def test_a_malformed_month_is_a_bad_request(world: dict[str, Any]) -> None:
+    c = world["client"]
+    _login(c, "kato")
+    assert c.get("/api/receipts?month=2026-13").status_code == 400
