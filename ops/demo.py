@@ -36,6 +36,7 @@ def _step(n: int, title: str) -> None:
 def _claimapp_step() -> bool:
     """Ingest a synthetic month (one broken file among them), search it as a caseworker, and
     show what the audit log recorded."""
+    import secrets
     import tempfile
 
     import psycopg
@@ -65,9 +66,10 @@ def _claimapp_step() -> bool:
                 )
             row = app_conn.execute("SELECT recipient_number FROM receipts LIMIT 1").fetchone()
         with psycopg.connect(dsns["owner"], autocommit=True) as owner:
-            create_user(owner, "demo.kato", "caseworker", "demo password 2026")
+            password = secrets.token_urlsafe(18)  # a throwaway account: made up for this run
+            create_user(owner, "demo.kato", "caseworker", password)
         client = create_app(dsns["app"], Policy(), secure_cookies=False).test_client()
-        client.post("/api/login", json={"username": "demo.kato", "password": "demo password 2026"})
+        client.post("/api/login", json={"username": "demo.kato", "password": password})
         found = client.get(f"/api/receipts?recipient={row[0] if row else ''}").get_json()
         print(
             f"  caseworker demo.kato searched recipient {row[0] if row else '?'}: "

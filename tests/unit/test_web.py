@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from claimapp.generate import claim_file
 from claimapp.intake import ingest
 from claimapp.web import COOKIE, create_app
 
-PASSWORD = "correct horse battery"  # a test account's, made for this run only
+PASSWORD = secrets.token_urlsafe(18)  # the test accounts', made up for this run only
 
 
 @pytest.fixture
