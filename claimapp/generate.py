@@ -15,12 +15,8 @@ import random
 import sys
 from pathlib import Path
 
-from claimapp.uke import ENCODING, WELFARE_PREFIX
+from claimapp.uke import ENCODING, ERA_STARTS, WELFARE_PREFIX
 
-# Era start dates, newest first: (code, first day, first year).
-ERA_STARTS = (("5", dt.date(2019, 5, 1)), ("4", dt.date(1989, 1, 8)),
-              ("3", dt.date(1926, 12, 25)), ("2", dt.date(1912, 7, 30)),
-              ("1", dt.date(1868, 1, 25)))  # fmt: skip
 FAMILY = (
     "佐藤",
     "鈴木",

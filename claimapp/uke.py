@@ -15,8 +15,11 @@ from decimal import Decimal, InvalidOperation
 
 ENCODING = "cp932"
 WELFARE_PREFIX = "12"  # 生活保護: the public-expense payer numbers of welfare begin with 12
-# UKE era codes and the first year of each era.
-ERAS = {"1": 1868, "2": 1912, "3": 1926, "4": 1989, "5": 2019}
+# UKE era codes and the first day of each era, newest first.
+ERA_STARTS = (("5", dt.date(2019, 5, 1)), ("4", dt.date(1989, 1, 8)),
+              ("3", dt.date(1926, 12, 25)), ("2", dt.date(1912, 7, 30)),
+              ("1", dt.date(1868, 1, 25)))  # fmt: skip
+ERAS = {code: start.year for code, start in ERA_STARTS}  # era code -> its first year
 FIELD_COUNTS = {"IR": 8, "RE": 7, "KO": 5, "SY": (4, 5), "SI": 6, "IY": 6, "GO": 3}
 MAX_POINTS = 9_999_999
 

@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,11 @@ class StackConfig:
 
     def allowed(self) -> frozenset[tuple[str, str, int, str]]:
         """Every (source zone, destination zone, port, protocol) the flow policy allows."""
+        return self._allowed
+
+    @cached_property
+    def _allowed(self) -> frozenset[tuple[str, str, int, str]]:
+        # Derived once: is_allowed sits in the inner loops of the proof and the lab's matrix.
         return frozenset(
             (src, dst, flow.port, flow.protocol) for flow in self.flows for src, dst in flow.pairs()
         )

@@ -145,17 +145,37 @@ def engine_config(stack_file: Path) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
-def evaluate(stack_file: Path) -> Evaluation:
-    """Run the program for `Pulumi.<stack>.yaml` under mocks; raises ConfigError on bad config."""
-    from infra.program import outputs, run
+def run_program(
+    stack_file: Path,
+    mocks: pulumi.runtime.Mocks,
+    transformation: pulumi.ResourceTransformation | None = None,
+) -> StackConfig:
+    """Run the Pulumi program for `Pulumi.<stack>.yaml` under `mocks`, with the stack's config
+    handed over as the engine would; returns the config the program read. Raises ConfigError on
+    a bad config, and whatever the mocks raise."""
+    from infra.program import run
 
     stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    config_values = engine_config(stack_file)
-    mocks = RecordingMocks(config_values.get("aws:region", ""))
-    pulumi.runtime.set_all_config(config_values)
+    pulumi.runtime.set_all_config(engine_config(stack_file))
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     holder: dict[str, StackConfig] = {}
 
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def program() -> None:
+        if transformation is not None:
+            pulumi.runtime.register_stack_transformation(transformation)
+        holder["config"] = from_pulumi()
+        run(holder["config"])
+
+    program()
+    return holder["config"]
+
+
+def evaluate(stack_file: Path) -> Evaluation:
+    """Run the program for `Pulumi.<stack>.yaml` under mocks; raises ConfigError on bad config."""
+    from infra.program import outputs
+
+    mocks = RecordingMocks(engine_config(stack_file).get("aws:region", ""))
     options: dict[tuple[str, str], tuple[bool, tuple[str, ...]]] = {}
 
     def record_options(
@@ -166,16 +186,9 @@ def evaluate(stack_file: Path) -> Evaluation:
         options[(args.type_, args.name)] = (bool(opts.protect), tuple(opts.ignore_changes or ()))
         return None
 
-    @pulumi.runtime.test  # type: ignore[untyped-decorator]
-    def program() -> None:
-        pulumi.runtime.register_stack_transformation(record_options)
-        holder["config"] = from_pulumi()
-        run(holder["config"])
-
-    program()
+    config = run_program(stack_file, mocks, record_options)
     for resource in mocks.resources:
         resource.protect, resource.ignore_changes = options.get(
             (resource.type, resource.name), (False, ())
         )
-    config = holder["config"]
     return Evaluation(config, outputs(config), mocks.resources, mocks.invokes)

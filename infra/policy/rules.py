@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-ALLOWED_REGIONS = ("ap-northeast-1", "ap-northeast-3")
+from infra.config import ALLOWED_REGIONS
+
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 DEFAULT_MIN_RETENTION_DAYS = 30
 

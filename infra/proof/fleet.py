@@ -17,7 +17,7 @@ from infra.config import StackConfig
 from infra.offline import evaluate
 from infra.proof import model_of
 from infra.proof.model import Model, Net, overlaps
-from infra.proof.verdicts import Proof, prove
+from infra.proof.verdicts import Proof, prove, sites_of
 
 
 @dataclass
@@ -34,9 +34,7 @@ class Tenant:
         return blocks
 
     def line_keys(self) -> set[str]:
-        return {str(line.customer_gateway_ip) if line.kind == "vpn"
-                else f"dx:{line.dx_connection_id}:{line.vlan}"
-                for line in self.config.lines.values()}  # fmt: skip
+        return set(sites_of(self.config))
 
     def routed(self) -> Iterable[tuple[str, Net]]:
         for table in self.model.route_tables.values():

@@ -199,6 +199,11 @@ class Model:
         return next((i for i in self.interfaces if i.address == address), None)
 
 
+def dx_site(connection: object, vlan: object) -> str:
+    """How a Direct Connect line is named as a site: its connection and VLAN."""
+    return f"dx:{connection}:{vlan}"
+
+
 def within(inner: Net, outer: Net) -> bool:
     """`inner` lies inside `outer` (False across IP versions)."""
     if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
@@ -684,7 +689,7 @@ class _Builder:
         self.cgw_ip[r.name] = str(r.inputs.get("ipAddress"))
 
     def _vif(self, r: Declared) -> None:
-        site = f"dx:{r.inputs.get('connectionId')}:{_port(r.inputs.get('vlan'), 0)}"
+        site = dx_site(r.inputs.get("connectionId"), _port(r.inputs.get("vlan"), 0))
         for gw in self.refs([r.inputs.get("dxGatewayId"), r.inputs.get("vpnGatewayId")]):
             self.dx_sites.setdefault(gw, []).append(site)
             if gw in self.m.vgw:  # a private VIF straight onto a VGW

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from infra.config import EXTERNAL_ZONES, StackConfig
-from infra.proof.model import Model, within
+from infra.proof.model import Model, dx_site, within
 from infra.proof.reach import (
     EPHEMERAL_PORT,
     INTERNET_V4,
@@ -68,7 +68,7 @@ def sites_of(config: StackConfig) -> dict[str, Site]:
     sites = {}
     for name, line in config.lines.items():
         key = (str(line.customer_gateway_ip) if line.kind == "vpn"
-               else f"dx:{line.dx_connection_id}:{line.vlan}")  # fmt: skip
+               else dx_site(line.dx_connection_id, line.vlan))  # fmt: skip
         sites[key] = Site(name, key, config.zones[name].cidr)
     return sites
 
@@ -183,12 +183,11 @@ def _closed(ctx: Context, verdict: Verdict) -> None:
 def _policy(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
     ports = _ports(config, ctx.model)
     triples = paths = 0
-    for src_zone in config.zones:
-        sources = _zone_sources(ctx, config, src_zone)
-        for dst_zone in config.zones:
+    members = {zone: _zone_sources(ctx, config, zone) for zone in config.zones}
+    for src_zone, sources in members.items():
+        for dst_zone, targets in members.items():
             if dst_zone == src_zone:
                 continue
-            targets = _zone_sources(ctx, config, dst_zone)
             for port in ports:
                 triples += 1
                 allowed = config.is_allowed(src_zone, dst_zone, port)

@@ -22,8 +22,8 @@ from typing import Any
 import boto3
 import pulumi
 
-from infra.config import PROJECT, StackConfig, from_pulumi
-from infra.offline import engine_config
+from infra.config import StackConfig
+from infra.offline import engine_config, run_program
 
 # The lab router stands in for the lines; they have no counterpart in moto's API that the lab
 # could use, and creating half of them would only mislead.
@@ -456,11 +456,7 @@ def apply(
     stack_file: Path, endpoint_url: str, verify: str | bool
 ) -> tuple[StackConfig, ApplyRecord]:
     """Run the program for `stack_file`, creating its resources at `endpoint_url`."""
-    from infra.program import run
-
-    stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    values = engine_config(stack_file)
-    region = values.get("aws:region", "")
+    region = engine_config(stack_file).get("aws:region", "")
     # The lab's API accepts any credentials; these are placeholders, not secrets.
     session = boto3.session.Session(
         aws_access_key_id="lab",
@@ -468,17 +464,7 @@ def apply(
         region_name=region,
     )
     mocks = MotoApplyMocks(session, endpoint_url, verify, region)
-    pulumi.runtime.set_all_config(values)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
-    holder: dict[str, StackConfig] = {}
-
-    @pulumi.runtime.test  # type: ignore[untyped-decorator]
-    def program() -> None:
-        holder["config"] = from_pulumi()
-        run(holder["config"])
-
-    program()
-    return holder["config"], mocks.record
+    return run_program(stack_file, mocks), mocks.record
 
 
 def apply_once(

@@ -27,10 +27,10 @@ from infra.config import StackConfig, load_stack
 from ops.lab import image, pki
 from ops.lab import podman as pm
 from ops.lab.apply import ApplyRecord, apply_once
+from ops.lab.image import OPERATOR_USER
 from ops.lab.plan import (
     MOTO_PORT,
     NFT_ROUTER_TABLE,
-    OPERATOR_USER,
     LabHost,
     LabPlan,
     build_plan,
@@ -339,8 +339,8 @@ def _host_table_exists(plan: LabPlan) -> bool:
     return proc.returncode == 0
 
 
-def _ensure_host_guard(plan: LabPlan) -> None:
-    ruleset = host_guard_ruleset(plan, _bridges(plan))
+def _ensure_host_guard(plan: LabPlan, bridges: dict[str, str]) -> None:
+    ruleset = host_guard_ruleset(plan, bridges)
     # Declaring the table first makes the delete safe; the three lines apply atomically.
     script = f"table inet {plan.host_table}\ndelete table inet {plan.host_table}\n{ruleset}"
     _sh(["nft", "-f", "-"], "control node guard", input_text=script)
@@ -421,8 +421,9 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
     _wait_booted([h.container for h in plan.hosts] + [plan.router])
 
     progress("router rules and routes")
-    check_control_node_routes(plan, _bridges(plan))
-    _ensure_host_guard(plan)
+    bridges = _bridges(plan)
+    check_control_node_routes(plan, bridges)
+    _ensure_host_guard(plan, bridges)
     apply_router_rules(config, plan)
     pm.exec_in(plan.router, ["systemctl", "enable", "--quiet", "nftables"])
     for host in plan.hosts:
@@ -566,12 +567,13 @@ def status(config: StackConfig) -> dict[str, Any]:
         )
         router_rules = "loaded" if listing.returncode == 0 else "MISSING"
     moto = _moto_pids(plan)
+    guard = _host_table_exists(plan)
     healthy = (
         all(r.state == "running" and r.systemd == "running" for r in rows)
         and all(r.sshd == "active" for r in rows if r.role != "router")
         and router_rules == "loaded"
         and bool(moto)
-        and _host_table_exists(plan)
+        and guard
     )
     return {
         "stack": config.stack,
@@ -580,7 +582,7 @@ def status(config: StackConfig) -> dict[str, Any]:
         "router_rules": router_rules,
         "moto_server": {"pids": moto, "address": f"{plan.moto_address}:{MOTO_PORT}"},
         "endpoint_url": plan.endpoint_url,
-        "control_node_guard": _host_table_exists(plan),
+        "control_node_guard": guard,
         "state_dir": str(state_dir(config.stack)),
     }
 

@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from infra.config import DATACENTER_ZONES, Flow, StackConfig
+from ops.lab.image import OPERATOR_USER
 
-OPERATOR_USER = "opsadmin"
 # The moto server listens on the endpoints network's gateway (the control node); the endpoint
 # stand-in terminates TLS on 443 and forwards to it, as a VPC interface endpoint would.
 MOTO_PORT = 4566
