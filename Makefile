@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 SYSTEM_STAMP := /var/lib/claims-dc/.system-$(shell sha256sum ops/lab/setup-host.sh | cut -c1-12)
 
-.PHONY: help setup demo test test-fast test-lab lint lab-up lab-down lab-status clean
+.PHONY: help setup bundle demo test test-fast test-lab lint lab-up lab-down lab-status clean
 
 help:
 	@echo "make demo       set up, then run the demo on the local lab (Pulumi.$(STACK).yaml)"
@@ -19,6 +19,7 @@ help:
 	@echo "make test-fast  unit tests only: no lab, a few seconds"
 	@echo "make test-lab   the slow suite on one shared lab (real podman hosts)"
 	@echo "make lint       ruff, mypy, yamllint, ansible-lint (production profile)"
+	@echo "make bundle     the claim application's signed offline bundle (build/bundle)"
 	@echo "make lab-up | lab-down | lab-status"
 
 setup: $(SYSTEM_STAMP) $(STAMP)
@@ -32,7 +33,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-demo: setup
+# Rebuilt only when the application or the pins change; signed with .keys/ (made once, 0600).
+bundle: setup
+	$(BIN)/python -m ops.bundle build
+
+demo: setup bundle
 	$(BIN)/python -m ops.demo --stack $(STACK)
 
 test: setup lint test-fast test-lab
@@ -40,7 +45,7 @@ test: setup lint test-fast test-lab
 test-fast: setup
 	$(BIN)/pytest -m "not lab"
 
-test-lab: setup
+test-lab: setup bundle
 	$(BIN)/pytest -m lab
 
 lint: setup

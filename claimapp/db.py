@@ -57,3 +57,40 @@ def grant_application(owner: psycopg.Connection, app_role: str) -> None:
         owner.execute(sql.SQL("REVOKE ALL ON audit_log FROM {}").format(role))
         owner.execute(sql.SQL("GRANT SELECT, INSERT ON audit_log TO {}").format(role))
         owner.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m claimapp.db migrate --app-role ROLE: apply pending migrations as the owner
+    ($CLAIMAPP_ADMIN_DSN), then grant the application role its least privilege.
+
+    Prints {"applied": [...]} as JSON; exit 0 ok, 1 the database refused, 2 usage.
+    """
+    import argparse
+    import json
+    import os
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m claimapp.db", description=main.__doc__)
+    p.add_argument("command", choices=("migrate",))
+    p.add_argument("--app-role", required=True, help="the application's database role")
+    p.add_argument(
+        "--dsn",
+        default=os.environ.get("CLAIMAPP_ADMIN_DSN", ""),
+        help="owner connection (default: $CLAIMAPP_ADMIN_DSN)",
+    )
+    args = p.parse_args(argv)
+    if not args.dsn:
+        p.error("no owner connection: pass --dsn or set CLAIMAPP_ADMIN_DSN")
+    try:
+        with psycopg.connect(args.dsn, autocommit=True) as owner:
+            applied = migrate(owner)
+            grant_application(owner, args.app_role)
+    except psycopg.Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"applied": applied}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

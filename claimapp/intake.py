@@ -6,6 +6,9 @@ nothing in the database. A loaded file moves to the processed directory.
 
     python -m claimapp.intake FILE --dsn "host=... dbname=claims user=claims_app"
     python -m claimapp.intake --drop /srv/sftp/fund/incoming --dsn ...   # every settled file
+
+Exit codes: 0 every file loaded, 1 a file was quarantined (its reason is beside it), 2 usage
+or settings, 3 the intake could not run (the database unreachable, a directory unusable).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from claimapp.settings import load as load_settings
 from claimapp.uke import ClaimFile, ClaimFileError, parse
 
 SETTLE_SECONDS = 2.0  # a file still being written (SFTP upload) is left for the next run
+WAIT_LIMIT_SECONDS = 600.0
+ABANDONED_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,20 @@ def settled_files(drop: Path, now: float | None = None) -> list[Path]:
                   and now - p.stat().st_mtime >= SETTLE_SECONDS)  # fmt: skip
 
 
+def pending_files(drop: Path) -> list[Path]:
+    """Uploads still in progress: unsettled files, and hidden (temporary) files written in the
+    last ABANDONED_SECONDS; an older hidden file is an abandoned upload, not worth waiting for."""
+    now = time.time()
+    settled = set(settled_files(drop, now))
+    return sorted(
+        p
+        for p in drop.iterdir()
+        if p.is_file()
+        and p not in settled
+        and (not p.name.startswith(".") or now - p.stat().st_mtime < ABANDONED_SECONDS)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m claimapp.intake",
@@ -147,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quarantine", type=Path, help="default: paths.quarantine")
     p.add_argument("--processed", type=Path, help="default: paths.processed")
     p.add_argument("--json", action="store_true", help="one JSON line per file")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="with --drop: also wait for files still being written, until none is left "
+        f"(at most {WAIT_LIMIT_SECONDS:.0f}s); for the path unit, which fires once",
+    )
     args = p.parse_args(argv)
     if (args.file is None) == (args.drop is None):
         p.error("give exactly one of FILE or --drop DIR")
@@ -159,22 +184,41 @@ def main(argv: list[str] | None = None) -> int:
         args.dsn = args.dsn or settings.dsn
         args.quarantine = args.quarantine or settings.quarantine
         args.processed = args.processed or settings.processed
-    files = [args.file] if args.file else settled_files(args.drop)
-    failed = 0
-    with psycopg.connect(args.dsn, autocommit=True) as conn:
-        for path in files:
-            result = ingest(path, conn, args.quarantine, args.processed)
-            failed += not result.loaded
-            if args.json:
-                print(json.dumps(result.__dict__, ensure_ascii=False))
-            else:
-                verdict = (
-                    f"loaded {result.receipts} receipts"
-                    if result.loaded
-                    else f"QUARANTINED ({result.reason}): {result.message}"
-                )
-                print(f"{result.file}: {verdict}")
+    try:
+        failed = _run(args)
+    except (psycopg.Error, OSError) as exc:
+        print(f"error: could not run the intake: {exc}", file=sys.stderr)
+        return 3
     return 1 if failed else 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Ingest the file or the drop directory; returns how many files were quarantined."""
+    failed = 0
+    deadline = time.monotonic() + WAIT_LIMIT_SECONDS
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        while True:
+            files = [args.file] if args.file else settled_files(args.drop)
+            for path in files:
+                result = ingest(path, conn, args.quarantine, args.processed)
+                failed += not result.loaded
+                if args.json:
+                    print(json.dumps(result.__dict__, ensure_ascii=False), flush=True)
+                else:
+                    verdict = (
+                        f"loaded {result.receipts} receipts"
+                        if result.loaded
+                        else f"QUARANTINED ({result.reason}): {result.message}"
+                    )
+                    print(f"{result.file}: {verdict}", flush=True)
+            if not (args.wait and args.drop and pending_files(args.drop)):
+                break
+            if time.monotonic() > deadline:
+                print(f"files still being written after {WAIT_LIMIT_SECONDS:.0f}s: "
+                      f"{[p.name for p in pending_files(args.drop)]}", file=sys.stderr)  # fmt: skip
+                break
+            time.sleep(SETTLE_SECONDS / 4)
+    return failed
 
 
 if __name__ == "__main__":

@@ -37,8 +37,22 @@ ROLE_PACKAGES = (
     "nginx",
     "procps",
     "tzdata",
+    # Ansible's become to an unprivileged user (postgres, claimapp) without pipelining.
+    "acl",
+    # The claim application's own venv, built on the host from the offline bundle.
+    "python3-venv",
+    "auditd",
+    "systemd-timesyncd",
+    # The terminal stand-in queries the application over HTTPS with it.
+    "curl",
 )
-DISABLED_UNITS = ("postgresql.service", "nginx.service", "nftables.service")
+DISABLED_UNITS = (
+    "postgresql.service",
+    "nginx.service",
+    "nftables.service",
+    "auditd.service",
+    "systemd-timesyncd.service",
+)
 OPERATOR_USER = "opsadmin"
 
 # Runs inside the chroot after the role packages are in. Every line is part of the recipe hash.

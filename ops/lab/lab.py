@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from infra.config import StackConfig, load_stack
 from ops.lab import image, pki
 from ops.lab import podman as pm
@@ -162,6 +164,32 @@ def _run_container(
     for net, addr in legs.items():
         args += ["--network", f"{net}:ip={addr}"]
     pm.podman(*args, *extra, image_ref, "/sbin/init")
+
+
+HARDENING_DEFAULTS = REPO / "playbooks" / "roles" / "hardening" / "defaults" / "main.yml"
+# A data-center host enforces its own firewall: NET_ADMIN in its own network namespace, as root
+# on a VM would have.
+DATACENTER_HOST_OPTIONS = ["--cap-add", "NET_ADMIN"]
+
+
+def hardening_net_sysctls() -> list[tuple[str, str]]:
+    """The hardening role's net.ipv4 settings, ip_forward first.
+
+    A container's /proc/sys is read-only, so the role cannot apply kernel settings itself; the
+    lab sets the ones a network namespace owns, from the role's own defaults, and the role
+    verifies them. A new namespace inherits ip_forward=1 from this machine, and writing
+    ip_forward resets the redirect settings, so it goes first.
+    """
+    defaults = yaml.safe_load(HARDENING_DEFAULTS.read_text(encoding="utf-8"))
+    items = [(k, str(v)) for k, v in defaults["hardening_sysctls"].items()
+             if k.startswith("net.ipv4.")]  # fmt: skip
+    return sorted(items, key=lambda kv: (kv[0] != "net.ipv4.ip_forward", kv[0]))
+
+
+def _ensure_sysctls(host: LabHost) -> None:
+    netns = ["nsenter", "-t", str(_pid(host.container)), "-n"]
+    for key, value in hardening_net_sysctls():
+        _sh([*netns, "sysctl", "-q", "-w", f"{key}={value}"], f"{key} on {host.name}")
 
 
 def _wait_booted(containers: list[str]) -> None:
@@ -405,7 +433,10 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
     progress("hosts and router")
     for host in plan.hosts:
         net = plan.network(host.zone).name
-        _run_container(plan, host.container, host.name, image_ref, {net: str(host.address)}, [])
+        extra = [] if config.hosts[host.name].stand_in else DATACENTER_HOST_OPTIONS
+        _run_container(plan, host.container, host.name, image_ref, {net: str(host.address)}, extra)
+        if not config.hosts[host.name].stand_in:
+            pki.ensure_server_cert(sdir, host.name, host.address)
     _run_container(
         plan, plan.router, "router", image_ref,
         {net: str(addr) for net, addr in plan.router_legs},
@@ -428,6 +459,8 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
     pm.exec_in(plan.router, ["systemctl", "enable", "--quiet", "nftables"])
     for host in plan.hosts:
         _ensure_routes(host)
+        if not config.hosts[host.name].stand_in:
+            _ensure_sysctls(host)
 
     progress("operator key, host keys, lab CA")
     known = []

@@ -215,7 +215,14 @@ def host_guard_ruleset(plan: LabPlan, bridges: dict[str, str]) -> str:
 def inventory(config: StackConfig, plan: LabPlan, state_dir: Path) -> dict[str, Any]:
     """The Ansible inventory of the running lab: groups per zone and per role."""
     hosts: dict[str, Any] = {
-        h.name: {"ansible_host": str(h.address), "claims_dc_zone": h.zone, "claims_dc_role": h.role}
+        h.name: {
+            "ansible_host": str(h.address),
+            "claims_dc_zone": h.zone,
+            "claims_dc_role": h.role,
+            # In the lab, Ansible runs on the control node, which sits on every zone's network
+            # at its gateway address; in production it runs from the bastion (mgmt zone).
+            "claims_dc_control_node": str(plan.network(h.zone).gateway),
+        }
         for h in plan.hosts
     }
     children: dict[str, Any] = {}
@@ -242,6 +249,31 @@ def inventory(config: StackConfig, plan: LabPlan, state_dir: Path) -> dict[str, 
                 "claims_dc_datacenter_zones": list(DATACENTER_ZONES),
                 "claims_dc_aws_endpoint_url": plan.endpoint_url,
                 "claims_dc_aws_region": config.region,
+                # One named operator in the lab: the account Ansible runs as.
+                "base_operators": [
+                    {
+                        "name": OPERATOR_USER,
+                        "comment": "lab operator, runs Ansible",
+                        "public_keys": [
+                            "{{ lookup('ansible.builtin.file', inventory_dir ~ "
+                            "'/operator_ed25519.pub') }}"
+                        ],
+                    }
+                ],
+                # The flow policy, for the host firewalls: the same zones and flows as the
+                # Pulumi program and the lab router, never a second copy.
+                "claims_dc_zones": {z.name: str(z.cidr) for z in config.zones.values()},
+                "claims_dc_flows": [
+                    {
+                        "from": list(f.sources),
+                        "to": list(f.destinations),
+                        "port": f.port,
+                        "protocol": f.protocol,
+                        "service": f.service or "",
+                        "why": f.why,
+                    }
+                    for f in config.flows
+                ],
             },
             "hosts": hosts,
             "children": children,

@@ -104,17 +104,19 @@ def policy_ports(config: StackConfig) -> list[int]:
 
 def start_policy_listeners(plan: LabPlan, ports: list[int]) -> None:
     """A bounded listener on every port of every host that nothing else listens on, then wait
-    until the control node sees each one answer: a refusal seen later is the router's."""
+    until each host lists every port as listening: a refusal seen later is a firewall's.
+
+    The check is made inside each host, not from the control node, because a converged host's
+    own firewall admits the control node on SSH only."""
     for host in plan.hosts:
         busy = listening_ports(host.container)
         start_listener(host.container, str(host.address), [p for p in ports if p not in busy])
     for host in plan.hosts:
-        for port in ports:
-            deadline = time.monotonic() + 15
-            while not open_from_control_node(str(host.address), port):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"no listener answers on {host.name}:{port}")
-                time.sleep(0.2)
+        deadline = time.monotonic() + 15
+        while missing := set(ports) - listening_ports(host.container):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no listener on {host.name} ports {sorted(missing)}")
+            time.sleep(0.2)
 
 
 def stop_policy_listeners(plan: LabPlan) -> None:

@@ -74,10 +74,28 @@ def test_broken_toml_names_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_the_systemd_units_verify(tmp_path: Path) -> None:
-    venv_bin = str(Path(sys.executable).parent)
-    for unit in (REPO / "claimapp" / "deploy").glob("claimapp-*"):
-        text = unit.read_text().replace("/opt/claimapp/venv/bin", venv_bin)
-        (tmp_path / unit.name).write_text(text)
+    import jinja2
+    import yaml
+
+    # The units are the claim_app role's templates, rendered with its defaults; `current`
+    # points at this test's venv so every ExecStart resolves.
+    role = REPO / "playbooks" / "roles" / "claim_app"
+    values = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "current").symlink_to(Path(sys.executable).parent.parent)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    values |= {
+        "ansible_managed": "test",
+        "claim_app_home": str(home),
+        "claim_app_drop_dir": str(drop),
+        "claim_app_data_dir": str(tmp_path),
+    }
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    for template in role.glob("templates/claimapp-*.*.j2"):
+        text = env.from_string(template.read_text()).render(values)
+        (tmp_path / template.name.removesuffix(".j2")).write_text(text)
 
     def verify(paths: list[Path]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -87,7 +105,7 @@ def test_the_systemd_units_verify(tmp_path: Path) -> None:
             check=False,
         )
 
-    good = verify(sorted(tmp_path.glob("claimapp-*")))
+    good = verify(sorted(tmp_path.glob("claimapp-*.*")))
     assert good.returncode == 0 and good.stderr.strip() == "", good.stderr
     # ...and the check fires on a broken unit (a relative ExecStart).
     broken = tmp_path / "claimapp-broken.service"

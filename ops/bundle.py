@@ -1,0 +1,274 @@
+"""python -m ops.bundle: the claim application's offline bundle, for hosts with no registry.
+
+A bundle is one directory:
+
+    claimapp-<version>-py3-none-any.whl    the application, built from claimapp/
+    <dependency wheels>                    every dependency, pinned by constraints.txt
+    requirements.txt                       every wheel as name==version --hash=sha256:...
+    SHA256SUMS                             the digest of every file above
+    SHA256SUMS.sig                         `ssh-keygen -Y sign` over SHA256SUMS
+
+A host verifies the signature against a signer key it got from the inventory (never from the
+bundle itself), checks every digest, and installs with `pip --no-index --require-hashes`.
+
+    python -m ops.bundle build [--out build/bundle] [--key .keys/bundle_signing_ed25519]
+    python -m ops.bundle verify [--out build/bundle] --allowed-signers FILE
+
+The version is the application's base version plus a digest of its sources, so a changed
+application is a new release and an unchanged one is the same release, rebuilt or not.
+Exit codes: 0 ok, 1 the build or the verification failed, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE = REPO / "claimapp"
+BASE_VERSION = "0.1.0"
+DEFAULT_OUT = REPO / "build" / "bundle"
+DEFAULT_KEY = REPO / ".keys" / "bundle_signing_ed25519"
+SIGNER = "claims-dc-release"
+NAMESPACE = "claims-dc-bundle"
+# The application's direct dependencies; constraints.txt pins them and everything below them.
+REQUIRES = ("flask", "psycopg[binary]", "argon2-cffi", "gunicorn")
+# Built for the hosts: Debian 12 (glibc 2.36), CPython 3.11, x86_64, whatever the control
+# node runs on. pip does not widen a given platform to older glibc versions, so every
+# manylinux tag a glibc-2.36 host accepts is listed.
+GLIBC_MINOR = 36
+TARGET = (
+    *(f"--platform=manylinux_2_{minor}_x86_64" for minor in range(GLIBC_MINOR, 4, -1)),
+    "--platform=manylinux2014_x86_64",
+    "--platform=manylinux2010_x86_64",
+    "--platform=manylinux1_x86_64",
+    "--python-version=3.11",
+    "--implementation=cp",
+    "--abi=cp311",
+    "--abi=abi3",
+    "--abi=none",
+    "--only-binary=:all:",
+)
+WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)-.+\.whl$")
+
+
+class BundleError(RuntimeError):
+    pass
+
+
+def progress(msg: str) -> None:
+    print(f"bundle: {msg}", file=sys.stderr, flush=True)
+
+
+def source_digest() -> str:
+    """Digest of the application's sources: what decides its version."""
+    h = hashlib.sha256()
+    for path in sorted(SOURCE.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(SOURCE)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def version() -> str:
+    return f"{BASE_VERSION}+src.{source_digest()}"
+
+
+def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
+        raise BundleError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    return proc.stdout
+
+
+def ensure_signing_key(key: Path) -> Path:
+    """The release signing key: made once, mode 0600, never in the repo (.keys/ is ignored)."""
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", SIGNER, "-f", str(key)],
+            "ssh-keygen (signing key)",
+        )
+    os.chmod(key, 0o600)
+    return key
+
+
+def allowed_signers_line(public_key: Path) -> str:
+    kind, blob = public_key.read_text().split()[:2]
+    return f'{SIGNER} namespaces="{NAMESPACE}" {kind} {blob}\n'
+
+
+def _project(tree: Path) -> None:
+    """A throwaway project holding only claimapp, so its wheel needs only its own deps."""
+    shutil.copytree(SOURCE, tree / "claimapp", ignore=shutil.ignore_patterns("__pycache__"))
+    deps = ", ".join(f'"{d}"' for d in REQUIRES)
+    (tree / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools==84.2.1"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "claimapp"\nversion = "{version()}"\n'
+        f'requires-python = ">=3.11"\ndependencies = [{deps}]\n\n'
+        '[tool.setuptools.packages.find]\ninclude = ["claimapp*"]\n\n'
+        '[tool.setuptools.package-data]\nclaimapp = ["migrations/*.sql", "docs/*.md"]\n'
+    )
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class BuildResult:
+    out: str
+    version: str
+    wheels: list[str]
+    rebuilt: bool
+
+
+def build(out: Path = DEFAULT_OUT, key: Path = DEFAULT_KEY) -> BuildResult:
+    ensure_signing_key(key)
+    stamp = out / "BUNDLE.json"
+    want = version()
+    constraints = REPO / "constraints.txt"
+    inputs = hashlib.sha256(constraints.read_bytes() + want.encode()).hexdigest()
+    if stamp.exists():
+        meta = json.loads(stamp.read_text())
+        if meta.get("inputs") == inputs and verify(out, allowed_signers(key)) == []:
+            return BuildResult(str(out), want, meta["wheels"], rebuilt=False)
+    python = sys.executable
+    with tempfile.TemporaryDirectory(prefix="claims-dc-bundle-") as tmp:
+        work = Path(tmp)
+        stage = work / "bundle"
+        stage.mkdir()
+        _project(work / "src")
+        progress(f"building claimapp {want}")
+        _run(
+            [python, "-m", "pip", "wheel", "--no-deps", "-q",
+             "--wheel-dir", str(stage), str(work / "src")],
+            "pip wheel claimapp",
+        )  # fmt: skip
+        progress("fetching the pinned dependency wheels")
+        _run(
+            [python, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+             *TARGET, "-c", str(constraints), "--dest", str(stage), *REQUIRES],
+            "pip download",
+        )  # fmt: skip
+        wheels = sorted(p.name for p in stage.glob("*.whl"))
+        strays = sorted(p.name for p in stage.iterdir() if not p.name.endswith(".whl"))
+        if strays:
+            raise BundleError(f"not wheels, refusing to ship them: {strays}")
+        lines = []
+        for name in wheels:
+            m = WHEEL_NAME.match(name)
+            if not m:
+                raise BundleError(f"cannot read name and version from wheel {name!r}")
+            lines.append(f"{m['name']}=={m['version']} --hash=sha256:{sha256_file(stage / name)}")
+        (stage / "requirements.txt").write_text("\n".join(lines) + "\n")
+        sums = [f"{sha256_file(stage / n)}  {n}" for n in [*wheels, "requirements.txt"]]
+        (stage / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+        _run(
+            ["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", NAMESPACE, "SHA256SUMS"],
+            "ssh-keygen -Y sign",
+            cwd=stage,
+        )
+        (stage / "BUNDLE.json").write_text(
+            json.dumps({"version": want, "inputs": inputs, "wheels": wheels}, indent=2) + "\n"
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(stage, out)
+    return BuildResult(str(out), want, wheels, rebuilt=True)
+
+
+def allowed_signers(key: Path = DEFAULT_KEY) -> Path:
+    """The signer file beside the key's public half, as a host would hold it."""
+    path = key.with_name(key.name + ".allowed_signers")
+    path.write_text(allowed_signers_line(key.with_suffix(".pub")))
+    return path
+
+
+def verify(out: Path, signers: Path) -> list[str]:
+    """What is wrong with the bundle in `out`; empty when it is intact and signed."""
+    problems = []
+    sums, sig = out / "SHA256SUMS", out / "SHA256SUMS.sig"
+    if not sums.exists() or not sig.exists():
+        return [f"{out}: SHA256SUMS or its signature is missing"]
+    with sums.open("rb") as stdin:
+        proc = subprocess.run(
+            ["ssh-keygen", "-Y", "verify", "-f", str(signers), "-I", SIGNER,
+             "-n", NAMESPACE, "-s", str(sig)],
+            stdin=stdin, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    if proc.returncode != 0:
+        problems.append(f"{sig}: signature does not verify: {proc.stderr.strip()}")
+    listed = set()
+    for line in sums.read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        listed.add(name)
+        path = out / name
+        if not path.exists():
+            problems.append(f"{name}: listed in SHA256SUMS but missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{name}: digest differs from SHA256SUMS")
+    extra = {p.name for p in out.glob("*.whl")} - listed
+    problems += [f"{name}: a wheel not listed in SHA256SUMS" for name in sorted(extra)]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m ops.bundle",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("command", choices=("build", "verify", "version"))
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="bundle directory")
+    p.add_argument(
+        "--key",
+        type=Path,
+        default=Path(os.environ.get("CLAIMS_DC_SIGNING_KEY", DEFAULT_KEY)),
+        help="signing key (default: $CLAIMS_DC_SIGNING_KEY or .keys/bundle_signing_ed25519)",
+    )
+    p.add_argument("--allowed-signers", type=Path, help="verify: the trusted signer file")
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    args = p.parse_args(argv)
+    if args.command == "version":
+        print(version())
+        return 0
+    try:
+        if args.command == "build":
+            result = build(args.out, args.key)
+            if args.json:
+                print(json.dumps(result.__dict__))
+            else:
+                what = "built" if result.rebuilt else "up to date"
+                print(f"{result.out}: claimapp {result.version}, {len(result.wheels)} wheels, "
+                      f"signed ({what})")  # fmt: skip
+            return 0
+        signers = args.allowed_signers or allowed_signers(args.key)
+        problems = verify(args.out, signers)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"bundle": str(args.out), "problems": problems}))
+    else:
+        print("\n".join(problems) or f"{args.out}: signature and every digest verify")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
