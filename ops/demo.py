@@ -7,16 +7,27 @@ passed, 1 when one failed.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
+import secrets
 import sys
 import time
 from pathlib import Path
 
+from claimapp.generate import claim_file
+from claimapp.uke import parse
 from infra.check import main as check_main
-from infra.config import ConfigError, load_stack
+from infra.config import ConfigError, StackConfig, load_stack
 from ops.lab import lab
+from ops.lab.delivery import (
+    create_caseworker,
+    db_scalar,
+    quarantined,
+    receipt_count,
+    sftp_upload,
+    terminal_get,
+    wait_for,
+)
 from ops.lab.plan import build_plan
+from ops.lab.playbook import run_playbook
 from ops.lab.probes import (
     mismatches,
     observe,
@@ -26,63 +37,54 @@ from ops.lab.probes import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 
 def _step(n: int, title: str) -> None:
     print(f"\n== {n}. {title}", flush=True)
 
 
-def _claimapp_step() -> bool:
-    """Ingest a synthetic month (one broken file among them), search it as a caseworker, and
-    show what the audit log recorded."""
-    import secrets
-    import tempfile
+def _install_step(inventory: str) -> bool:
+    """Step 3: the stand-ins get ready, then site.yml installs everything from the bundle."""
+    for playbook in ("lab_baseline.yml", "lab_stand_ins.yml", "site.yml"):
+        run = run_playbook(inventory, playbook)
+        changed = sum(run.changed().values())
+        print(f"  {playbook:18} {run.seconds:6.1f}s  {changed} changes on {len(run.recap)} hosts")
+        if not run.ok:
+            print(f"FAILED: {playbook}\n{run.stdout[-3000:]}\n{run.stderr[-1500:]}")
+            return False
+    print("  " + run.summary().replace("\n", "\n  "))
+    return True
 
-    import psycopg
 
-    from claimapp.accounts import Policy, create_user
-    from claimapp.generate import claim_file
-    from claimapp.intake import ingest
-    from claimapp.localpg import local_cluster
-    from claimapp.web import create_app
-
-    with local_cluster() as dsns, tempfile.TemporaryDirectory() as tmp:
-        drop = Path(tmp) / "incoming"
-        drop.mkdir()
-        for seed in range(1, 4):
-            (drop / f"{seed:07d}.UKE").write_bytes(claim_file(seed, receipts=200))
-        (drop / "broken.UKE").write_bytes(claim_file(9, receipts=200, bad="totals"))
-        with psycopg.connect(dsns["app"], autocommit=True) as app_conn:
-            for path in sorted(drop.iterdir()):
-                r = ingest(path, app_conn, Path(tmp) / "quarantine", Path(tmp) / "processed")
-                print(
-                    f"  {r.file}: "
-                    + (
-                        f"loaded {r.receipts} receipts"
-                        if r.loaded
-                        else f"quarantined ({r.reason}): {r.message}"
-                    )
-                )
-            row = app_conn.execute("SELECT recipient_number FROM receipts LIMIT 1").fetchone()
-        with psycopg.connect(dsns["owner"], autocommit=True) as owner:
-            password = secrets.token_urlsafe(18)  # a throwaway account: made up for this run
-            create_user(owner, "demo.kato", "caseworker", password)
-        client = create_app(dsns["app"], Policy(), secure_cookies=False).test_client()
-        client.post("/api/login", json={"username": "demo.kato", "password": password})
-        found = client.get(f"/api/receipts?recipient={row[0] if row else ''}").get_json()
-        print(
-            f"  caseworker demo.kato searched recipient {row[0] if row else '?'}: "
-            f"{len(found['receipts'])} receipt(s)"
-        )
-        with psycopg.connect(dsns["owner"]) as owner:
-            trail = owner.execute(
-                "SELECT actor, action, success FROM audit_log ORDER BY id"
-            ).fetchall()
-        print(
-            "  audit log: " + "; ".join(f"{a} {b} {'ok' if c else 'FAILED'}" for a, b, c in trail)
-        )
-        return bool(found["receipts"])
+def _delivery_step(config: StackConfig) -> bool:
+    """Step 4: the fund delivers a month over SFTP, the intake loads it, a caseworker on the
+    LGWAN terminal searches it over HTTPS."""
+    plan = build_plan(config)
+    base = 10**6 + secrets.randbelow(8 * 10**6)  # new files each run: the intake refuses repeats
+    month = {f"{base + i:07d}.UKE": claim_file(base + i, receipts=200) for i in range(5)}
+    broken = f"{base + 9:07d}-broken.UKE"
+    month[broken] = claim_file(base + 9, receipts=200, bad="totals")
+    before = receipt_count(plan)
+    sftp_upload(plan, month)
+    print(f"  sender-1 uploaded {len(month)} files over SFTP to intake-1 (one with wrong totals)")
+    waited = wait_for(lambda: receipt_count(plan) == before + 1000, "the intake to load 1000")
+    wait_for(lambda: quarantined(plan, broken) is not None, f"{broken} in quarantine")
+    reason = quarantined(plan, broken) or {}
+    print(f"  intake-1 loaded 1000 receipts in {waited:.1f}s; {broken} quarantined "
+          f"({reason.get('reason')}): {reason.get('message')}")  # fmt: skip
+    login = create_caseworker(plan)
+    recipient = parse(next(iter(month.values()))).receipts[0].recipient_number
+    found = terminal_get(plan, f"/api/receipts?recipient={recipient}", login)
+    print(f"  terminal-1 (LGWAN) searched recipient {recipient} over HTTPS as {login[0]}: "
+          f"{len(found['receipts'])} receipt(s)")  # fmt: skip
+    trail = db_scalar(
+        plan,
+        "SELECT string_agg(action || CASE WHEN success THEN '' ELSE ' FAILED' END || ' from ' "
+        "|| host(address), '; ' ORDER BY id) FROM audit_log WHERE actor = :'actor'",
+        actor=login[0],
+    )
+    print(f"  audit log for {login[0]}: {trail}")
+    return bool(found["receipts"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,20 +119,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
-    _step(3, "Ansible reaches every host and confirms the closed baseline")
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    play = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", report.inventory,
-         str(REPO / "playbooks" / "lab_baseline.yml")],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
-    recap = play.stdout[play.stdout.find("PLAY RECAP") :].strip()
-    print(recap or play.stdout[-2000:])
-    if play.returncode != 0:
-        print(f"FAILED: ansible-playbook exit {play.returncode}\n{play.stderr[-2000:]}")
+    _step(3, "install with Ansible from the signed offline bundle (site.yml)")
+    if not _install_step(report.inventory):
         return 1
 
-    _step(4, "the router enforces exactly the flow policy")
+    _step(4, "the fund delivers over SFTP; the intake loads; the terminal searches over HTTPS")
+    if not _delivery_step(config):
+        print("FAILED: the caseworker found nothing")
+        return 1
+
+    _step(5, "the router and every host's firewall enforce exactly the flow policy")
     plan = build_plan(config)
     ports = policy_ports(config)
     start_policy_listeners(plan, ports)
@@ -143,15 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"probed {len(observed)} (host, host, port) combinations across zones on ports "
         f"{', '.join(map(str, ports))}: {opened} open as allowed, "
-        f"{len(observed) - opened - len(bad)} refused by the router as denied"
+        f"{len(observed) - opened - len(bad)} refused as denied"
     )
     for line in bad:
         print(f"MISMATCH {line}")
     if bad:
-        return 1
-
-    _step(5, "the claim application, on a private PostgreSQL on this machine")
-    if not _claimapp_step():
         return 1
 
     _step(6, "where everything is")

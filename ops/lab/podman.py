@@ -72,6 +72,17 @@ def inspect_network(name: str) -> dict[str, Any] | None:
 
 
 def exec_in(
-    container: str, argv: Sequence[str], *, check: bool = True, timeout: float = 120
+    container: str,
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float = 120,
+    input_text: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    return podman("exec", container, *argv, check=check, timeout=timeout)
+    """Run `argv` inside `container`; `input_text` goes to its standard input."""
+    if input_text is None:
+        return podman("exec", container, *argv, check=check, timeout=timeout)
+    return podman(
+        "exec", "-i", container, *argv, check=check, timeout=timeout,
+        input_bytes=input_text.encode(),
+    )  # fmt: skip

@@ -1,0 +1,95 @@
+"""The day's delivery, end to end: the fund's sender uploads over SFTP, the intake loads the
+files into the database, and a caseworker on the LGWAN terminal finds them over HTTPS."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from claimapp.generate import claim_file
+from claimapp.uke import parse
+from ops.lab import podman as pm
+from ops.lab.delivery import (
+    create_caseworker,
+    db_scalar,
+    quarantined,
+    receipt_count,
+    sftp_upload,
+    terminal_get,
+    wait_for,
+)
+from ops.lab.plan import LabPlan
+from ops.lab.probes import probe
+from tests.lab.conftest import SiteRuns
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def caseworker(converged: SiteRuns, lab_plan: LabPlan) -> tuple[str, str]:
+    return create_caseworker(lab_plan)
+
+
+def test_sftp_delivery_becomes_rows_visible_over_https(
+    caseworker: tuple[str, str], lab_plan: LabPlan
+) -> None:
+    seed = 10**6 + secrets.randbelow(8 * 10**6)
+    data = claim_file(seed, receipts=40)
+    recipient = parse(data).receipts[0].recipient_number
+    before = receipt_count(lab_plan)
+    sftp_upload(lab_plan, {f"{seed:07d}.UKE": data})
+    wait_for(lambda: receipt_count(lab_plan) == before + 40, "the intake to load 40 receipts")
+    found = terminal_get(lab_plan, f"/api/receipts?recipient={recipient}", caseworker)
+    assert found["receipts"], found
+    assert all(r["recipient_number"] == recipient for r in found["receipts"])
+    # The read of personal data went to the audit log, from the terminal's own address.
+    reads = db_scalar(
+        lab_plan,
+        "SELECT count(*) FROM audit_log WHERE actor = :'actor' AND address = '10.232.1.10'",
+        actor=caseworker[0],
+    )
+    assert int(reads) >= 2
+
+
+def test_a_bad_file_lands_in_quarantine_and_the_database_is_unchanged(
+    converged: SiteRuns, lab_plan: LabPlan
+) -> None:
+    seed = 10**6 + secrets.randbelow(8 * 10**6)
+    name = f"{seed:07d}-bad.UKE"
+    receipts = receipt_count(lab_plan)
+    files = db_scalar(lab_plan, "SELECT count(*) FROM claim_files")
+    sftp_upload(lab_plan, {name: claim_file(seed, receipts=30, bad="totals")})
+    wait_for(lambda: quarantined(lab_plan, name) is not None, f"{name} to reach quarantine")
+    assert (quarantined(lab_plan, name) or {})["reason"] == "totals"
+    assert receipt_count(lab_plan) == receipts
+    assert db_scalar(lab_plan, "SELECT count(*) FROM claim_files") == files
+    # A quarantine is an outcome, not a broken service.
+    state = pm.exec_in(
+        lab_plan.host("intake-1").container,
+        ["systemctl", "is-failed", "claimapp-intake.service"],
+        check=False,
+    )
+    assert state.stdout.strip() != "failed"
+
+
+def test_the_fund_cannot_reach_the_application_nor_the_terminal_the_database(
+    converged: SiteRuns, lab_plan: LabPlan
+) -> None:
+    fund = probe(lab_plan.host("sender-1").container, ["10.231.10.10:443", "10.231.20.10:5432"])
+    assert fund == {"10.231.10.10:443": "EHOSTUNREACH", "10.231.20.10:5432": "EHOSTUNREACH"}
+    terminal = probe(
+        lab_plan.host("terminal-1").container, ["10.231.20.10:5432", "10.231.30.10:22"]
+    )
+    assert terminal == {"10.231.20.10:5432": "EHOSTUNREACH", "10.231.30.10:22": "EHOSTUNREACH"}
+
+
+def test_the_fund_account_gets_no_shell(converged: SiteRuns, lab_plan: LabPlan) -> None:
+    proc = pm.exec_in(
+        lab_plan.host("sender-1").container,
+        ["runuser", "-u", "fund", "--", "ssh", "-o", "BatchMode=yes", "fund@10.231.30.10", "id"],
+        check=False,
+        timeout=30,
+    )
+    assert proc.returncode != 0 or "uid=" not in proc.stdout
+    assert "uid=" not in proc.stdout

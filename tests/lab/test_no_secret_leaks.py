@@ -1,0 +1,89 @@
+"""No secret reaches Ansible's output: canary secrets go through a verbose, diffing run and
+not one of them, nor any TLS private key, appears in what it prints."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ops.lab.playbook import PlaybookRun, run_playbook
+from tests.lab.conftest import SiteRuns
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def canary_run(converged: SiteRuns) -> Iterator[tuple[PlaybookRun, list[str]]]:
+    """A copy of the lab's inventory directory whose secrets are canaries, then site.yml with
+    --check --diff -vvv against it: every task that handles a secret runs, nothing changes."""
+    real = converged.inventory.parent
+    copy = real.parent / f"{real.name}-leaktest"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(real, copy, ignore=shutil.ignore_patterns("secrets"))
+    (copy / "secrets").mkdir(mode=0o700)
+    canaries = []
+    for name in ("db-claims_owner", "db-claims_app"):
+        canary = f"CANARY{secrets.token_hex(12)}"
+        canaries.append(canary)
+        (copy / "secrets" / name).write_text(canary + "\n")
+        shutil.copy(real / "secrets" / f"{name}.salt", copy / "secrets" / f"{name}.salt")
+    try:
+        yield (
+            run_playbook(copy / "inventory.yml", "site.yml", "--check", "--diff", "-vvv"),
+            canaries,
+        )
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def _private_key_bodies(pki: Path) -> list[str]:
+    bodies = []
+    for key in pki.glob("*.key"):
+        lines = [line for line in key.read_text().splitlines() if "-----" not in line]
+        bodies += [line for line in lines if len(line) >= 40]
+    return bodies
+
+
+def test_the_canaries_went_through_the_secret_handling_tasks(
+    canary_run: tuple[PlaybookRun, list[str]],
+) -> None:
+    run, _ = canary_run
+    assert run.ok, run.stdout[-3000:]
+    # The password files would change: the canaries reached the tasks that write them.
+    out = run.stdout
+    task = out.index("TASK [claim_app : Write the application role's password file]")
+    assert "changed: [app-1]" in out[task : out.index("TASK [", task + 10)]
+
+
+def test_no_canary_and_no_private_key_in_the_output(
+    canary_run: tuple[PlaybookRun, list[str]], converged: SiteRuns
+) -> None:
+    run, canaries = canary_run
+    text = run.stdout + run.stderr
+    assert len(text) > 100_000  # -vvv really was verbose
+    leaks = [c for c in canaries if c in text]
+    leaks += [b[:12] + "..." for b in _private_key_bodies(converged.inventory.parent / "pki")
+              if b in text]  # fmt: skip
+    assert leaks == []
+
+
+def test_the_canary_check_fires_on_a_leak(converged: SiteRuns, tmp_path: Path) -> None:
+    """The same grep finds a secret that a task without no_log prints."""
+    canary = f"CANARY{secrets.token_hex(12)}"
+    playbook = tmp_path / "leak_probe.yml"
+    playbook.write_text(
+        "- name: Print a secret without no_log\n  hosts: localhost\n  gather_facts: false\n"
+        "  tasks:\n    - name: Echo it\n      ansible.builtin.debug:\n"
+        "        msg: \"{{ lookup('ansible.builtin.env', 'LEAK_CANARY') }}\"\n"
+    )
+    try:
+        os.environ["LEAK_CANARY"] = canary
+        run = run_playbook(converged.inventory, str(playbook), "-vvv")
+    finally:
+        os.environ.pop("LEAK_CANARY", None)
+    assert canary in run.stdout + run.stderr
