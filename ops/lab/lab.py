@@ -230,6 +230,15 @@ def _ensure_routes(host: LabHost) -> None:
         )
 
 
+def _forget_neighbours(plan: LabPlan) -> None:
+    """A host made anew keeps its address but not its MAC: the control node and the router
+    would send to the old one until their neighbour entries go stale, and a first SSH
+    connection times out. Forget the lab's entries so they are learnt again."""
+    for net in plan.networks:
+        _sh(["ip", "neigh", "flush", "to", str(net.subnet)], f"neighbours of {net.name}")
+    pm.exec_in(plan.router, ["ip", "neigh", "flush", "all"])
+
+
 # --- the router ---------------------------------------------------------------------------
 
 
@@ -461,6 +470,7 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
         _ensure_routes(host)
         if not config.hosts[host.name].stand_in:
             _ensure_sysctls(host)
+    _forget_neighbours(plan)
 
     progress("operator key, host keys, lab CA")
     known = []
