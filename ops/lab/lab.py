@@ -120,6 +120,10 @@ def _container_ok(name: str, image_ref: str, want: dict[str, str], spec: str) ->
         return False
     if (info.get("Config", {}).get("Labels") or {}).get(SPEC_LABEL) != spec:
         return False
+    if not info.get("State", {}).get("Running"):
+        # A stopped container shows no addresses; the spec label already covers its legs, so
+        # it is started again, keeping what is on it, rather than made anew.
+        return True
     nets = info.get("NetworkSettings", {}).get("Networks") or {}
     have = {n: v.get("IPAddress") for n, v in nets.items()}
     return have == want

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,3 +88,16 @@ def test_the_canary_check_fires_on_a_leak(converged: SiteRuns, tmp_path: Path) -
     finally:
         os.environ.pop("LEAK_CANARY", None)
     assert canary in run.stdout + run.stderr
+
+
+def test_the_secrets_stay_private_on_the_control_node(converged: SiteRuns) -> None:
+    secrets_dir = converged.inventory.parent / "secrets"
+    assert secrets_dir.stat().st_mode & 0o777 == 0o700
+    files = list(secrets_dir.iterdir())
+    assert len(files) == 4
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+    repo = Path(__file__).resolve().parents[2]
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", ".lab", ".keys"], cwd=repo, capture_output=True, text=True
+    )
+    assert tracked.stdout == ""

@@ -52,8 +52,10 @@ def test_up_repairs_a_broken_lab(
     assert st["router_rules"] == "MISSING"
     assert _status_cli() == 1
     db, terminal = lab_plan.host("db-1"), lab_plan.host("terminal-1")
-    # The break is real: with no rules the router forwards what the policy denies.
-    assert probe(terminal.container, [f"{db.address}:22"]) == {f"{db.address}:22": "open"}
+    endpoint = f"{lab_plan.host('endpoints-1').address}:443"
+    # The break is real: with no rules the router forwards what the policy denies (to a
+    # stand-in: a data-center host's own firewall would still refuse the terminal).
+    assert probe(terminal.container, [endpoint]) == {endpoint: "open"}
     # and app-1, without its routes, cannot answer anyone in another zone.
     assert probe(bastion.container, [f"{app.address}:22"], timeout=2) == {
         f"{app.address}:22": "timeout"
@@ -63,5 +65,6 @@ def test_up_repairs_a_broken_lab(
     assert lab.status(lab_config)["healthy"]
     assert _status_cli() == 0
     assert probe(terminal.container, [f"{db.address}:22"]) == {f"{db.address}:22": "EHOSTUNREACH"}
+    assert probe(terminal.container, [endpoint]) == {endpoint: "EHOSTUNREACH"}
     assert probe(app.container, [f"{db.address}:22"]) == {f"{db.address}:22": "EHOSTUNREACH"}
     assert probe(bastion.container, [f"{app.address}:22"]) == {f"{app.address}:22": "open"}

@@ -263,3 +263,45 @@ def test_the_router_is_back_after_the_open_test(lab_plan: LabPlan) -> None:
     ruleset = pm.exec_in(lab_plan.router, ["nft", "list", "chain", "inet", "claims_dc_router",
                                            "forward"]).stdout  # fmt: skip
     assert "\n\t\taccept\n" not in ruleset
+
+
+def test_the_fund_key_is_refused_from_outside_the_fund_zone(
+    converged: SiteRuns, lab_plan: LabPlan
+) -> None:
+    """The bastion may reach the intake host's SSH (mgmt -> intake), but the fund's own key,
+    presented from there, is refused: authorized_keys admits it from the fund's zone only."""
+    key = pm.exec_in(lab_plan.host("sender-1").container, ["cat", "/home/fund/.ssh/id_ed25519"])
+    bastion = lab_plan.host("bastion-1").container
+    pm.exec_in(bastion, ["sh", "-c", "umask 077; cat > /tmp/fund_key"], input_text=key.stdout)
+    try:
+        proc = pm.exec_in(
+            bastion,
+            ["ssh", "-i", "/tmp/fund_key", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "fund@10.231.30.10", "true"],
+            check=False, timeout=30,
+        )  # fmt: skip
+    finally:
+        pm.exec_in(bastion, ["rm", "-f", "/tmp/fund_key"])
+    assert proc.returncode == 255 and "Permission denied" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("unit", ["claimapp-web.service", "claimapp-intake.service"])
+def test_the_application_units_are_sandboxed(hosts: dict[str, Any], unit: str) -> None:
+    host = hosts["app-1" if "web" in unit else "intake-1"]
+    props = dict(
+        line.split("=", 1)
+        for line in host.check_output(
+            f"systemctl show {unit} -p User -p NoNewPrivileges -p ProtectSystem -p ProtectHome "
+            "-p PrivateTmp -p PrivateDevices -p CapabilityBoundingSet"
+        ).splitlines()
+    )
+    assert props == {
+        "User": "claimapp",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "CapabilityBoundingSet": "",
+    }
