@@ -281,9 +281,29 @@ def _port_open(address: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def _stop_moto(plan: LabPlan) -> None:
+    for pid in _moto_pids(plan):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _moto_pids(plan) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in _moto_pids(plan):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _ensure_moto(plan: LabPlan, sdir: Path) -> None:
-    if _moto_pids(plan) and _port_open(str(plan.moto_address), MOTO_PORT):
+    pids = _moto_pids(plan)
+    pid_file = sdir / "moto.pid"
+    mine = int(pid_file.read_text()) if pid_file.exists() else None
+    if mine in pids and _port_open(str(plan.moto_address), MOTO_PORT):
         return
+    if pids:
+        # Started for another checkout's state (or one whose record is gone): its resources
+        # are not this state's, so the program's apply would collide with them. Start afresh.
+        progress(f"moto server {pids} belongs to another lab state: restarting it")
+        _stop_moto(plan)
     moto = Path(sys.executable).parent / "moto_server"
     log = open(sdir / "moto.log", "ab")  # noqa: SIM115 - handed to the detached server
     proc = subprocess.Popen(
@@ -541,15 +561,7 @@ def down(config: StackConfig, *, images: bool = False) -> DownReport:
     if networks:
         pm.podman("network", "rm", "-f", *networks)
     pids = _moto_pids(plan)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while _moto_pids(plan) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for pid in _moto_pids(plan):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    _stop_moto(plan)
     table = _host_table_exists(plan)
     if table:
         _sh(["nft", "delete", "table", "inet", plan.host_table], "control node guard")
