@@ -34,3 +34,11 @@ def postgres() -> Any:
             yield dsns
     except RuntimeError as exc:
         pytest.fail(str(exc))
+
+
+def render_template(path: Path, values: dict[str, Any]) -> str:
+    """Render a role's Jinja template as Ansible would, failing on any undefined variable."""
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    return env.from_string(path.read_text()).render({"ansible_managed": "test", **values})

@@ -22,12 +22,8 @@ from ops.lab.plan import LabPlan
 SENDER_USER = "fund"  # the sender's own account; lab_stand_ins.yml makes its key
 
 
-def _first(plan: LabPlan, role: str) -> Any:
-    return next(h for h in plan.hosts if h.role == role)
-
-
 def app_url(plan: LabPlan) -> str:
-    return f"https://{_first(plan, 'app').address}"
+    return f"https://{plan.first('app').address}"
 
 
 def db_scalar(plan: LabPlan, sql: str, **params: str) -> str:
@@ -36,7 +32,7 @@ def db_scalar(plan: LabPlan, sql: str, **params: str) -> str:
     argv = ["runuser", "-u", "postgres", "--", "psql", "-XtA", "-d", "claims"]
     for name, value in params.items():
         argv += ["-v", f"{name}={value}"]
-    out = pm.exec_in(_first(plan, "db").container, argv, input_text=sql + "\n").stdout
+    out = pm.exec_in(plan.first("db").container, argv, input_text=sql + "\n").stdout
     return out.strip()
 
 
@@ -47,8 +43,8 @@ def receipt_count(plan: LabPlan) -> int:
 def sftp_upload(plan: LabPlan, files: dict[str, bytes]) -> None:
     """Upload each file as the fund does: under a hidden name, then renamed into place, so
     the intake never takes half a file."""
-    sender = _first(plan, "sender").container
-    intake = _first(plan, "intake").address
+    sender = plan.first("sender").container
+    intake = plan.first("intake").address
     batch = [f"lcd /home/{SENDER_USER}"]
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in files.items():
@@ -79,7 +75,7 @@ def wait_for(predicate: Callable[[], bool], what: str, seconds: float = 120) -> 
 def quarantined(plan: LabPlan, name: str) -> dict[str, Any] | None:
     """The reason file of a quarantined upload, or None while it is not quarantined."""
     proc = pm.exec_in(
-        _first(plan, "intake").container,
+        plan.first("intake").container,
         ["cat", f"/srv/claims/quarantine/{name}.reason.json"],
         check=False,
     )
@@ -91,7 +87,7 @@ def create_caseworker(plan: LabPlan) -> tuple[str, str]:
     password is made up here and never written anywhere."""
     name, password = f"cw.{secrets.token_hex(3)}", secrets.token_urlsafe(18)
     proc = pm.exec_in(
-        _first(plan, "app").container,
+        plan.first("app").container,
         ["/usr/local/sbin/claimapp-owner", "admin", "create", name, "--role", "caseworker",
          "--password-stdin"],
         input_text=password + "\n",
@@ -105,7 +101,7 @@ def create_caseworker(plan: LabPlan) -> tuple[str, str]:
 def terminal_get(plan: LabPlan, path: str, login: tuple[str, str]) -> Any:
     """Log in from the LGWAN terminal over HTTPS (the lab CA verifies the server), then GET
     `path` from the JSON API; returns the decoded answer."""
-    terminal = _first(plan, "terminal").container
+    terminal = plan.first("terminal").container
     url = app_url(plan)
     curl = 'curl -sS --fail-with-body --max-time 15 -b "$jar" -c "$jar"'
     body = json.dumps({"username": login[0], "password": login[1]})

@@ -67,8 +67,15 @@ class LabPlan:
     def moto_address(self) -> ipaddress.IPv4Address:
         return self.network("endpoints").gateway
 
+    def first(self, role: str) -> LabHost:
+        """The first host of `role` (config order)."""
+        for h in self.hosts:
+            if h.role == role:
+                return h
+        raise KeyError(f"no host with role {role!r} in stack {self.stack}")
+
     def endpoint_host(self) -> LabHost:
-        return next(h for h in self.hosts if h.role == "endpoint")
+        return self.first("endpoint")
 
     @property
     def endpoint_url(self) -> str:

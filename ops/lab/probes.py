@@ -7,7 +7,6 @@ routes, the router, the far host. Every target is a lab host or an address with 
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 from infra.config import StackConfig
@@ -82,14 +81,6 @@ def start_listener(container: str, address: str, ports: list[int]) -> None:
 
 def stop_listeners(container: str) -> None:
     pm.exec_in(container, ["pkill", "-f", "selectors.DefaultSelector"], check=False)
-
-
-def open_from_control_node(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=3):
-            return True
-    except OSError:
-        return False
 
 
 # A port no flow names, so every pair of zones has at least one port the router must refuse.

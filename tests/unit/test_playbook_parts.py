@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import psycopg
 import pytest
 import yaml
@@ -22,6 +21,7 @@ from infra.config import load_stack
 from ops import bundle
 from ops.lab.plan import build_plan, inventory
 from ops.lab.playbook import parse_recap
+from tests.conftest import render_template
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,9 +73,7 @@ def _render_firewall(zone: str) -> str:
     config = load_stack("lab", REPO)
     inv = inventory(config, build_plan(config), Path("/nonexistent"))["all"]["vars"]
     role = REPO / "playbooks" / "roles" / "firewall"
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
     values = {
-        "ansible_managed": "test",
         "inventory_hostname": f"{zone}-host",
         "firewall_zone": zone,
         "firewall_zones": inv["claims_dc_zones"],
@@ -84,8 +82,7 @@ def _render_firewall(zone: str) -> str:
         "firewall_admin_port": 22,
         "firewall_log_rate": "10/minute",
     }
-    template = (role / "templates" / "nftables.conf.j2").read_text()
-    return env.from_string(template).render(values)
+    return render_template(role / "templates" / "nftables.conf.j2", values)
 
 
 @pytest.mark.parametrize("zone", ["app", "db", "intake", "mgmt", "endpoints"])

@@ -74,8 +74,9 @@ def test_broken_toml_names_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_the_systemd_units_verify(tmp_path: Path) -> None:
-    import jinja2
     import yaml
+
+    from tests.conftest import render_template
 
     # The units are the claim_app role's templates, rendered with its defaults; `current`
     # points at this test's venv so every ExecStart resolves.
@@ -87,14 +88,12 @@ def test_the_systemd_units_verify(tmp_path: Path) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
     values |= {
-        "ansible_managed": "test",
         "claim_app_home": str(home),
         "claim_app_drop_dir": str(drop),
         "claim_app_data_dir": str(tmp_path),
     }
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
     for template in role.glob("templates/claimapp-*.*.j2"):
-        text = env.from_string(template.read_text()).render(values)
+        text = render_template(template, values)
         (tmp_path / template.name.removesuffix(".j2")).write_text(text)
 
     def verify(paths: list[Path]) -> subprocess.CompletedProcess[str]:
