@@ -190,7 +190,7 @@ def hardening_net_sysctls() -> list[tuple[str, str]]:
     return sorted(items, key=lambda kv: (kv[0] != "net.ipv4.ip_forward", kv[0]))
 
 
-def _ensure_sysctls(host: LabHost) -> None:
+def ensure_sysctls(host: LabHost) -> None:
     netns = ["nsenter", "-t", str(_pid(host.container)), "-n"]
     for key, value in hardening_net_sysctls():
         _sh([*netns, "sysctl", "-q", "-w", f"{key}={value}"], f"{key} on {host.name}")
@@ -493,7 +493,7 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
     for host in plan.hosts:
         _ensure_routes(host)
         if not config.hosts[host.name].stand_in:
-            _ensure_sysctls(host)
+            ensure_sysctls(host)
     _forget_neighbours(plan)
 
     progress("operator key, host keys, lab CA")

@@ -1,0 +1,103 @@
+"""Each guard in the roles fires on a bad case: the play stops at it, on the real hosts.
+
+Check mode where the guard runs before anything would change; a real run for the bundle,
+whose verification is what stands between a tampered wheel and the host.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ops import bundle
+from ops.lab import lab
+from ops.lab import podman as pm
+from ops.lab.plan import LabPlan
+from ops.lab.playbook import PlaybookRun, run_playbook
+from tests.lab.conftest import SiteRuns
+
+pytestmark = pytest.mark.lab
+
+
+def _stopped_at(run: PlaybookRun, host: str, task: str) -> str:
+    assert run.returncode != 0 and run.recap[host]["failed"] == 1, run.summary()
+    start = run.stdout.index(f"TASK [{task}")
+    return run.stdout[start:]
+
+
+def _check(converged: SiteRuns, host: str, extra: dict[str, object]) -> PlaybookRun:
+    return run_playbook(
+        converged.inventory, "site.yml", "--check", "--limit", host, "-e", json.dumps(extra)
+    )
+
+
+def test_an_operator_list_without_the_running_account_is_refused(converged: SiteRuns) -> None:
+    someone = {"name": "someone", "comment": "x", "public_keys": ["ssh-ed25519 AAAA x"]}
+    run = _check(converged, "bastion-1", {"base_operators": [someone]})
+    out = _stopped_at(run, "bastion-1", "base : Refuse an operator list")
+    assert "must list opsadmin" in out
+
+
+def test_a_zone_the_policy_does_not_know_gets_no_firewall(converged: SiteRuns) -> None:
+    run = _check(converged, "bastion-1", {"firewall_zone": "nowhere"})
+    out = _stopped_at(run, "bastion-1", "firewall : Refuse to build a firewall")
+    assert "firewall_zone = nowhere" in out
+
+
+def test_a_kernel_setting_that_drifted_is_caught(converged: SiteRuns, lab_plan: LabPlan) -> None:
+    host = lab_plan.host("bastion-1")
+    pid = str((pm.inspect_container(host.container) or {})["State"]["Pid"])
+    key = "net.ipv4.conf.all.accept_redirects"
+    subprocess.run(["nsenter", "-t", pid, "-n", "sysctl", "-q", "-w", f"{key}=1"], check=True)
+    try:
+        run = _check(converged, "bastion-1", {})
+    finally:
+        lab.ensure_sysctls(host)
+    out = _stopped_at(run, "bastion-1", "hardening : Assert the kernel settings")
+    assert f"{key} = 1 in effect, 0 wanted" in out
+
+
+def test_a_password_instead_of_a_scram_verifier_is_refused(converged: SiteRuns) -> None:
+    run = _check(converged, "db-1", {"postgresql_app_verifier": "plain-text-password"})
+    out = _stopped_at(run, "db-1", "postgresql : Refuse to run without both verifiers")
+    assert "plain-text-password" not in out  # the guard itself is no_log
+
+
+@pytest.mark.parametrize("tamper", ["wheel", "signer"])
+def test_a_tampered_bundle_is_never_installed(
+    converged: SiteRuns, lab_plan: LabPlan, tmp_path: Path, tamper: str
+) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle.DEFAULT_OUT, copy)
+    fake = f"{bundle.BASE_VERSION}+tampered.{secrets.token_hex(4)}"
+    meta = json.loads((copy / "BUNDLE.json").read_text())
+    (copy / "BUNDLE.json").write_text(json.dumps({**meta, "version": fake}))
+    if tamper == "wheel":
+        wheel = next(copy.glob("blinker-*.whl"))
+        wheel.write_bytes(wheel.read_bytes() + b"\0")
+    else:
+        other = bundle.ensure_signing_key(tmp_path / "other" / "signing")
+        (copy / "SHA256SUMS.sig").unlink()
+        subprocess.run(
+            ["ssh-keygen", "-q", "-Y", "sign", "-f", str(other), "-n", bundle.NAMESPACE,
+             "SHA256SUMS"],
+            cwd=copy, check=True, capture_output=True,
+        )  # fmt: skip
+    app = lab_plan.host("app-1").container
+    current = pm.exec_in(app, ["readlink", "/opt/claimapp/current"]).stdout
+    try:
+        run = run_playbook(
+            converged.inventory, "install_claim_app.yml", "--limit", "app-1",
+            "-e", json.dumps({"claim_app_bundle_dir": str(copy)}),
+        )  # fmt: skip
+        _stopped_at(run, "app-1", "claim_app : Verify the bundle's signature")
+        release = pm.exec_in(app, ["test", "-e", f"/opt/claimapp/releases/{fake}"], check=False)
+        assert release.returncode != 0, "a release was built from the tampered bundle"
+        assert pm.exec_in(app, ["readlink", "/opt/claimapp/current"]).stdout == current
+    finally:
+        pm.exec_in(app, ["rm", "-rf", f"/var/lib/claimapp/bundles/{fake}"])
