@@ -439,6 +439,9 @@ def _aws_summary(record: ApplyRecord, applied_now: bool) -> dict[str, Any]:
         "applied_now": applied_now,
         "created": len(record.created),
         "skipped": len(record.skipped),
+        "bucket_policies_not_in_lab": {
+            k.split(" ", 1)[1]: v for k, v in record.skipped.items()
+            if k.startswith("aws:s3/bucketPolicy:BucketPolicy ")},  # fmt: skip
         "backup_bucket": buckets.get("backup-bucket", {}).get("bucket"),
         "audit_bucket": buckets.get("audit-bucket", {}).get("bucket"),
         "storage_key_arn": keys.get("keys-storage", {}).get("arn"),

@@ -1,0 +1,507 @@
+"""Where a repository's objects live: S3 (any S3-compatible endpoint) or a local directory.
+
+Every write carries a SHA-256 checksum (S3 verifies it on arrival; our own readers verify it
+again, since object names are content digests). On S3 every object is written with an Object
+Lock COMPLIANCE retain-until. Transient failures (connection errors, 5xx, throttling) are
+retried with exponential backoff and then reported with the endpoint and the attempts made.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlparse
+
+T = TypeVar("T")
+
+
+class StorageError(Exception):
+    """A storage operation failed for a reason retrying will not fix."""
+
+
+class NotFound(StorageError):
+    pass
+
+
+class AlreadyExists(StorageError):
+    pass
+
+
+class Unreachable(StorageError):
+    pass
+
+
+class Forbidden(StorageError):
+    pass
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    version_id: str | None = None
+    retain_until: dt.datetime | None = None
+    is_latest: bool = True
+
+
+@dataclass(frozen=True)
+class PutResult:
+    key: str
+    size: int
+    sha256: str
+    version_id: str | None
+    retain_until: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class LockConfiguration:
+    versioning: bool
+    enabled: bool
+    mode: str | None
+    days: int | None
+
+
+class Storage(Protocol):
+    url: str
+    supports_lock: bool
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        retain_until: dt.datetime | None,
+        if_none_match: bool = False,
+    ) -> PutResult: ...
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes: ...
+    def list_objects(self, prefix: str) -> list[ObjectInfo]: ...
+    def list_versions(self, prefix: str) -> list[ObjectInfo]: ...
+    def head(self, key: str, version_id: str | None = None) -> ObjectInfo: ...
+    def extend_retention(self, key: str, version_id: str | None, until: dt.datetime) -> None: ...
+    def delete(self, key: str, version_id: str | None = None) -> None: ...
+    def lock_configuration(self) -> LockConfiguration | None: ...
+
+
+def sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+# --- a local directory ----------------------------------------------------------------------
+
+
+class LocalStorage:
+    """A directory: atomic writes (temporary file, fsync, link), read-only objects, no locks."""
+
+    supports_lock = False
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = f"file://{root}"
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise StorageError(f"refusing object key {key!r}")
+        return self.root / key
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        retain_until: dt.datetime | None,
+        if_none_match: bool = False,
+    ) -> PutResult:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o440)
+        try:
+            if if_none_match:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise AlreadyExists(f"{self.url}/{key} exists") from None
+            else:
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return PutResult(key, len(data), hashlib.sha256(data).hexdigest(), None, None)
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                if start is not None:
+                    f.seek(start)
+                    return f.read((end - start + 1) if end is not None else -1)
+                return f.read()
+        except FileNotFoundError:
+            raise NotFound(f"{self.url}/{key} does not exist") from None
+
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        if not base.exists():
+            return []
+        out = []
+        for p in base.rglob("*"):
+            if p.is_file() and not p.name.startswith("."):
+                out.append(ObjectInfo(str(p.relative_to(self.root)), p.stat().st_size))
+        return sorted(out, key=lambda o: o.key)
+
+    def list_versions(self, prefix: str) -> list[ObjectInfo]:
+        return self.list_objects(prefix)
+
+    def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
+        try:
+            return ObjectInfo(key, self._path(key).stat().st_size)
+        except FileNotFoundError:
+            raise NotFound(f"{self.url}/{key} does not exist") from None
+
+    def extend_retention(self, key: str, version_id: str | None, until: dt.datetime) -> None:
+        return None
+
+    def delete(self, key: str, version_id: str | None = None) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            raise NotFound(f"{self.url}/{key} does not exist") from None
+
+    def lock_configuration(self) -> LockConfiguration | None:
+        return None
+
+
+# --- S3 -------------------------------------------------------------------------------------
+
+RETRYABLE_CODES = {
+    "SlowDown",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeTooSkewed",
+    "500",
+    "502",
+    "503",
+    "504",
+}
+
+
+class S3Storage:
+    supports_lock = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: Any = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        ca_bundle: str | None = None,
+        attempts: int = 6,
+        backoff: float = 0.5,
+    ) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise StorageError(f"not an S3 repository URL: {url!r} (expected s3://bucket/prefix)")
+        self.url = url
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.endpoint = endpoint_url or "AWS"
+        self.attempts = attempts
+        self.backoff = backoff
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.client(
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=region,
+                verify=ca_bundle if ca_bundle else True,
+                config=Config(
+                    retries={"max_attempts": 1, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=60,
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                ),
+            )
+        self.s3 = client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _strip(self, key: str) -> str:
+        return key[len(self.prefix) + 1 :] if self.prefix else key
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        delay = self.backoff
+        last: Exception | None = None
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn()
+            except ClientError as e:
+                err = e.response.get("Error", {})
+                code = str(err.get("Code", ""))
+                status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+                if code in ("NoSuchKey", "404", "NoSuchVersion", "NotFound"):
+                    raise NotFound(f"{self.url}: {what}: not found") from None
+                if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                    raise AlreadyExists(f"{self.url}: {what}: already exists") from None
+                if code in ("AccessDenied", "403", "Forbidden") or status == 403:
+                    raise Forbidden(
+                        f"{self.url}: {what}: access denied ({code}: {err.get('Message', '')})"
+                    ) from None
+                if code not in RETRYABLE_CODES and status < 500:
+                    raise StorageError(
+                        f"{self.url}: {what}: {code}: {err.get('Message', '')}"
+                    ) from None
+                last = e
+            except BotoCoreError as e:  # connection refused, timeouts, DNS, TLS
+                last = e
+            if attempt < self.attempts:
+                time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+                delay *= 2
+        raise Unreachable(
+            f"S3 endpoint {self.endpoint} (bucket {self.bucket}): {what} failed after "
+            f"{self.attempts} attempts with backoff: {last}"
+        )
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        retain_until: dt.datetime | None,
+        if_none_match: bool = False,
+    ) -> PutResult:
+        digest = hashlib.sha256(data).digest()
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._key(key),
+            "Body": data,
+            "ChecksumAlgorithm": "SHA256",
+            "ChecksumSHA256": base64.b64encode(digest).decode(),
+        }
+        if retain_until is not None:
+            kwargs["ObjectLockMode"] = "COMPLIANCE"
+            kwargs["ObjectLockRetainUntilDate"] = retain_until
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        out = self._call(f"put {key}", lambda: self.s3.put_object(**kwargs))
+        return PutResult(key, len(data), digest.hex(), out.get("VersionId"), retain_until)
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if start is not None:
+            kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
+
+        def fetch() -> bytes:
+            return bytes(self.s3.get_object(**kwargs)["Body"].read())
+
+        return self._call(f"get {key}", fetch)
+
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        def page_all() -> list[ObjectInfo]:
+            out = []
+            pages = self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            )
+            for page in pages:
+                for o in page.get("Contents", []):
+                    out.append(ObjectInfo(self._strip(o["Key"]), int(o["Size"])))
+            return out
+
+        return self._call(f"list {prefix}", page_all)
+
+    def list_versions(self, prefix: str) -> list[ObjectInfo]:
+        def page_all() -> list[ObjectInfo]:
+            out = []
+            pages = self.s3.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            )
+            for page in pages:
+                for o in page.get("Versions", []):
+                    out.append(
+                        ObjectInfo(
+                            self._strip(o["Key"]),
+                            int(o["Size"]),
+                            o["VersionId"],
+                            None,
+                            bool(o.get("IsLatest")),
+                        )
+                    )
+                for o in page.get("DeleteMarkers", []):
+                    out.append(
+                        ObjectInfo(
+                            self._strip(o["Key"]), 0, o["VersionId"], None, bool(o.get("IsLatest"))
+                        )
+                    )
+            return out
+
+        return self._call(f"list versions {prefix}", page_all)
+
+    def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        out = self._call(f"head {key}", lambda: self.s3.head_object(**kwargs))
+        return ObjectInfo(
+            key,
+            int(out["ContentLength"]),
+            out.get("VersionId"),
+            out.get("ObjectLockRetainUntilDate"),
+        )
+
+    def extend_retention(self, key: str, version_id: str | None, until: dt.datetime) -> None:
+        # COMPLIANCE retention can only grow; never ask for less than what is there (real S3
+        # refuses it, and a lenient endpoint must not be able to shorten a lock through us).
+        current = self.head(key, version_id).retain_until
+        if current is not None and current >= until:
+            return
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._key(key),
+            "Retention": {"Mode": "COMPLIANCE", "RetainUntilDate": until},
+        }
+        if version_id:
+            kwargs["VersionId"] = version_id
+        self._call(f"extend retention of {key}", lambda: self.s3.put_object_retention(**kwargs))
+
+    def delete(self, key: str, version_id: str | None = None) -> None:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        self._call(f"delete {key}", lambda: self.s3.delete_object(**kwargs))
+
+    def lock_configuration(self) -> LockConfiguration | None:
+        from botocore.exceptions import ClientError
+
+        versioning = (
+            self._call(
+                "get versioning", lambda: self.s3.get_bucket_versioning(Bucket=self.bucket)
+            ).get("Status")
+            == "Enabled"
+        )
+
+        def lock() -> dict[str, Any]:
+            try:
+                return dict(self.s3.get_object_lock_configuration(Bucket=self.bucket))
+            except ClientError as e:
+                if "ObjectLockConfigurationNotFound" in str(e.response.get("Error", {})):
+                    return {}
+                raise
+
+        conf = self._call("get object lock configuration", lock).get("ObjectLockConfiguration", {})
+        rule = conf.get("Rule", {}).get("DefaultRetention", {})
+        days = rule.get("Days")
+        if days is None and rule.get("Years") is not None:
+            days = int(rule["Years"]) * 365
+        return LockConfiguration(
+            versioning=versioning,
+            enabled=conf.get("ObjectLockEnabled") == "Enabled",
+            mode=rule.get("Mode"),
+            days=int(days) if days is not None else None,
+        )
+
+
+# --- fault injection (tests and drills) -----------------------------------------------------
+
+
+class InjectedFault(Exception):
+    pass
+
+
+class FaultyStorage:
+    """Wraps a storage and fails its k-th operation: before it happens, or after it took
+    effect but before the caller hears of it (a lost reply). `exit` ends the process there,
+    as a power cut would; otherwise InjectedFault is raised."""
+
+    def __init__(
+        self, inner: Any, fail_at: int, *, after: bool = False, exit_process: bool = False
+    ) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.supports_lock = inner.supports_lock
+        self.fail_at = fail_at
+        self.after = after
+        self.exit_process = exit_process
+        self.count = 0
+
+    def _op(self, name: str, fn: Callable[[], T]) -> T:
+        self.count += 1
+        if self.count == self.fail_at and not self.after:
+            self._fail(name)
+        result = fn()
+        if self.count == self.fail_at and self.after:
+            self._fail(name)
+        return result
+
+    def _fail(self, name: str) -> None:
+        if self.exit_process:
+            os._exit(137)
+        raise InjectedFault(f"injected fault at storage operation {self.count} ({name})")
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        retain_until: dt.datetime | None,
+        if_none_match: bool = False,
+    ) -> PutResult:
+        return self._op(  # type: ignore[no-any-return]
+            f"put {key}",
+            lambda: self.inner.put(
+                key, data, retain_until=retain_until, if_none_match=if_none_match
+            ),
+        )
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        return self._op(f"get {key}", lambda: self.inner.get(key, start, end))  # type: ignore[no-any-return]
+
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        return self._op(f"list {prefix}", lambda: self.inner.list_objects(prefix))
+
+    def list_versions(self, prefix: str) -> list[ObjectInfo]:
+        return self._op(f"list versions {prefix}", lambda: self.inner.list_versions(prefix))
+
+    def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
+        return self._op(f"head {key}", lambda: self.inner.head(key, version_id))  # type: ignore[no-any-return]
+
+    def extend_retention(self, key: str, version_id: str | None, until: dt.datetime) -> None:
+        self._op(f"extend {key}", lambda: self.inner.extend_retention(key, version_id, until))
+
+    def delete(self, key: str, version_id: str | None = None) -> None:
+        self._op(f"delete {key}", lambda: self.inner.delete(key, version_id))
+
+    def lock_configuration(self) -> LockConfiguration | None:
+        return self._op("lock configuration", self.inner.lock_configuration)  # type: ignore[no-any-return]
+
+
+def open_storage(url: str, **s3_options: Any) -> Storage:
+    if url.startswith("s3://"):
+        return S3Storage(url, **s3_options)
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        return LocalStorage(Path(parsed.path if parsed.scheme else url))
+    raise StorageError(f"unknown repository URL {url!r}: use s3://bucket/prefix or a directory")
