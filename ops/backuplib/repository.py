@@ -480,36 +480,32 @@ class Repository:
     def acquire_lease(self, purpose: str, *, attempts: int = 3, wait: float = 2.0) -> str:
         """An exclusive lease on the repository. Leases are objects (the writer role cannot
         delete), so a lease ends with a `.released` marker or by expiring. Any other live lease
-        makes this one back off: safe whatever the clocks of the hosts say."""
+        makes this one back off: safe whatever the clocks of the hosts say. A lease left by a
+        process of this host that no longer runs (a crash, a power cut) is stale, not live."""
+        others: list[dict[str, Any]] = []
         for attempt in range(attempts):
             now = utcnow()
             name = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(6)}"
-            body = {
-                "purpose": purpose,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "created": iso(now),
-                "expires": iso(now + dt.timedelta(seconds=LEASE_SECONDS)),
-            }
-            self.storage.put(
-                f"locks/{name}",
-                self.key.seal_json(body, b"lease"),
-                retain_until=None,
-                if_none_match=True,
-            )
-            others = self.live_leases(exclude=name)
+            body = {"purpose": purpose, "host": socket.gethostname(), "pid": os.getpid(),
+                    "process_start": _process_start(os.getpid()), "created": iso(now),
+                    "expires": iso(now + dt.timedelta(seconds=LEASE_SECONDS))}  # fmt: skip
+            self.storage.put(f"locks/{name}", self.key.seal_json(body, b"lease"),
+                             retain_until=None, if_none_match=True)  # fmt: skip
+            _HELD.add(name)
+            try:
+                others = self.live_leases(exclude=name)
+            except BaseException:
+                self.release_lease(name)
+                raise
             if not others:
                 return name
             self.release_lease(name)
             if attempt + 1 < attempts:
                 time.sleep(wait * (1 + secrets.randbelow(100) / 100))
-        holders = ", ".join(
-            f"{o['purpose']} by {o['host']} pid {o['pid']} since {o['created']}" for o in others
-        )
-        raise Busy(
-            f"{self.storage.url}: the repository is in use ({holders}); "
-            "try again when it ends, or wait for the lease to expire"
-        )
+        holders = ", ".join(f"{o['purpose']} by {o['host']} pid {o['pid']} since {o['created']}"
+                            for o in others)  # fmt: skip
+        raise Busy(f"{self.storage.url}: the repository is in use ({holders}); "
+                   "try again when it ends, or wait for the lease to expire")  # fmt: skip
 
     def live_leases(self, exclude: str | None = None) -> list[dict[str, Any]]:
         objs = self.storage.list_objects("locks/")
@@ -523,13 +519,37 @@ class Repository:
                 doc = self.key.open_json(self.storage.get(o.key), b"lease", o.key)
             except (IntegrityError, NotFound):
                 continue
-            if parse_iso(doc["expires"]) > now:
+            if parse_iso(doc["expires"]) > now and not _stale(o.key.split("/", 1)[1], doc):
                 live.append(doc)
         return live
 
     def release_lease(self, name: str) -> None:
-        with contextlib.suppress(AlreadyExists):
+        _HELD.discard(name)
+        # Best effort: if this write fails too, the lease is stale (its process ends) or expires.
+        with contextlib.suppress(Exception):
             self.storage.put(f"locks/{name}.released", b"", retain_until=None, if_none_match=True)
+
+
+_HELD: set[str] = set()  # leases this process holds now
+
+
+def _process_start(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _stale(name: str, doc: dict[str, Any]) -> bool:
+    """A lease of this host whose process is gone (or is this process, which no longer holds
+    it): the process start time tells a reused PID apart."""
+    if doc.get("host") != socket.gethostname():
+        return False
+    pid = int(doc.get("pid", 0))
+    if pid == os.getpid():
+        return name not in _HELD
+    start = _process_start(pid)
+    return not start or start != doc.get("process_start", start)
 
 
 class PackWriter:

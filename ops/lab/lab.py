@@ -440,8 +440,10 @@ def _aws_summary(record: ApplyRecord, applied_now: bool) -> dict[str, Any]:
         "created": len(record.created),
         "skipped": len(record.skipped),
         "bucket_policies_not_in_lab": {
-            k.split(" ", 1)[1]: v for k, v in record.skipped.items()
-            if k.startswith("aws:s3/bucketPolicy:BucketPolicy ")},  # fmt: skip
+            k.split(" ", 1)[1]: v
+            for k, v in record.skipped.items()
+            if k.startswith("aws:s3/bucketPolicy:BucketPolicy ")
+        },
         "backup_bucket": buckets.get("backup-bucket", {}).get("bucket"),
         "audit_bucket": buckets.get("audit-bucket", {}).get("bucket"),
         "storage_key_arn": keys.get("keys-storage", {}).get("arn"),

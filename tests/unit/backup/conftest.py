@@ -34,8 +34,11 @@ def free_port() -> int:
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": REGION}.items():  # fmt: skip
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         os.environ.setdefault(k, v)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -61,12 +64,19 @@ def kms_key(kms: Any) -> str:
 
 def make_bucket(s3: Any, *, lock: bool = True, mode: str = "COMPLIANCE", days: int = 1) -> str:
     name = f"claims-dc-test-{secrets.token_hex(6)}"
-    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=lock,
-                     CreateBucketConfiguration={"LocationConstraint": REGION})  # fmt: skip
+    s3.create_bucket(
+        Bucket=name,
+        ObjectLockEnabledForBucket=lock,
+        CreateBucketConfiguration={"LocationConstraint": REGION},
+    )
     if lock:
-        s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}}})  # fmt: skip
+        s3.put_object_lock_configuration(
+            Bucket=name,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": mode, "Days": days}},
+            },
+        )
     return name
 
 
@@ -89,14 +99,24 @@ def key_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def local_repo(tmp_path: Path, key_file: Path) -> Repository:
-    return Repository.init(LocalStorage(tmp_path / "repo"), KeyOptions(key_file=key_file),
-                           lock_days=1, chunker=SMALL, pack_size=SMALL_PACK)  # fmt: skip
+    return Repository.init(
+        LocalStorage(tmp_path / "repo"),
+        KeyOptions(key_file=key_file),
+        lock_days=1,
+        chunker=SMALL,
+        pack_size=SMALL_PACK,
+    )
 
 
 @pytest.fixture
 def s3_repo(s3_storage: S3Storage, kms: Any, kms_key: str) -> Repository:
-    return Repository.init(s3_storage, KeyOptions(kms=kms, kms_key_id=kms_key), lock_days=1,
-                           chunker=SMALL, pack_size=SMALL_PACK)  # fmt: skip
+    return Repository.init(
+        s3_storage,
+        KeyOptions(kms=kms, kms_key_id=kms_key),
+        lock_days=1,
+        chunker=SMALL,
+        pack_size=SMALL_PACK,
+    )
 
 
 def make_tree(root: Path, seed: int = 0, size: int = 300_000) -> Path:
@@ -105,8 +125,9 @@ def make_tree(root: Path, seed: int = 0, size: int = 300_000) -> Path:
 
     rng = random.Random(seed)
     (root / "processed").mkdir(parents=True, exist_ok=True)
-    lines = [f"RE,{i},{rng.randint(1, 10**8)},テスト太郎,{rng.random():.6f}\n" for i in
-             range(size // 40)]  # fmt: skip
+    lines = [
+        f"RE,{i},{rng.randint(1, 10**8)},テスト太郎,{rng.random():.6f}\n" for i in range(size // 40)
+    ]
     (root / "processed" / "2026-11.UKE").write_bytes("".join(lines).encode("shift_jis"))
     (root / "processed" / "blob.bin").write_bytes(rng.randbytes(size // 2))
     (root / "quarantine").mkdir(exist_ok=True)
@@ -127,7 +148,11 @@ def tree_digest(root: Path) -> dict[str, tuple[str, int, str]]:
         if p.is_symlink():
             out[rel] = ("link", 0, os.readlink(p))
         elif p.is_file():
-            out[rel] = ("file", p.stat().st_mode & 0o777, hashlib.sha256(p.read_bytes()).hexdigest())
+            out[rel] = (
+                "file",
+                p.stat().st_mode & 0o777,
+                hashlib.sha256(p.read_bytes()).hexdigest(),
+            )
         else:
             out[rel] = ("dir", p.stat().st_mode & 0o777, "")
     return out

@@ -26,8 +26,9 @@ def restored(target: Path, root: Path) -> Path:
     return target / "claim-files" / str(root).lstrip("/")
 
 
-def test_a_local_round_trip_restores_byte_for_byte_with_modes(local_repo: Repository,
-                                                              tmp_path: Path) -> None:  # fmt: skip
+def test_a_local_round_trip_restores_byte_for_byte_with_modes(
+    local_repo: Repository, tmp_path: Path
+) -> None:
     src = make_tree(tmp_path / "srv")
     report = archiver.backup(local_repo, files(src), quiet=True)
     assert report["ok"] and report["sizes"]["new"] == report["sizes"]["logical"] > 0
@@ -76,12 +77,16 @@ def test_s3_objects_carry_compliance_locks_checksums_and_the_kms_key(
     storage: S3Storage = s3_repo.storage  # type: ignore[assignment]
     assert report["objects"], "the report lists every object written"
     for obj in report["objects"]:
-        head = s3.head_object(Bucket=storage.bucket, Key=f"db-1/{obj['key']}",
-                              VersionId=obj["version_id"], ChecksumMode="ENABLED")  # fmt: skip
+        head = s3.head_object(
+            Bucket=storage.bucket,
+            Key=f"db-1/{obj['key']}",
+            VersionId=obj["version_id"],
+            ChecksumMode="ENABLED",
+        )
         assert head["ObjectLockMode"] == "COMPLIANCE"
         assert head["ObjectLockRetainUntilDate"] >= dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)
         assert obj["retain_until"] == report["retain_until"]
-    out = archiver.restore(s3_repo, tmp_path / "out", quiet=True)
+    archiver.restore(s3_repo, tmp_path / "out", quiet=True)
     assert tree_digest(restored(tmp_path / "out", src)) == tree_digest(src)
 
 
@@ -106,11 +111,14 @@ def test_referenced_older_packs_get_their_locks_extended(
     old_pack = next(o for o in first["objects"] if o["key"].startswith("data/"))
     head = s3_repo.storage.head(old_pack["key"], old_pack["version_id"])
     assert head.retain_until is not None
-    assert head.retain_until >= dt.datetime.fromisoformat(second["retain_until"].replace("Z", "+00:00"))
+    assert head.retain_until >= dt.datetime.fromisoformat(
+        second["retain_until"].replace("Z", "+00:00")
+    )
 
 
-def test_init_refuses_a_bucket_without_object_lock(s3: Any, kms: Any, kms_key: str,
-                                                   moto_endpoint: str) -> None:  # fmt: skip
+def test_init_refuses_a_bucket_without_object_lock(
+    s3: Any, kms: Any, kms_key: str, moto_endpoint: str
+) -> None:
     bucket = make_bucket(s3, lock=False)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     storage = S3Storage(f"s3://{bucket}/db-1", client=s3, endpoint_url=moto_endpoint)
@@ -127,11 +135,16 @@ def test_init_refuses_a_bucket_without_object_lock(s3: Any, kms: Any, kms_key: s
     ],
 )
 def test_run_refuses_a_bucket_whose_lock_is_weaker_than_the_policy(
-    s3: Any, kms: Any, kms_key: str, moto_endpoint: str, tmp_path: Path,
-    mode: str, days: int, why: str,
-) -> None:  # fmt: skip
-    good = S3Storage(f"s3://{make_bucket(s3, days=30)}/db-1", client=s3,
-                     endpoint_url=moto_endpoint)  # fmt: skip
+    s3: Any,
+    kms: Any,
+    kms_key: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    mode: str,
+    days: int,
+    why: str,
+) -> None:
+    good = S3Storage(f"s3://{make_bucket(s3, days=30)}/db-1", client=s3, endpoint_url=moto_endpoint)
     Repository.init(good, KeyOptions(kms=kms, kms_key_id=kms_key), lock_days=30)
     weak_bucket = make_bucket(s3, mode=mode, days=days)
     weak = S3Storage(f"s3://{weak_bucket}/db-1", client=s3, endpoint_url=moto_endpoint)
@@ -161,8 +174,14 @@ def snaps(*times: str) -> list[dict[str, Any]]:
 
 
 def test_the_generations_policy_keeps_the_newest_of_each_period() -> None:
-    s = snaps("2026-01-31T01:00:00Z", "2026-02-27T01:00:00Z", "2026-02-28T01:00:00Z",
-              "2026-03-01T01:00:00Z", "2026-03-01T02:00:00Z", "2026-03-02T01:00:00Z")  # fmt: skip
+    s = snaps(
+        "2026-01-31T01:00:00Z",
+        "2026-02-27T01:00:00Z",
+        "2026-02-28T01:00:00Z",
+        "2026-03-01T01:00:00Z",
+        "2026-03-01T02:00:00Z",
+        "2026-03-02T01:00:00Z",
+    )
     keep, forget, why = decide(s, RetentionPolicy(daily=2, monthly=2, yearly=1))
     assert [k["id"] for k in keep] == ["s5", "s4", "s2"]
     assert {f["id"] for f in forget} == {"s0", "s1", "s3"}
@@ -170,20 +189,23 @@ def test_the_generations_policy_keeps_the_newest_of_each_period() -> None:
 
 
 def test_the_policy_refuses_nonsense() -> None:
-    with pytest.raises(ValueError, match="retention.daily"):
+    with pytest.raises(ValueError, match=r"retention\.daily"):
         RetentionPolicy.from_dict({"daily": 0}, "backup.toml")
-    with pytest.raises(ValueError, match="retention.monthly must be a whole number"):
+    with pytest.raises(ValueError, match=r"retention\.monthly must be a whole number"):
         RetentionPolicy.from_dict({"monthly": "12"}, "backup.toml")
 
 
-def test_prune_deletes_only_what_no_kept_snapshot_needs(local_repo: Repository,
-                                                        tmp_path: Path) -> None:  # fmt: skip
+def test_prune_deletes_only_what_no_kept_snapshot_needs(
+    local_repo: Repository, tmp_path: Path
+) -> None:
     src = make_tree(tmp_path / "srv")
     ids = []
     for day in range(5, 0, -1):  # five days, each with its own file, gone the next day
         (src / "processed" / f"day{day + 1}.bin").unlink(missing_ok=True)
         (src / "processed" / f"day{day}.bin").write_bytes(random.Random(day).randbytes(50_000))
-        ids.append(archiver.backup(local_repo, files(src), quiet=True, at=days_ago(day))["snapshot"])
+        ids.append(
+            archiver.backup(local_repo, files(src), quiet=True, at=days_ago(day))["snapshot"]
+        )
     before = set(local_repo.list_packs())
     result = archiver.prune(local_repo, RetentionPolicy(daily=2, monthly=0, yearly=0), quiet=True)
     assert {k["id"] for k in result["keep"]} == set(ids[-2:])
@@ -222,7 +244,8 @@ def test_small_pack_size_makes_many_packs(local_repo: Repository, tmp_path: Path
     assert all(o["key"] == pack_key(o["sha256"]) for o in packs)
 
 
-def test_a_local_repository_opens_with_its_key_file_only(local_repo: Repository,
-                                                         key_file: Path, tmp_path: Path) -> None:  # fmt: skip
+def test_a_local_repository_opens_with_its_key_file_only(
+    local_repo: Repository, key_file: Path, tmp_path: Path
+) -> None:
     reopened = Repository.open(LocalStorage(tmp_path / "repo"), KeyOptions(key_file=key_file))
     assert reopened.config.repo_id == local_repo.config.repo_id
