@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Rebuilt only when the application or the pins change; signed with .keys/ (made once, 0600).
 bundle: setup
-	$(BIN)/python -m ops.bundle build
+	$(BIN)/python -m ops.bundle build --product all
 
 demo: setup bundle
 	$(BIN)/python -m ops.demo --stack $(STACK)

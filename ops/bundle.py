@@ -1,8 +1,10 @@
-"""python -m ops.bundle: the claim application's offline bundle, for hosts with no registry.
+"""python -m ops.bundle: offline bundles, for hosts with no registry.
 
-A bundle is one directory:
+Two products, each its own bundle: the claim application (claimapp/, build/bundle) and the
+backup tool that runs on the data-center hosts (ops/backup.py and ops/backuplib/,
+build/backup-bundle). A bundle is one directory:
 
-    claimapp-<version>-py3-none-any.whl    the application, built from claimapp/
+    <product>-<version>-py3-none-any.whl   the product, built from its sources
     <dependency wheels>                    every dependency, pinned by constraints.txt
     requirements.txt                       every wheel as name==version --hash=sha256:...
     SHA256SUMS                             the digest of every file above
@@ -11,11 +13,11 @@ A bundle is one directory:
 A host verifies the signature against a signer key it got from the inventory (never from the
 bundle itself), checks every digest, and installs with `pip --no-index --require-hashes`.
 
-    python -m ops.bundle build [--out build/bundle] [--key .keys/bundle_signing_ed25519]
-    python -m ops.bundle verify [--out build/bundle] --allowed-signers FILE
+    python -m ops.bundle build [--product claimapp|backup|all] [--key .keys/bundle_signing_ed25519]
+    python -m ops.bundle verify [--product claimapp] --allowed-signers FILE
 
-The version is the application's base version plus a digest of its sources, so a changed
-application is a new release and an unchanged one is the same release, rebuilt or not.
+The version is the product's base version plus a digest of its sources, so a changed
+product is a new release and an unchanged one is the same release, rebuilt or not.
 Exit codes: 0 ok, 1 the build or the verification failed, 2 usage.
 """
 
@@ -34,14 +36,50 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCE = REPO / "claimapp"
 BASE_VERSION = "0.1.0"
-DEFAULT_OUT = REPO / "build" / "bundle"
 DEFAULT_KEY = REPO / ".keys" / "bundle_signing_ed25519"
 SIGNER = "claims-dc-release"
 NAMESPACE = "claims-dc-bundle"
-# The application's direct dependencies; constraints.txt pins them and everything below them.
-REQUIRES = ("flask", "psycopg[binary]", "argon2-cffi", "gunicorn")
+
+
+@dataclass(frozen=True)
+class Product:
+    name: str
+    files: tuple[str, ...]  # paths under REPO: files, or directories taken whole
+    requires: tuple[str, ...]  # direct dependencies; constraints.txt pins the whole tree
+    out: Path
+    package_data: str = ""
+    scripts: str = ""
+
+    def sources(self) -> list[Path]:
+        out: list[Path] = []
+        for rel in self.files:
+            path = REPO / rel
+            if path.is_dir():
+                out += [p for p in sorted(path.rglob("*"))
+                        if p.is_file() and "__pycache__" not in p.parts]  # fmt: skip
+            else:
+                out.append(path)
+        return out
+
+
+CLAIMAPP = Product(
+    name="claimapp",
+    files=("claimapp",),
+    requires=("flask", "psycopg[binary]", "argon2-cffi", "gunicorn"),
+    out=REPO / "build" / "bundle",
+    package_data='claimapp = ["migrations/*.sql", "docs/*.md"]',
+)
+BACKUP = Product(
+    name="claims-dc-backup",
+    files=("ops/__init__.py", "ops/backup.py", "ops/backuplib"),
+    requires=("boto3", "cryptography", "pyfastcdc", "zstandard"),
+    out=REPO / "build" / "backup-bundle",
+    package_data='"ops.backuplib" = ["FORMAT.md"]',
+    scripts='claims-dc-backup = "ops.backup:main"',
+)
+PRODUCTS = {"claimapp": CLAIMAPP, "backup": BACKUP}
+DEFAULT_OUT = CLAIMAPP.out
 # Built for the hosts: Debian 12 (glibc 2.36), CPython 3.11, x86_64, whatever the control
 # node runs on. pip does not widen a given platform to older glibc versions, so every
 # manylinux tag a glibc-2.36 host accepts is listed.
@@ -69,17 +107,16 @@ def progress(msg: str) -> None:
     print(f"bundle: {msg}", file=sys.stderr, flush=True)
 
 
-def source_digest() -> str:
-    """Digest of the application's sources: what decides its version."""
+def source_digest(product: Product = CLAIMAPP) -> str:
+    """Digest of the product's sources: what decides its version."""
     h = hashlib.sha256()
-    for path in sorted(SOURCE.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            h.update(str(path.relative_to(SOURCE)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in product.sources():
+        h.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
 
 
-def version() -> str:
-    return f"{BASE_VERSION}+src.{source_digest()}"
+def version(product: Product = CLAIMAPP) -> str:
+    return f"{BASE_VERSION}+src.{source_digest(product)}"
 
 
 def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
@@ -107,17 +144,22 @@ def allowed_signers_line(public_key: Path) -> str:
     return f'{SIGNER} namespaces="{NAMESPACE}" {kind} {blob}\n'
 
 
-def _project(tree: Path) -> None:
-    """A throwaway project holding only claimapp, so its wheel needs only its own deps."""
-    shutil.copytree(SOURCE, tree / "claimapp", ignore=shutil.ignore_patterns("__pycache__"))
-    deps = ", ".join(f'"{d}"' for d in REQUIRES)
+def _project(tree: Path, product: Product) -> None:
+    """A throwaway project holding only the product, so its wheel needs only its own deps."""
+    for path in product.sources():
+        dest = tree / path.relative_to(REPO)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
+    deps = ", ".join(f'"{d}"' for d in product.requires)
+    top = sorted({Path(f).parts[0] for f in product.files})
+    scripts = f"[project.scripts]\n{product.scripts}\n\n" if product.scripts else ""
     (tree / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools==84.2.1"]\n'
         'build-backend = "setuptools.build_meta"\n\n'
-        f'[project]\nname = "claimapp"\nversion = "{version()}"\n'
-        f'requires-python = ">=3.11"\ndependencies = [{deps}]\n\n'
-        '[tool.setuptools.packages.find]\ninclude = ["claimapp*"]\n\n'
-        '[tool.setuptools.package-data]\nclaimapp = ["migrations/*.sql", "docs/*.md"]\n'
+        f'[project]\nname = "{product.name}"\nversion = "{version(product)}"\n'
+        f'requires-python = ">=3.11"\ndependencies = [{deps}]\n\n{scripts}'
+        f"[tool.setuptools.packages.find]\ninclude = {json.dumps([f'{t}*' for t in top])}\n\n"
+        f"[tool.setuptools.package-data]\n{product.package_data}\n"
     )
 
 
@@ -137,10 +179,12 @@ class BuildResult:
     rebuilt: bool
 
 
-def build(out: Path = DEFAULT_OUT, key: Path = DEFAULT_KEY) -> BuildResult:
+def build(out: Path | None = None, key: Path = DEFAULT_KEY,
+          product: Product = CLAIMAPP) -> BuildResult:  # fmt: skip
+    out = out or product.out
     ensure_signing_key(key)
     stamp = out / "BUNDLE.json"
-    want = version()
+    want = version(product)
     constraints = REPO / "constraints.txt"
     inputs = hashlib.sha256(constraints.read_bytes() + want.encode()).hexdigest()
     if stamp.exists():
@@ -152,17 +196,17 @@ def build(out: Path = DEFAULT_OUT, key: Path = DEFAULT_KEY) -> BuildResult:
         work = Path(tmp)
         stage = work / "bundle"
         stage.mkdir()
-        _project(work / "src")
-        progress(f"building claimapp {want}")
+        _project(work / "src", product)
+        progress(f"building {product.name} {want}")
         _run(
             [python, "-m", "pip", "wheel", "--no-deps", "-q",
              "--wheel-dir", str(stage), str(work / "src")],
-            "pip wheel claimapp",
+            f"pip wheel {product.name}",
         )  # fmt: skip
         progress("fetching the pinned dependency wheels")
         _run(
             [python, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-             *TARGET, "-c", str(constraints), "--dest", str(stage), *REQUIRES],
+             *TARGET, "-c", str(constraints), "--dest", str(stage), *product.requires],
             "pip download",
         )  # fmt: skip
         wheels = sorted(p.name for p in stage.glob("*.whl"))
@@ -184,7 +228,11 @@ def build(out: Path = DEFAULT_OUT, key: Path = DEFAULT_KEY) -> BuildResult:
             cwd=stage,
         )
         (stage / "BUNDLE.json").write_text(
-            json.dumps({"version": want, "inputs": inputs, "wheels": wheels}, indent=2) + "\n"
+            json.dumps(
+                {"product": product.name, "version": want, "inputs": inputs, "wheels": wheels},
+                indent=2,
+            )
+            + "\n"
         )
         if out.exists():
             shutil.rmtree(out)
@@ -235,7 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("command", choices=("build", "verify", "version"))
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="bundle directory")
+    p.add_argument(
+        "--product",
+        choices=(*PRODUCTS, "all"),
+        default="claimapp",
+        help="which bundle (default claimapp; build takes 'all')",
+    )
+    p.add_argument("--out", type=Path, help="bundle directory (default: the product's)")
     p.add_argument(
         "--key",
         type=Path,
@@ -245,21 +299,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allowed-signers", type=Path, help="verify: the trusted signer file")
     p.add_argument("--json", action="store_true", help="machine-readable result")
     args = p.parse_args(argv)
+    products = list(PRODUCTS.values()) if args.product == "all" else [PRODUCTS[args.product]]
+    if args.command != "build" and len(products) != 1:
+        p.error(f"{args.command} takes one --product")
+    if args.out and len(products) != 1:
+        p.error("--out needs one --product")
     if args.command == "version":
-        print(version())
+        print(version(products[0]))
         return 0
     try:
         if args.command == "build":
-            result = build(args.out, args.key)
-            if args.json:
-                print(json.dumps(result.__dict__))
-            else:
-                what = "built" if result.rebuilt else "up to date"
-                print(f"{result.out}: claimapp {result.version}, {len(result.wheels)} wheels, "
-                      f"signed ({what})")  # fmt: skip
+            for product in products:
+                result = build(args.out, args.key, product)
+                if args.json:
+                    print(json.dumps(result.__dict__))
+                else:
+                    what = "built" if result.rebuilt else "up to date"
+                    print(f"{result.out}: {product.name} {result.version}, "
+                          f"{len(result.wheels)} wheels, signed ({what})")  # fmt: skip
             return 0
+        out = args.out or products[0].out
         signers = args.allowed_signers or allowed_signers(args.key)
-        problems = verify(args.out, signers)
+        problems = verify(out, signers)
+        args.out = out
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -43,9 +43,31 @@ def backup_bucket_policy(bucket_arn: str, endpoint_id: str, break_glass_arn: str
     )
 
 
+def backup_maintenance_policy(bucket_arn: str, key_arn: str) -> str:
+    """`ops/backup.py prune`: forget, delete what no kept snapshot needs once its lock has
+    expired (S3 refuses earlier, whoever asks), extend the locks of what is kept."""
+    return policy_json(
+        {"Sid": "PruneBackups", "Effect": "Allow",
+         "Action": ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject",
+                    "s3:DeleteObjectVersion", "s3:GetObjectRetention", "s3:PutObjectRetention"],
+         "Resource": f"{bucket_arn}/*"},
+        {"Sid": "ListAndCheck", "Effect": "Allow",
+         "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketVersioning",
+                    "s3:GetBucketObjectLockConfiguration"], "Resource": bucket_arn},
+        {"Sid": "UseTheBackupKey", "Effect": "Allow",
+         "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": key_arn},
+        {"Sid": "NeverUnprotect", "Effect": "Deny",
+         "Action": ["s3:BypassGovernanceRetention", "s3:PutBucketObjectLockConfiguration",
+                    "s3:PutBucketVersioning", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy",
+                    "s3:PutLifecycleConfiguration", "s3:DeleteBucket"],
+         "Resource": [bucket_arn, f"{bucket_arn}/*"]},
+    )  # fmt: skip
+
+
 class BackupStorage(pulumi.ComponentResource):
     bucket: aws.s3.Bucket
     break_glass_role: aws.iam.Role
+    maintenance_role: aws.iam.Role
     replica: aws.s3.Bucket | None
 
     def __init__(
@@ -67,6 +89,19 @@ class BackupStorage(pulumi.ComponentResource):
             tags=tags(config, "backup-break-glass"),
             opts=child,
         )  # fmt: skip
+        # Operators hold this role (with MFA) to prune; the hosts' roles can never delete.
+        self.maintenance_role = aws.iam.Role(
+            f"{name}-maintenance",
+            name=f"{base}-backup-maintenance",
+            assume_role_policy=policy_json(
+                {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{args.account_id}:root"},
+                 "Action": "sts:AssumeRole",
+                 "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}}
+            ),
+            max_session_duration=3600,
+            tags=tags(config, "backup-maintenance"),
+            opts=child,
+        )  # fmt: skip
         self.bucket = locked_bucket(
             f"{name}-bucket",
             bucket_name=f"{base}-backup-{args.account_id}",
@@ -81,6 +116,14 @@ class BackupStorage(pulumi.ComponentResource):
             policy=pulumi.Output.all(
                 self.bucket.arn, args.s3_endpoint_id, self.break_glass_role.arn
             ).apply(lambda a: backup_bucket_policy(a[0], a[1], a[2])),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-maintenance-policy",
+            role=self.maintenance_role.id,
+            policy=pulumi.Output.all(self.bucket.arn, args.storage_key_arn).apply(
+                lambda a: backup_maintenance_policy(a[0], a[1])
+            ),
             opts=child,
         )
         aws.s3.BucketLifecycleConfiguration(
@@ -103,7 +146,8 @@ class BackupStorage(pulumi.ComponentResource):
             self.replica = self._replica(name, base, args, backup.replica_region)
         self.register_outputs(
             {"bucket": self.bucket.bucket, "bucket_arn": self.bucket.arn,
-             "break_glass_role_arn": self.break_glass_role.arn}
+             "break_glass_role_arn": self.break_glass_role.arn,
+             "maintenance_role_arn": self.maintenance_role.arn}
         )  # fmt: skip
 
     def _replica(self, name: str, base: str, args: BackupStorageArgs, region: str) -> aws.s3.Bucket:

@@ -22,13 +22,16 @@ from infra.network.flows import sg_rules
 # Debian 12 images published by Debian (account 136693071363).
 DEBIAN_OWNER = "136693071363"
 DEBIAN_NAME = "debian-12-amd64-*"
-BACKUP_WRITER_ROLES = ("db",)
+# Hosts that back up their own data (ops/backup.py), each into its own prefix of the bucket.
+BACKUP_WRITER_ROLES = ("app", "db", "intake")
 BACKUP_DENIED = [
     "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteBucket", "s3:PutBucketPolicy",
     "s3:DeleteBucketPolicy", "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration",
-    "s3:PutBucketVersioning", "s3:BypassGovernanceRetention", "s3:PutObjectRetention",
-    "s3:PutObjectLegalHold",
+    "s3:PutBucketVersioning", "s3:BypassGovernanceRetention", "s3:PutObjectLegalHold",
 ]  # fmt: skip
+# A writer may lock its objects (COMPLIANCE only ever lengthens), but not for longer than this:
+# a compromised host must not be able to pin storage for decades (denial of wallet).
+BACKUP_MAX_LOCK_DAYS = 400
 
 
 @dataclass
@@ -41,16 +44,31 @@ class DataCenterHostsArgs:
     s3_prefix_list_id: pulumi.Input[str]  # where S3 is, behind the gateway endpoint
 
 
-def backup_writer_policy(bucket_arn: str, key_arn: str) -> str:
+def backup_writer_policy(bucket_arn: str, key_arn: str, prefix: str) -> str:
+    """Add and read backups under `prefix/`, extend their locks; never delete or unprotect."""
+    objects = f"{bucket_arn}/{prefix}/*"
     return policy_json(
-        {"Sid": "WriteAndReadBackups", "Effect": "Allow",
-         "Action": ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket",
-                    "s3:ListBucketVersions", "s3:GetObjectRetention"],
-         "Resource": [bucket_arn, f"{bucket_arn}/*"]},
+        {"Sid": "WriteAndReadOwnBackups", "Effect": "Allow",
+         "Action": ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion",
+                    "s3:GetObjectRetention", "s3:PutObjectRetention"],
+         "Resource": objects},
+        {"Sid": "ListOwnPrefix", "Effect": "Allow",
+         "Action": ["s3:ListBucket", "s3:ListBucketVersions"], "Resource": bucket_arn,
+         "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}}},
+        {"Sid": "CheckTheLockConfiguration", "Effect": "Allow",
+         "Action": ["s3:GetBucketObjectLockConfiguration", "s3:GetBucketVersioning"],
+         "Resource": bucket_arn},
         {"Sid": "UseTheBackupKey", "Effect": "Allow",
          "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": key_arn},
         {"Sid": "NeverDeleteOrUnprotect", "Effect": "Deny", "Action": BACKUP_DENIED,
          "Resource": [bucket_arn, f"{bucket_arn}/*"]},
+        {"Sid": "OnlyComplianceLocks", "Effect": "Deny",
+         "Action": ["s3:PutObject", "s3:PutObjectRetention"], "Resource": objects,
+         "Condition": {"StringNotEquals": {"s3:object-lock-mode": "COMPLIANCE"}}},
+        {"Sid": "NoLocksBeyondTheCap", "Effect": "Deny",
+         "Action": ["s3:PutObject", "s3:PutObjectRetention"], "Resource": objects,
+         "Condition": {"NumericGreaterThan": {
+             "s3:object-lock-remaining-retention-days": str(BACKUP_MAX_LOCK_DAYS)}}},
     )  # fmt: skip
 
 
@@ -94,7 +112,7 @@ class DataCenterHosts(pulumi.ComponentResource):
                     f"{name}-{role}-backup-writer",
                     role=iam_role.id,
                     policy=pulumi.Output.all(args.backup_bucket_arn, args.storage_key_arn).apply(
-                        lambda a: backup_writer_policy(a[0], a[1])
+                        lambda a, prefix=role: backup_writer_policy(a[0], a[1], prefix)
                     ),
                     opts=child,
                 )

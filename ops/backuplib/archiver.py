@@ -677,14 +677,17 @@ def prune(
         for v in versions:
             by_key.setdefault(v.key, []).append(v)
 
-        def delete_all(key: str) -> bool:
+        def delete_all(key: str, report: bool = True) -> bool:
             """Every version of `key`, if no lock holds any; False when one does."""
             vs = by_key.get(key, [])
             if repo.storage.supports_lock:
                 for v in vs:
                     head = repo.storage.head(key, v.version_id)
                     if head.retain_until is not None and head.retain_until > now:
-                        result["held_by_lock"].append({"key": key, "until": iso(head.retain_until)})
+                        if report:
+                            result["held_by_lock"].append(
+                                {"key": key, "until": iso(head.retain_until)}
+                            )
                         return False
             for v in vs:
                 repo.storage.delete(key, v.version_id)
@@ -720,11 +723,11 @@ def prune(
             for old in index.index_ids:
                 if delete_all(f"index/{old}"):
                     result["deleted_indexes"].append(old)
+        # Ended leases go too, once the bucket's default lock lets them.
         for o in repo.storage.list_objects("locks/"):
             if o.key.endswith(".released") and o.key[: -len(".released")] != f"locks/{lease}":
-                for k in (o.key, o.key[: -len(".released")]):
-                    with contextlib.suppress(NotFound):
-                        repo.storage.delete(k)
+                for k in (o.key[: -len(".released")], o.key):
+                    delete_all(k, report=False)
         prog.finish()
         result["ok"] = True
         result["duration_seconds"] = round(time.monotonic() - started, 3)

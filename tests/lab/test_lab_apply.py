@@ -69,7 +69,7 @@ def test_backup_writer_role_never_deletes(lab_up: UpReport, aws: Any) -> None:
     statements = doc["PolicyDocument"]["Statement"]
     denied = {a for st in statements if st["Effect"] == "Deny" for a in st["Action"]}
     assert "s3:DeleteObjectVersion" in denied
-    assert iam.list_role_policies(RoleName="hosts-app-role")["PolicyNames"] == []
+    assert iam.list_role_policies(RoleName="hosts-bastion-role")["PolicyNames"] == []
 
 
 def test_network_and_hosts_as_declared(lab_up: UpReport, aws: Any, lab_config: StackConfig) -> None:

@@ -141,22 +141,46 @@ def test_hosts_are_hardened(ev: Evaluation) -> None:
         assert inst.inputs["disableApiTermination"] is (ev.config.hosts[name].role == "db")
 
 
-def test_backup_writer_may_put_but_never_delete(ev: Evaluation) -> None:
-    (policy,) = [
-        p for p in ev.of_type("aws:iam/rolePolicy:RolePolicy") if p.name == "hosts-db-backup-writer"
-    ]
+def test_backup_writers_may_put_but_never_delete_and_only_their_own_prefix(
+    ev: Evaluation,
+) -> None:
+    writers = {
+        p.name: json.loads(p.inputs["policy"])["Statement"]
+        for p in ev.of_type("aws:iam/rolePolicy:RolePolicy")
+        if p.name.startswith("hosts-")
+    }
+    assert set(writers) == {"hosts-app-backup-writer", "hosts-db-backup-writer",
+                            "hosts-intake-backup-writer"}  # the bastion holds none  # fmt: skip
+    for name, statements in writers.items():
+        prefix = name.split("-")[1]
+        allowed = {a for s in statements if s["Effect"] == "Allow" for a in s["Action"]}
+        denied = {a for s in statements if s["Effect"] == "Deny" for a in s["Action"]}
+        assert "s3:PutObject" in allowed and "s3:PutObjectRetention" in allowed
+        assert not {a for a in allowed if "Delete" in a}
+        assert {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention",
+                "s3:PutBucketObjectLockConfiguration"} <= denied  # fmt: skip
+        objects = next(s for s in statements if s["Sid"] == "WriteAndReadOwnBackups")
+        assert objects["Resource"].endswith(f"/{prefix}/*")
+        listing = next(s for s in statements if s["Sid"] == "ListOwnPrefix")
+        assert listing["Condition"]["StringLike"]["s3:prefix"] == [f"{prefix}/", f"{prefix}/*"]
+        caps = {s["Sid"]: s["Condition"] for s in statements if s["Sid"].startswith(("Only", "No"))}
+        assert caps["OnlyComplianceLocks"] == {
+            "StringNotEquals": {"s3:object-lock-mode": "COMPLIANCE"}}  # fmt: skip
+        assert "s3:object-lock-remaining-retention-days" in caps["NoLocksBeyondTheCap"][
+            "NumericGreaterThan"]  # fmt: skip
+
+
+def test_pruning_is_a_separate_mfa_role_that_still_cannot_unprotect(ev: Evaluation) -> None:
+    (role,) = [r for r in ev.of_type("aws:iam/role:Role") if r.name == "backup-maintenance"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Condition"] == {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+    (policy,) = [p for p in ev.of_type("aws:iam/rolePolicy:RolePolicy")
+                 if p.name == "backup-maintenance-policy"]  # fmt: skip
     statements = json.loads(policy.inputs["policy"])["Statement"]
     allowed = {a for s in statements if s["Effect"] == "Allow" for a in s["Action"]}
     denied = {a for s in statements if s["Effect"] == "Deny" for a in s["Action"]}
-    assert "s3:PutObject" in allowed
-    assert not {a for a in allowed if "Delete" in a}
-    assert {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"} <= denied
-    others = [
-        p
-        for p in ev.of_type("aws:iam/rolePolicy:RolePolicy")
-        if p.name.startswith("hosts-") and p.name != "hosts-db-backup-writer"
-    ]
-    assert others == []  # no other host role touches the backups
+    assert "s3:DeleteObjectVersion" in allowed
+    assert {"s3:BypassGovernanceRetention", "s3:PutBucketObjectLockConfiguration"} <= denied
 
 
 def test_backup_bucket_is_locked_down(ev: Evaluation) -> None:
