@@ -111,9 +111,9 @@ class DataCenterHosts(pulumi.ComponentResource):
                 aws.iam.RolePolicy(
                     f"{name}-{role}-backup-writer",
                     role=iam_role.id,
-                    policy=pulumi.Output.all(args.backup_bucket_arn, args.storage_key_arn).apply(
-                        lambda a, prefix=role: backup_writer_policy(a[0], a[1], prefix)
-                    ),
+                    policy=pulumi.Output.all(
+                        args.backup_bucket_arn, args.storage_key_arn, role
+                    ).apply(lambda a: backup_writer_policy(a[0], a[1], a[2])),
                     opts=child,
                 )
             profiles[role] = aws.iam.InstanceProfile(
