@@ -532,7 +532,8 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
         _moto_pids(plan)[0],
     )
 
-    (sdir / "inventory.yml").write_text(inventory_yaml(config, plan, sdir))
+    aws_summary = _aws_summary(record, applied_now)
+    (sdir / "inventory.yml").write_text(inventory_yaml(config, plan, sdir, aws_summary))
     report = UpReport(
         image=image_ref,
         image_build_seconds=build_seconds,
@@ -542,7 +543,7 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
         endpoint_url=plan.endpoint_url,
         ca_cert=str(ca_cert),
         hosts={h.name: str(h.address) for h in plan.hosts},
-        aws=_aws_summary(record, applied_now),
+        aws=aws_summary,
     )
     (sdir / "lab.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report

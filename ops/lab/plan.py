@@ -219,8 +219,12 @@ def host_guard_ruleset(plan: LabPlan, bridges: dict[str, str]) -> str:
 """  # noqa: E501
 
 
-def inventory(config: StackConfig, plan: LabPlan, state_dir: Path) -> dict[str, Any]:
-    """The Ansible inventory of the running lab: groups per zone and per role."""
+def inventory(
+    config: StackConfig, plan: LabPlan, state_dir: Path, aws: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The Ansible inventory of the running lab: groups per zone and per role; `aws` is what
+    the lab apply created (the backup bucket and key)."""
+    aws = aws or {}
     hosts: dict[str, Any] = {
         h.name: {
             "ansible_host": str(h.address),
@@ -256,6 +260,10 @@ def inventory(config: StackConfig, plan: LabPlan, state_dir: Path) -> dict[str, 
                 "claims_dc_datacenter_zones": list(DATACENTER_ZONES),
                 "claims_dc_aws_endpoint_url": plan.endpoint_url,
                 "claims_dc_aws_region": config.region,
+                "claims_dc_lab": True,
+                "claims_dc_backup_bucket": aws.get("backup_bucket") or "",
+                "claims_dc_backup_kms_key_id": aws.get("storage_key_arn") or "",
+                "claims_dc_backup_lock_days": config.backup.retention_days,
                 # One named operator in the lab: the account Ansible runs as.
                 "base_operators": [
                     {
@@ -288,10 +296,12 @@ def inventory(config: StackConfig, plan: LabPlan, state_dir: Path) -> dict[str, 
     }
 
 
-def inventory_yaml(config: StackConfig, plan: LabPlan, state_dir: Path) -> str:
+def inventory_yaml(
+    config: StackConfig, plan: LabPlan, state_dir: Path, aws: dict[str, Any] | None = None
+) -> str:
     header = f"# Written by `python -m ops.lab up` from {config.source}; regenerated on every up.\n"
     return header + yaml.safe_dump(
-        inventory(config, plan, state_dir), sort_keys=False, allow_unicode=True
+        inventory(config, plan, state_dir, aws), sort_keys=False, allow_unicode=True
     )
 
 
