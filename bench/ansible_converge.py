@@ -43,7 +43,8 @@ def main() -> int:
     p.add_argument("--stack", default="lab")
     p.add_argument("--rounds", type=int, default=1)
     args = p.parse_args()
-    bundle.build()
+    for product in bundle.PRODUCTS.values():
+        bundle.build(product=product)
     results: dict[str, dict[str, list[float]]] = {}
     for _ in range(args.rounds):
         for pipelining in (True, False):

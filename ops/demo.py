@@ -16,7 +16,7 @@ from claimapp.generate import claim_file
 from claimapp.uke import parse
 from infra.check import main as check_main
 from infra.config import ConfigError, StackConfig, load_stack
-from ops.lab import lab
+from ops.lab import backups, lab
 from ops.lab.delivery import (
     create_caseworker,
     db_scalar,
@@ -87,6 +87,45 @@ def _delivery_step(config: StackConfig) -> bool:
     return bool(found["receipts"])
 
 
+def _backup_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url: str,
+                 bucket: str) -> bool:  # fmt: skip
+    """Step 5: the daily backup now (the timer's unit), verified, drilled and locked."""
+    run = run_playbook(inventory, "daily_backup.yml")
+    print(f"  daily_backup.yml   {run.seconds:6.1f}s  backups on {', '.join(sorted(run.recap))}")
+    if not run.ok:
+        print(f"FAILED: daily_backup.yml\n{run.stdout[-3000:]}\n{run.stderr[-1500:]}")
+        return False
+    plan = build_plan(config)
+    s3 = backups.s3_client(endpoint_url, ca_cert)
+    for role in backups.BACKUP_ROLES:
+        host = plan.first(role)
+        r = backups.last_report(host)
+        z = r["sizes"]
+        sources = ", ".join(f"{s['name']} ({s['entries']})" for s in r["sources"])
+        print(f"  {host.name:9} snapshot {r['snapshot'][:12]}  {sources}")
+        print(f"            logical {z['logical']:,} B, new {z['new']:,} B, "
+              f"stored {z['stored']:,} B, {len(r['objects'])} objects, COMPLIANCE until "
+              f"{r['retain_until'][:10]}, key {r['key']['kms_key_id'].rsplit('/', 1)[1][:8]}"
+              "... (KMS)")  # fmt: skip
+    db = plan.first("db")
+    code, verify = backups.backup_cli(db, "verify", "--read-data")
+    print(f"  verify --read-data on db-1: {verify['packs']} packs read back, "
+          f"{len(verify['problems'])} problems")  # fmt: skip
+    code2, drill = backups.backup_cli(db, "drill")
+    if code2 == 0:
+        print(f"  drill: snapshot {drill['snapshot'][:12]} restored into a scratch PostgreSQL: "
+              f"{drill['restored']['tables']} tables, {drill['restored']['rows']:,} rows; row "
+              "counts and pg_dump identical to the live database")  # fmt: skip
+    else:
+        print(f"  drill FAILED: {drill.get('problems') or drill.get('error')}")
+    snap = next(o for o in backups.last_report(db)["objects"] if o["key"].startswith("snapshots/"))
+    answer = backups.try_delete(s3, bucket, "db", snap)
+    print(
+        f"  deleting db's snapshot object by hand (version {snap['version_id'][:8]}...): {answer}"
+    )
+    return code == 0 and code2 == 0 and answer == "AccessDenied"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ops.demo",
@@ -128,7 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         print("FAILED: the caseworker found nothing")
         return 1
 
-    _step(5, "the router and every host's firewall enforce exactly the flow policy")
+    _step(5, "the daily backup: run, verify, drill a restore into a scratch database, locked")
+    if not _backup_step(config, report.inventory, report.ca_cert, report.endpoint_url,
+                        str(report.aws["backup_bucket"])):  # fmt: skip
+        print("FAILED: the backup step")
+        return 1
+
+    _step(6, "the router and every host's firewall enforce exactly the flow policy")
     plan = build_plan(config)
     ports = policy_ports(config)
     start_policy_listeners(plan, ports)
@@ -148,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         return 1
 
-    _step(6, "where everything is")
+    _step(7, "where everything is")
     st = lab.status(config)
     for h in st["hosts"]:
         print(f"  {h['name']:12} {h['zone']:10} {h['address']:15} {h['state']}/{h['systemd']}")
@@ -156,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ssh            python -m ops.lab ssh <host>   (config {report.state_dir}/ssh_config)")
     print(f"  AWS endpoints  {report.endpoint_url}  (CA {report.ca_cert})")
     print(f"  linkage report {reports / 'linkage-report.html'}")
+    print(
+        f"  backups        s3://{report.aws['backup_bucket']}/<db|intake|app>; on each host "
+        "`sudo claims-dc-backup list`, reports in /var/lib/claims-dc-backup/reports/"
+    )
     print("  tear down      make lab-down")
     print(
         f"\ndemo finished in {time.monotonic() - started:.0f}s: "

@@ -49,7 +49,8 @@ class SiteRuns:
 def site_runs(lab_config: StackConfig, lab_plan: LabPlan, lab_up: UpReport) -> SiteRuns:
     """The data-center hosts are made anew, so the first check run and the converge start from
     the golden image, whatever an earlier demo or test left on them."""
-    bundle.build()
+    for product in bundle.PRODUCTS.values():
+        bundle.build(product=product)
     for host in lab_plan.hosts:
         if not lab_config.hosts[host.name].stand_in:
             pm.podman("rm", "-f", "-t", "0", host.container)
