@@ -10,7 +10,8 @@ set -euo pipefail
 PACKAGES=(podman runc netavark aardvark-dns iptables debootstrap openssh-client nftables iproute2
           util-linux ca-certificates python3-venv make git
           graphviz fonts-noto-cjk  # the linkage report's zone diagram, in Japanese
-          postgresql-15)           # the claim application's tests run a private cluster
+          postgresql-15            # the claim application's tests run a private cluster
+          restic)                  # bench/backup_vs_restic.py: the anchor
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
