@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -446,20 +447,23 @@ class FaultyStorage:
         self.after = after
         self.exit_process = exit_process
         self.count = 0
+        self._lock = threading.Lock()
 
     def _op(self, name: str, fn: Callable[[], T]) -> T:
-        self.count += 1
-        if self.count == self.fail_at and not self.after:
-            self._fail(name)
+        with self._lock:  # uploads run on threads: each operation gets its own number
+            self.count += 1
+            mine = self.count
+        if mine == self.fail_at and not self.after:
+            self._fail(name, mine)
         result = fn()
-        if self.count == self.fail_at and self.after:
-            self._fail(name)
+        if mine == self.fail_at and self.after:
+            self._fail(name, mine)
         return result
 
-    def _fail(self, name: str) -> None:
+    def _fail(self, name: str, number: int) -> None:
         if self.exit_process:
             os._exit(137)
-        raise InjectedFault(f"injected fault at storage operation {self.count} ({name})")
+        raise InjectedFault(f"injected fault at storage operation {number} ({name})")
 
     def put(
         self,

@@ -3,10 +3,11 @@ backups at once. Each case checks that nothing earlier is lost and the error say
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import multiprocessing
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -40,25 +41,63 @@ def count_operations(repo: Repository, src: Path, key_file: Path) -> int:
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-the-operation", "reply-lost"])
-def test_a_backup_failing_at_every_storage_operation_damages_nothing(
+def test_a_backup_failing_at_any_storage_operation_damages_nothing(
     local_repo: Repository, key_file: Path, tmp_path: Path, after: bool
 ) -> None:
+    """For every k, from the same starting repository: fail operation k of a backup, then the
+    earlier snapshot restores byte for byte, verify --read-data is clean, and a rerun works."""
     src = make_tree(tmp_path / "srv")
     first = archiver.backup(local_repo, files(src), quiet=True)
     golden = tree_digest(src)
     (src / "processed" / "2026-12.UKE").write_bytes(os.urandom(120_000))
-    total = count_operations(local_repo, src, key_file)  # a committed dry run of the second one
-    assert total > 15
-    for k in range(1, total + 1):
-        faulty = FaultyStorage(local_repo.storage, fail_at=k, after=after)
-        with contextlib.suppress(InjectedFault):
+    failed_at = []
+    for k in itertools.count(1):
+        copy = tmp_path / f"repo-{k}"
+        shutil.copytree(tmp_path / "repo", copy)
+        storage = LocalStorage(copy)
+        faulty = FaultyStorage(storage, fail_at=k, after=after)
+        try:
             archiver.backup(reopen(local_repo, faulty, key_file), files(src), quiet=True)
-    out = archiver.restore(local_repo, tmp_path / "out", snapshot=first["snapshot"], quiet=True)
-    assert out["ok"] and tree_digest(out_of(tmp_path / "out", src)) == golden
-    check = archiver.verify(local_repo, read_data=True, quiet=True)
-    assert check["ok"], check["problems"]
-    rerun = archiver.backup(local_repo, files(src), quiet=True)
-    assert rerun["ok"] and rerun["sizes"]["new"] == 0  # everything was already uploaded
+        except InjectedFault:
+            failed_at.append(k)
+        else:
+            break  # the backup needs fewer than k operations: every one has been failed
+        repo = reopen(local_repo, storage, key_file)
+        out = archiver.restore(repo, tmp_path / f"out-{k}", snapshot=first["snapshot"], quiet=True)
+        assert out["ok"] and tree_digest(out_of(tmp_path / f"out-{k}", src)) == golden, k
+        check = archiver.verify(repo, read_data=True, quiet=True)
+        assert check["ok"], (k, check["problems"])
+        assert archiver.backup(repo, files(src), quiet=True)["ok"], k
+        subprocess.run(["chmod", "-R", "u+w", str(copy)], check=True)
+        shutil.rmtree(copy)
+        shutil.rmtree(tmp_path / f"out-{k}")
+    assert len(failed_at) >= 12, failed_at
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-the-operation", "reply-lost"])
+def test_successive_failing_backups_on_s3_damage_nothing_and_the_last_completes(
+    s3_repo: Repository, kms: Any, tmp_path: Path, after: bool
+) -> None:
+    """The same on an Object Lock bucket (moto), attempts piling up as a bad night would: the
+    run failing at operation 1, then one failing at 2, ... until one completes."""
+    src = make_tree(tmp_path / "srv")
+    first = archiver.backup(s3_repo, files(src), quiet=True)
+    (src / "processed" / "2026-12.UKE").write_bytes(os.urandom(120_000))
+    attempts = 0
+    for k in itertools.count(1):
+        faulty = FaultyStorage(s3_repo.storage, fail_at=k, after=after)
+        try:
+            last = archiver.backup(Repository.open(faulty, KeyOptions(kms=kms)), files(src),
+                                   quiet=True)  # fmt: skip
+            break
+        except InjectedFault:
+            attempts += 1
+    assert attempts >= 12 and last["ok"]
+    assert archiver.verify(s3_repo, read_data=True, quiet=True)["ok"]
+    for snap in (first["snapshot"], last["snapshot"]):
+        out = archiver.restore(s3_repo, tmp_path / snap[:8], snapshot=snap, quiet=True)
+        assert out["ok"], out["problems"]
+    assert len(s3_repo.list_snapshots()) == 2
 
 
 def _backup_and_die(repo_dir: str, key_file: str, src: str, fail_at: int) -> None:
