@@ -4,7 +4,7 @@ A repository (FORMAT.md in ops/backuplib) on S3 with Object Lock or in a local d
 content-defined chunks, deduplicated across snapshots, zstd-compressed and sealed with
 AES-256-GCM under a master key that KMS wraps (or a local key file).
 
-    python -m ops.backup --config /etc/claims-dc/backup.toml init
+    python -m ops.backup --config /etc/claims-dc/backup/backup.toml init
     python -m ops.backup run                     # one snapshot of the configured sources
     python -m ops.backup list | show SNAPSHOT
     python -m ops.backup verify [--read-data [--subset 10%]]
@@ -34,7 +34,9 @@ from ops.backuplib.retention import RetentionPolicy
 from ops.backuplib.sources import SourceError
 from ops.backuplib.storage import StorageError, open_storage
 
-DEFAULT_CONFIG = Path(os.environ.get("CLAIMS_DC_BACKUP_CONFIG", "/etc/claims-dc/backup.toml"))
+DEFAULT_CONFIG = Path(
+    os.environ.get("CLAIMS_DC_BACKUP_CONFIG", "/etc/claims-dc/backup/backup.toml")
+)
 
 
 class UsageError(Exception):
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="claims-dc-backup",
         description=__doc__,
+        epilog="The settings file:\n" + (settings.__doc__ or "").split(":", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

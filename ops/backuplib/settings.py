@@ -1,7 +1,7 @@
-"""The backup configuration file (TOML), e.g. /etc/claims-dc/backup.toml:
+"""The backup configuration file (TOML), e.g. /etc/claims-dc/backup/backup.toml:
 
 [repository]
-url = "s3://claims-dc-999997-lab-backup-123456789012/db-1"   # or a directory
+url = "s3://claims-dc-999997-lab-backup-123456789012/db"   # or a directory
 endpoint_url = "https://10.231.50.10"      # omit for AWS itself
 region = "ap-northeast-1"
 ca_bundle = "/etc/claims-dc/backup/ca.crt"  # omit for the system's CAs
