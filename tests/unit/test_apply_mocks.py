@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pulumi
 import pytest
@@ -55,3 +57,30 @@ def test_an_unknown_invoke_fails() -> None:
     )
     with pytest.raises(UnsupportedTypeError, match="aws:rds/getInstance:getInstance"):
         _mocks().call(args)
+
+
+def test_a_policy_whose_deny_moto_cannot_evaluate_is_named() -> None:
+    from infra.datacenter.backup import backup_bucket_policy
+    from ops.lab.apply import unsupplied_condition_keys
+
+    arn = "arn:aws:s3:::claims-dc-x-backup"
+    policy = backup_bucket_policy(arn, "vpce-1", "arn:aws:iam::1:role/break-glass")
+    assert unsupplied_condition_keys(policy) == [
+        "aws:PrincipalArn",
+        "aws:SecureTransport",
+        "aws:sourceVpce",
+    ]
+    allow_only = json.dumps(
+        {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": f"{arn}/*",
+                    "Condition": {"StringEquals": {"aws:sourceVpce": "v"}},
+                }
+            ]
+        }
+    )
+    assert unsupplied_condition_keys(allow_only) == []
