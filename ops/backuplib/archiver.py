@@ -109,6 +109,10 @@ class _Ingest:
         finally:
             self._pool.shutdown(wait=True)
 
+    def abandon(self) -> None:
+        self._sealing.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
 
 def backup(
     repo: Repository,
@@ -162,6 +166,7 @@ def backup(
                 )
             ingest.finish()
         finally:
+            ingest.abandon()  # after a failure: no sealing thread outlives the run
             writer.close()
         stats = ingest.stats
         # Older packs this snapshot needs must stay locked as long as the snapshot itself.
