@@ -38,7 +38,10 @@ def postgres() -> Any:
 
 def render_template(path: Path, values: dict[str, Any]) -> str:
     """Render a role's Jinja template as Ansible would, failing on any undefined variable."""
+    import json
+
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    env.filters["to_json"] = json.dumps  # Ansible's filter, as the roles use it
     return env.from_string(path.read_text()).render({"ansible_managed": "test", **values})

@@ -129,9 +129,15 @@ def test_lab_inventory_carries_the_flow_policy() -> None:
     assert inv["vars"]["claims_dc_zones"]["db"] == "10.231.20.0/24"
     sftp = [f for f in inv["vars"]["claims_dc_flows"] if f["service"] == "sftp"]
     assert sftp == [
-        {"from": ["fund"], "to": ["intake"], "port": 22, "protocol": "tcp", "service": "sftp",
-         "why": "the fund delivers claim files"}
-    ]  # fmt: skip
+        {
+            "from": ["fund"],
+            "to": ["intake"],
+            "port": 22,
+            "protocol": "tcp",
+            "service": "sftp",
+            "why": "the fund delivers claim files",
+        }
+    ]
     assert inv["hosts"]["db-1"]["claims_dc_control_node"] == "10.231.20.1"
 
 
@@ -219,3 +225,68 @@ def test_parse_recap() -> None:
 def test_role_defaults_parse() -> None:
     for defaults in (REPO / "playbooks" / "roles").glob("*/defaults/main.yml"):
         assert isinstance(yaml.safe_load(defaults.read_text()), dict), defaults
+
+
+# --- the backup role ----------------------------------------------------------------------------
+
+
+ROLES = REPO / "playbooks" / "roles"
+
+
+def _backup_values(**extra: Any) -> dict[str, Any]:
+    import yaml
+
+    values = yaml.safe_load((ROLES / "backup" / "defaults" / "main.yml").read_text())
+    db_vars = yaml.safe_load((REPO / "playbooks" / "group_vars" / "role_db.yml").read_text())
+    values.update(
+        inventory_hostname="db-1",
+        backup_repository_url="s3://claims-dc-999997-lab-backup-123456789012/db",
+        backup_endpoint_url="https://10.231.50.10",
+        backup_ca_cert="-----BEGIN CERTIFICATE-----",
+        backup_kms_key_id="arn:aws:kms:ap-northeast-1:123456789012:key/k",
+        backup_sources=db_vars["backup_sources"],
+    )
+    values.update(extra)
+    return values
+
+
+def test_the_backup_settings_render_to_what_the_tool_accepts() -> None:
+    import tomllib
+
+    from ops.backuplib import settings
+
+    text = render_template(ROLES / "backup" / "templates" / "backup.toml.j2", _backup_values())
+    s = settings.from_dict(tomllib.loads(text), "backup.toml")
+    assert s.url.endswith("/db") and s.kms_key_id and s.ca_bundle == "/etc/claims-dc/backup/ca.crt"
+    assert [(x.name, x.kind) for x in s.sources] == [
+        ("claims-db", "postgres"),
+        ("postgresql-config", "files"),
+    ]
+    assert s.sources[0].run_as == "postgres" and s.lock_days == 35
+
+
+def test_the_backup_unit_is_sandboxed_and_hooks_its_failure() -> None:
+    unit = render_template(
+        ROLES / "backup" / "templates" / "claims-dc-backup.service.j2", _backup_values()
+    )
+    for line in (
+        "OnFailure=claims-dc-backup-failed.service",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "ReadWritePaths=/var/lib/claims-dc-backup",
+        "ExecStart=/usr/local/sbin/claims-dc-backup --quiet run",
+        "ExecStart=/usr/local/sbin/claims-dc-backup --quiet verify --read-data --subset 5%",
+    ):
+        assert line in unit.splitlines()
+    timer = render_template(
+        ROLES / "backup" / "templates" / "claims-dc-backup.timer.j2", _backup_values()
+    )
+    assert "Persistent=true" in timer and "RandomizedDelaySec=30min" in timer
+
+
+def test_lab_placeholder_credentials_only_when_asked() -> None:
+    wrapper = ROLES / "backup" / "templates" / "claims-dc-backup.sh.j2"
+    assert "AWS_CONFIG_FILE" not in render_template(wrapper, _backup_values())
+    assert "AWS_CONFIG_FILE" in render_template(
+        wrapper, _backup_values(backup_lab_placeholder_credentials=True)
+    )
