@@ -109,7 +109,8 @@ def _backup_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url
               "... (KMS)")  # fmt: skip
     db = plan.first("db")
     code, verify = backups.backup_cli(db, "verify", "--read-data")
-    print(f"  verify --read-data on db-1: {verify['packs']} packs read back, "
+    packs = f"{verify['packs']} pack{'' if verify['packs'] == 1 else 's'}"
+    print(f"  verify --read-data on db-1: {packs} read back, "
           f"{len(verify['problems'])} problems")  # fmt: skip
     code2, drill = backups.backup_cli(db, "drill")
     if code2 == 0:
