@@ -1,0 +1,8 @@
+"""claims-dc's access review library (issue 8, in progress): every account on every layer
+against the staff roster.
+
+    roster      the authoritative staff list and the SSH key registry, strictly validated
+    model       accounts, scopes (COMPLETE or INCOMPLETE, with populations), findings
+    checks      the checks, each with metadata (ID, severity, fix, references)
+    iam         the AWS IAM collector
+"""

@@ -1,0 +1,191 @@
+"""The checks, in Prowler's manner: each one has metadata and a function from an account
+(with the roster and the review date) to the evidence of a problem, or None.
+
+References: CIS Amazon Web Services Foundations Benchmark v3.0.0 (section 1, IAM); NIST SP
+800-53 Rev. 5; the MHLW guideline for the security of medical information systems, 6.0,
+system operation volume (医療情報システムの安全管理に関するガイドライン第6.0版 システム運営編,
+access control: identification, authentication and account management).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ops.reviewlib.model import Account, Finding
+from ops.reviewlib.roster import Roster
+
+MHLW = (
+    "MHLW guideline 6.0, system operation volume: access control "
+    "(利用者の識別・認証, アクセス権限の管理)"
+)
+# The approved AWS role -> the policies (by name) it may hold.
+AWS_ROLE_POLICIES = {
+    "readonly": {"ReadOnlyAccess", "IAMUserChangePassword"},
+    "backup-operator": {"ReadOnlyAccess", "IAMUserChangePassword", "claims-dc-backup-maintenance"},
+    "admin": {"AdministratorAccess", "IAMUserChangePassword"},
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    roster: Roster
+    today: dt.date
+    dormant_days: int = 90
+    key_age_days: int = 90
+
+
+Evidence = Callable[[Account, Context], str | None]
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    severity: str
+    fix: str
+    references: tuple[str, ...]
+    systems: tuple[str, ...]  # prefixes of Account.system it applies to
+    evaluate: Evidence
+
+    def run(self, account: Account, ctx: Context) -> Finding | None:
+        if not account.system.startswith(self.systems):
+            return None
+        evidence = self.evaluate(account, ctx)
+        if evidence is None:
+            return None
+        return Finding(self.id, self.severity, account.system, account.name, evidence, self.fix,
+                       self.references)  # fmt: skip
+
+
+def _days(ctx: Context, t: dt.datetime | None) -> int | None:
+    return None if t is None else (ctx.today - t.date()).days
+
+
+def _orphaned(a: Account, ctx: Context) -> str | None:
+    if a.service:
+        return None
+    if a.staff_id is None:
+        return f"{a.name} names no staff member (no StaffId tag, and its name is no staff ID)"
+    if ctx.roster.person(a.staff_id) is None:
+        return f"{a.name} belongs to staff ID {a.staff_id}, who is not in the roster"
+    return None
+
+
+def _leaver(a: Account, ctx: Context) -> str | None:
+    p = ctx.roster.person(a.staff_id) if a.staff_id else None
+    if p is None or p.current(ctx.today) or not a.enabled:
+        return None
+    active = [c.ident for c in a.credentials if c.active]
+    return (f"{a.name} ({p.staff_id}, {p.name}) left on {p.end}; still enabled"
+            + (f" with {', '.join(active)}" if active else ""))  # fmt: skip
+
+
+def _dormant(a: Account, ctx: Context) -> str | None:
+    if not a.enabled:
+        return None
+    used = [c.last_used for c in a.credentials if c.active and c.last_used] + (
+        [a.last_used] if a.last_used else [])  # fmt: skip
+    if used:
+        idle = _days(ctx, max(used))
+        if idle is not None and idle > ctx.dormant_days:
+            return f"{a.name}: last used {max(used).date()}, {idle} days ago"
+        return None
+    age = _days(ctx, a.created)
+    if age is not None and age > ctx.dormant_days:
+        return f"{a.name}: never used since it was created on {a.created.date()}, {age} days ago"  # type: ignore[union-attr]
+    return None
+
+
+def _excess(a: Account, ctx: Context) -> str | None:
+    p = ctx.roster.person(a.staff_id) if a.staff_id else None
+    if p is None or a.service:
+        return None
+    approved = p.roles.get("aws")
+    allowed = AWS_ROLE_POLICIES.get(approved or "", set())
+    extra = sorted(set(a.privileges) - allowed)
+    if extra:
+        return (f"{a.name} ({p.staff_id}) holds {', '.join(extra)} beyond the approved AWS role "
+                f"{approved or '(none)'}")  # fmt: skip
+    return None
+
+
+def _key_age(a: Account, ctx: Context) -> str | None:
+    old = [
+        f"{c.ident} ({_days(ctx, c.created)} days)"
+        for c in a.credentials
+        if c.kind == "access_key" and c.active and (_days(ctx, c.created) or 0) > ctx.key_age_days
+    ]
+    return (
+        f"{a.name}: access keys older than {ctx.key_age_days} days: {', '.join(old)}"
+        if old
+        else None
+    )
+
+
+def _multiple_keys(a: Account, ctx: Context) -> str | None:
+    active = [c.ident for c in a.credentials if c.kind == "access_key" and c.active]
+    return (
+        f"{a.name}: {len(active)} active access keys: {', '.join(active)}"
+        if len(active) > 1
+        else None
+    )
+
+
+def _console_without_mfa(a: Account, ctx: Context) -> str | None:
+    return f"{a.name}: console password without MFA" if a.console and not a.mfa else None
+
+
+def _star_policy(a: Account, ctx: Context) -> str | None:
+    for doc in a.policy_documents:
+        statements = doc.get("Statement", [])
+        for st in statements if isinstance(statements, list) else [statements]:
+            actions = st.get("Action", [])
+            resources = st.get("Resource", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            resources = [resources] if isinstance(resources, str) else resources
+            if st.get("Effect") == "Allow" and "*" in actions and "*" in resources:
+                return f"{a.name}: a policy allows Action * on Resource * ({doc.get('_name', '?')})"
+    return None
+
+
+CIS = "CIS AWS Foundations Benchmark v3.0.0"
+CHECKS: tuple[Check, ...] = (
+    Check("ACR-001", "Account with no roster match (orphaned)", "high",
+          "Disable the account, then delete it or record its owner in the roster.",
+          (MHLW, "NIST SP 800-53 Rev. 5 AC-2"), ("aws", "host", "app", "db"), _orphaned),
+    Check("ACR-002", "A leaver's account is still enabled", "critical",
+          "Disable the account and its credentials today; record the date.",
+          (MHLW, "NIST SP 800-53 Rev. 5 AC-2(3)", f"{CIS} 1.12"), ("aws", "host", "app", "db"),
+          _leaver),
+    Check("ACR-003", "Dormant account or never-used credential", "medium",
+          "Disable what has not been used in the review period; re-enable on request.",
+          (MHLW, "NIST SP 800-53 Rev. 5 AC-2(3)", f"{CIS} 1.12"), ("aws", "host", "app", "db"),
+          _dormant),
+    Check("ACR-004", "Privileges beyond the approved role", "high",
+          "Remove what the roster does not approve, or record the approval in the roster.",
+          (MHLW, "NIST SP 800-53 Rev. 5 AC-6"), ("aws",), _excess),
+    Check("IAM-001", "Access key older than 90 days", "medium",
+          "Rotate: create a new key, switch, verify, deactivate and delete the old one.",
+          (f"{CIS} 1.14", "NIST SP 800-53 Rev. 5 IA-5(1)"), ("aws",), _key_age),
+    Check("IAM-002", "More than one active access key", "medium",
+          "Keep one active key per user; deactivate and delete the other.",
+          (f"{CIS} 1.13", "NIST SP 800-53 Rev. 5 IA-5"), ("aws",), _multiple_keys),
+    Check("IAM-003", "Console user without MFA", "high",
+          "Enable MFA for the user, or remove the console password.",
+          (f"{CIS} 1.10", "NIST SP 800-53 Rev. 5 IA-2(1)", MHLW), ("aws",), _console_without_mfa),
+    Check("IAM-004", "A policy allows *:*", "critical",
+          "Replace full administrative policies with the permissions the role needs.",
+          (f"{CIS} 1.16", "NIST SP 800-53 Rev. 5 AC-6"), ("aws",), _star_policy),
+)  # fmt: skip
+
+
+def review(accounts: list[Account], ctx: Context) -> list[Finding]:
+    out = []
+    for a in accounts:
+        for check in CHECKS:
+            f = check.run(a, ctx)
+            if f is not None:
+                out.append(f)
+    return sorted(out, key=lambda f: (f.check, f.system, f.account))

@@ -1,0 +1,167 @@
+"""The staff roster and the SSH key registry: the truth every account is checked against.
+
+Roster CSV (UTF-8 with or without BOM, or cp932, as Excel in a Japanese office saves it):
+
+    staff_id,name,organisation,job,roles,start,end
+    S001,山田太郎,city-welfare,caseworker,app:caseworker,2024-04-01,
+    D010,佐藤花子,dc-operator,operator,aws:readonly host:operator db:none,2023-10-01,2026-03-31
+
+`roles` lists the approved role per system as `system:role`, separated by spaces or `;`.
+`end` is empty for current staff. Key registry CSV: `fingerprint,staff_id[,comment]` with
+OpenSSH SHA256 fingerprints (`SHA256:...`).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ORGANISATIONS = ("city-welfare", "dc-operator")
+SYSTEMS = ("aws", "host", "app", "db")
+COLUMNS = ("staff_id", "name", "organisation", "job", "roles", "start", "end")
+STAFF_ID = re.compile(r"^[A-Z][0-9]{3,6}$")
+FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+
+
+class RosterError(Exception):
+    """The roster cannot be trusted as given; every problem is listed with file and line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Person:
+    staff_id: str
+    name: str
+    organisation: str
+    job: str
+    roles: dict[str, str]
+    start: dt.date
+    end: dt.date | None
+
+    def current(self, on: dt.date) -> bool:
+        return self.start <= on and (self.end is None or on <= self.end)
+
+
+@dataclass
+class Roster:
+    people: dict[str, Person]
+    keys: dict[str, str] = field(default_factory=dict)  # fingerprint -> staff_id
+    source: str = ""
+    encoding: str = ""
+
+    def person(self, staff_id: str) -> Person | None:
+        return self.people.get(staff_id.upper())
+
+
+def decode(data: bytes, where: str) -> tuple[str, str]:
+    """Text and the encoding it came in: UTF-8 (with or without BOM), else cp932."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8"), "utf-8-sig"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp932"), "cp932"
+    except UnicodeDecodeError as e:
+        raise RosterError([f"{where}: neither UTF-8 nor cp932 (byte {e.start})"]) from None
+
+
+def _date(value: str, where: str, column: str, problems: list[str]) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        problems.append(f"{where}: {column} {value!r} is not a date (YYYY-MM-DD)")
+        return None
+
+
+def parse_roster(data: bytes, source: str) -> Roster:
+    text, encoding = decode(data, source)
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        raise RosterError([f"{source}: empty"])
+    header = [h.strip().lower() for h in rows[0]]
+    if tuple(header) != COLUMNS:
+        raise RosterError(
+            [f"{source}:1: header must be {','.join(COLUMNS)}, got {','.join(header)}"]
+        )
+    problems: list[str] = []
+    people: dict[str, Person] = {}
+    for n, row in enumerate(rows[1:], start=2):
+        where = f"{source}:{n}"
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) != len(COLUMNS):
+            problems.append(f"{where}: {len(row)} columns, expected {len(COLUMNS)}")
+            continue
+        sid, name, org, job, roles_s, start_s, end_s = (c.strip() for c in row)
+        if not STAFF_ID.match(sid):
+            problems.append(f"{where}: staff_id {sid!r} is not a letter and 3-6 digits")
+        if sid in people:
+            problems.append(f"{where}: staff_id {sid} appears twice")
+        if not name:
+            problems.append(f"{where}: name is empty")
+        if org not in ORGANISATIONS:
+            problems.append(
+                f"{where}: organisation {org!r} is not one of {', '.join(ORGANISATIONS)}"
+            )
+        roles: dict[str, str] = {}
+        for item in re.split(r"[\s;]+", roles_s):
+            if not item:
+                continue
+            system, _, role = item.partition(":")
+            if system not in SYSTEMS or not role:
+                problems.append(f"{where}: role {item!r} is not system:role with system in "
+                                f"{', '.join(SYSTEMS)}")  # fmt: skip
+            elif system in roles:
+                problems.append(f"{where}: two roles for {system}")
+            else:
+                roles[system] = role
+        start = _date(start_s, where, "start", problems)
+        end = _date(end_s, where, "end", problems) if end_s else None
+        if start and end and end < start:
+            problems.append(f"{where}: end {end} is before start {start}")
+        if start is not None:
+            people[sid] = Person(sid, name, org, job, roles, start, end)
+    if problems:
+        raise RosterError(problems)
+    return Roster(people, source=source, encoding=encoding)
+
+
+def parse_keys(data: bytes, source: str, roster: Roster) -> dict[str, str]:
+    text, _ = decode(data, source)
+    problems: list[str] = []
+    keys: dict[str, str] = {}
+    for n, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if (
+            not row
+            or not any(c.strip() for c in row)
+            or (n == 1 and row[0].strip() == "fingerprint")
+        ):
+            continue
+        where = f"{source}:{n}"
+        fp, sid = row[0].strip(), (row[1].strip() if len(row) > 1 else "")
+        if not FINGERPRINT.match(fp):
+            problems.append(f"{where}: fingerprint {fp!r} is not an OpenSSH SHA256 fingerprint")
+        elif fp in keys:
+            problems.append(f"{where}: fingerprint {fp} registered twice")
+        if roster.person(sid) is None:
+            problems.append(f"{where}: staff_id {sid!r} is not in the roster")
+        keys[fp] = sid
+    if problems:
+        raise RosterError(problems)
+    return keys
+
+
+def load(roster_path: Path, keys_path: Path | None = None) -> Roster:
+    roster = parse_roster(roster_path.read_bytes(), str(roster_path))
+    if keys_path is not None:
+        roster.keys = parse_keys(keys_path.read_bytes(), str(keys_path), roster)
+    return roster

@@ -1,0 +1,248 @@
+"""Access review groundwork (issue 8): the roster, every check with a failing and a passing
+fixture, and the IAM collector against moto."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from ops.reviewlib import checks, iam
+from ops.reviewlib.model import Account, Credential
+from ops.reviewlib.roster import RosterError, parse_keys, parse_roster
+
+TODAY = dt.date(2026, 11, 26)
+ROSTER = (
+    "staff_id,name,organisation,job,roles,start,end\n"
+    "S001,山田太郎,city-welfare,caseworker,app:caseworker,2024-04-01,\n"
+    "D010,佐藤花子,dc-operator,operator,aws:readonly host:operator,2023-10-01,\n"
+    "D011,鈴木一郎,dc-operator,operator,aws:readonly,2023-10-01,2026-03-31\n"
+)
+
+
+def roster() -> Any:
+    return parse_roster(ROSTER.encode("utf-8"), "roster.csv")
+
+
+def ctx() -> checks.Context:
+    return checks.Context(roster(), TODAY)
+
+
+def t(days_ago: int) -> dt.datetime:
+    return dt.datetime.combine(TODAY, dt.time(9), dt.UTC) - dt.timedelta(days=days_ago)
+
+
+# --- the roster ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp932"])
+def test_the_roster_reads_utf8_with_or_without_bom_and_cp932(encoding: str) -> None:
+    r = parse_roster(ROSTER.encode(encoding), "roster.csv")
+    assert r.person("S001").name == "山田太郎"  # type: ignore[union-attr]
+    assert r.person("D010").roles == {"aws": "readonly", "host": "operator"}  # type: ignore[union-attr]
+    assert not r.person("D011").current(TODAY)  # type: ignore[union-attr]
+
+
+def test_every_roster_problem_is_named_with_its_line() -> None:
+    bad = ROSTER + (
+        "x1,,city,job,aws-readonly,2024-13-01,\n"
+        "S001,二重,city-welfare,caseworker,,2024-04-01,2024-01-01\n"
+    )
+    with pytest.raises(RosterError) as e:
+        parse_roster(bad.encode(), "roster.csv")
+    text = str(e.value)
+    for expected in (
+        "roster.csv:5: staff_id 'x1'",
+        "roster.csv:5: name is empty",
+        "roster.csv:5: organisation 'city'",
+        "roster.csv:5: role 'aws-readonly'",
+        "roster.csv:5: start '2024-13-01' is not a date",
+        "roster.csv:6: staff_id S001 appears twice",
+        "roster.csv:6: end 2024-01-01 is before start",
+    ):
+        assert expected in text, text
+
+
+def test_the_key_registry_refuses_unknown_staff_and_bad_fingerprints() -> None:
+    good = "SHA256:" + "A" * 43
+    assert parse_keys(f"fingerprint,staff_id\n{good},D010\n".encode(), "keys.csv", roster()) == {
+        good: "D010"
+    }
+    with pytest.raises(RosterError, match=r"(?s)keys.csv:1: fingerprint 'MD5:aa'.*staff_id 'Z999'"):
+        parse_keys(b"MD5:aa,Z999\n", "keys.csv", roster())
+
+
+# --- every check, tripped and passed ------------------------------------------------------------
+
+FIXTURES: dict[str, tuple[Account, Account]] = {
+    "ACR-001": (Account("aws", "ghost", staff_id="Z999"), Account("aws", "d010", staff_id="D010")),
+    "ACR-002": (
+        Account(
+            "aws", "d011", staff_id="D011", credentials=[Credential("password", "console", True)]
+        ),
+        Account("aws", "d011", staff_id="D011", enabled=False),
+    ),
+    "ACR-003": (
+        Account(
+            "aws",
+            "d010",
+            staff_id="D010",
+            created=t(400),
+            credentials=[Credential("access_key", "AKIANEVERUSED", True, t(400))],
+        ),
+        Account(
+            "aws",
+            "d010",
+            staff_id="D010",
+            created=t(400),
+            credentials=[Credential("access_key", "AKIAUSED", True, t(400), t(3))],
+        ),
+    ),
+    "ACR-004": (
+        Account("aws", "d010", staff_id="D010", privileges=["AdministratorAccess"]),
+        Account("aws", "d010", staff_id="D010", privileges=["ReadOnlyAccess"]),
+    ),
+    "IAM-001": (
+        Account(
+            "aws",
+            "d010",
+            staff_id="D010",
+            credentials=[Credential("access_key", "AKIAOLD", True, t(120), t(1))],
+        ),
+        Account(
+            "aws",
+            "d010",
+            staff_id="D010",
+            credentials=[Credential("access_key", "AKIANEW", True, t(30), t(1))],
+        ),
+    ),
+    "IAM-002": (
+        Account(
+            "aws",
+            "d010",
+            staff_id="D010",
+            credentials=[
+                Credential("access_key", "AKIA1", True, t(10)),
+                Credential("access_key", "AKIA2", True, t(5)),
+            ],
+        ),
+        Account(
+            "aws",
+            "d010",
+            staff_id="D010",
+            credentials=[
+                Credential("access_key", "AKIA1", False, t(10)),
+                Credential("access_key", "AKIA2", True, t(5)),
+            ],
+        ),
+    ),
+    "IAM-003": (
+        Account("aws", "d010", staff_id="D010", console=True, mfa=False),
+        Account("aws", "d010", staff_id="D010", console=True, mfa=True),
+    ),
+    "IAM-004": (
+        Account(
+            "aws",
+            "d010",
+            staff_id="D010",
+            policy_documents=[
+                {"_name": "god", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ],
+        ),
+        Account(
+            "aws",
+            "d010",
+            staff_id="D010",
+            policy_documents=[
+                {
+                    "_name": "s3",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "*"}],
+                }
+            ],
+        ),
+    ),
+}
+
+
+def test_every_check_has_a_failing_and_a_passing_fixture() -> None:
+    assert {c.id for c in checks.CHECKS} == set(FIXTURES)
+
+
+@pytest.mark.parametrize("check", checks.CHECKS, ids=lambda c: c.id)
+def test_each_check_fires_on_its_bad_case_and_not_on_its_good_one(check: checks.Check) -> None:
+    bad, good = FIXTURES[check.id]
+    finding = check.run(bad, ctx())
+    assert finding is not None and finding.check == check.id and finding.evidence
+    assert (
+        finding.fix
+        and finding.references
+        and finding.severity in ("low", "medium", "high", "critical")
+    )
+    assert check.run(good, ctx()) is None
+
+
+def test_finding_ids_are_stable_and_distinct() -> None:
+    bad, _ = FIXTURES["IAM-003"]
+    a, b = checks.CHECKS[6].run(bad, ctx()), checks.CHECKS[6].run(bad, ctx())
+    assert a is not None and b is not None and a.id == b.id
+    other = Account("aws", "s001", staff_id="S001", console=True, mfa=False)
+    c = checks.CHECKS[6].run(other, ctx())
+    assert c is not None and c.id != a.id
+
+
+# --- the IAM collector on moto ------------------------------------------------------------------
+
+
+@pytest.fixture
+def iam_client(moto_endpoint: str) -> Any:
+    return boto3.client("iam", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+
+def test_the_iam_collector_finds_a_leaver_a_never_used_key_and_a_console_without_mfa(
+    iam_client: Any,
+) -> None:
+    for user, staff in (("d010", "D010"), ("d011", "D011"), ("contractor", "")):
+        iam_client.create_user(
+            UserName=user, Tags=[{"Key": "StaffId", "Value": staff}] if staff else []
+        )
+    iam_client.create_login_profile(UserName="d011", Password="Not-a-real-one-9x")
+    iam_client.create_access_key(UserName="d010")
+    # moto loads no AWS managed policies: a customer policy of the same name stands in.
+    arn = iam_client.create_policy(
+        PolicyName="ReadOnlyAccess",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}
+                ],
+            }
+        ),
+    )["Policy"]["Arn"]
+    iam_client.attach_user_policy(UserName="d010", PolicyArn=arn)
+    accounts, scope, meta = iam.collect(iam_client)
+    assert scope.complete and scope.population >= 3 and meta["calls"] >= 3
+    mine = [a for a in accounts if a.name in ("d010", "d011", "contractor")]
+    findings = checks.review(mine, checks.Context(roster(), dt.date.today(), dormant_days=-1))
+    got = {(f.check, f.account) for f in findings}
+    assert ("ACR-002", "d011") in got  # left on 2026-03-31, console still on
+    assert ("IAM-003", "d011") in got  # console without MFA
+    assert ("ACR-001", "contractor") in got  # "CONTRACTOR" is no staff ID in the roster
+    assert ("ACR-003", "d010") in got  # a key never used (any age counts with dormant_days -1)
+    assert ("ACR-004", "d010") not in got  # ReadOnlyAccess is what the roster approves
+
+
+class BrokenIam:
+    """An IAM API that fails midway, as a throttled or denied call would."""
+
+    def get_paginator(self, name: str) -> Any:
+        raise RuntimeError("AccessDenied: iam:GetAccountAuthorizationDetails")
+
+
+def test_an_unreadable_iam_makes_the_scope_incomplete_never_complete() -> None:
+    accounts, scope, _ = iam.collect(BrokenIam())
+    assert accounts == [] and scope.status == "INCOMPLETE"
+    assert "GetAccountAuthorizationDetails" in scope.reason
