@@ -102,12 +102,38 @@ def _excess(a: Account, ctx: Context) -> str | None:
     p = ctx.roster.person(a.staff_id) if a.staff_id else None
     if p is None or a.service:
         return None
-    approved = p.roles.get("aws")
-    allowed = AWS_ROLE_POLICIES.get(approved or "", set())
+    system = a.system.split(":")[0]
+    approved = p.roles.get(system)
+    if system == "aws":
+        allowed = AWS_ROLE_POLICIES.get(approved or "", set())
+    else:  # the application's role, or the host's groups, is the approved role's name
+        allowed = {approved} if approved and approved != "none" else set()
     extra = sorted(set(a.privileges) - allowed)
     if extra:
-        return (f"{a.name} ({p.staff_id}) holds {', '.join(extra)} beyond the approved AWS role "
-                f"{approved or '(none)'}")  # fmt: skip
+        return (
+            f"{a.name} ({p.staff_id}) holds {', '.join(extra)} beyond the approved "
+            f"{system} role {approved or '(none)'}"
+        )
+    return None
+
+
+GENERIC = {"admin", "administrator", "user", "test", "guest", "shared", "operator", "staff",
+           "tmp", "temp", "demo", "kanri", "kanrisha", "common"}  # fmt: skip
+
+
+def _generic(a: Account, ctx: Context) -> str | None:
+    if a.service or not a.enabled:
+        return None
+    base = a.name.lower().rstrip("0123456789")
+    if base in GENERIC:
+        return f"{a.name}: a shared or generic name; nobody in particular is accountable for it"
+    return None
+
+
+def _db_privileged(a: Account, ctx: Context) -> str | None:
+    risky = sorted(set(a.privileges) & {"SUPERUSER", "BYPASSRLS"})
+    if a.enabled and risky:
+        return f"{a.name}: a login role with {', '.join(risky)}"
     return None
 
 
@@ -165,7 +191,7 @@ CHECKS: tuple[Check, ...] = (
           _dormant),
     Check("ACR-004", "Privileges beyond the approved role", "high",
           "Remove what the roster does not approve, or record the approval in the roster.",
-          (MHLW, "NIST SP 800-53 Rev. 5 AC-6"), ("aws",), _excess),
+          (MHLW, "NIST SP 800-53 Rev. 5 AC-6"), ("aws", "host", "app"), _excess),
     Check("IAM-001", "Access key older than 90 days", "medium",
           "Rotate: create a new key, switch, verify, deactivate and delete the old one.",
           (f"{CIS} 1.14", "NIST SP 800-53 Rev. 5 IA-5(1)"), ("aws",), _key_age),
@@ -178,6 +204,13 @@ CHECKS: tuple[Check, ...] = (
     Check("IAM-004", "A policy allows *:*", "critical",
           "Replace full administrative policies with the permissions the role needs.",
           (f"{CIS} 1.16", "NIST SP 800-53 Rev. 5 AC-6"), ("aws",), _star_policy),
+    Check("ACR-005", "Shared or generic account", "high",
+          "Replace it with named accounts, one per person; disable it.",
+          (MHLW, "NIST SP 800-53 Rev. 5 AC-2(9)", "NIST SP 800-53 Rev. 5 IA-2"),
+          ("aws", "host", "app", "db"), _generic),
+    Check("DB-001", "Database login role with SUPERUSER or BYPASSRLS", "critical",
+          "Make it NOLOGIN or remove the attribute; use a break-glass procedure instead.",
+          (MHLW, "NIST SP 800-53 Rev. 5 AC-6(5)"), ("db",), _db_privileged),
 )  # fmt: skip
 
 

@@ -31,6 +31,7 @@ class Account:
     policy_documents: list[dict[str, Any]] = field(default_factory=list)
     credentials: list[Credential] = field(default_factory=list)
     service: bool = False  # a machine account, owned by a documented purpose, not a person
+    valid_until: dt.datetime | None = None
 
 
 @dataclass

@@ -167,6 +167,16 @@ FIXTURES: dict[str, tuple[Account, Account]] = {
 }
 
 
+FIXTURES["ACR-005"] = (
+    Account("host:db-1", "admin", credentials=[Credential("ssh_key", "k", True)]),
+    Account("host:db-1", "d010", staff_id="D010"),
+)
+FIXTURES["DB-001"] = (
+    Account("db", "claims_owner", privileges=["BYPASSRLS"]),
+    Account("db", "claims_app", privileges=[]),
+)
+
+
 def test_every_check_has_a_failing_and_a_passing_fixture() -> None:
     assert {c.id for c in checks.CHECKS} == set(FIXTURES)
 
@@ -246,3 +256,39 @@ def test_an_unreadable_iam_makes_the_scope_incomplete_never_complete() -> None:
     accounts, scope, _ = iam.collect(BrokenIam())
     assert accounts == [] and scope.status == "INCOMPLETE"
     assert "GetAccountAuthorizationDetails" in scope.reason
+
+
+# --- the database layer, on the suite's private PostgreSQL ------------------------------------
+
+
+def test_database_roles_and_application_accounts_are_collected(postgres: dict[str, str]) -> None:
+    import psycopg
+
+    from ops.reviewlib import database
+
+    with psycopg.connect(postgres["owner"], autocommit=True) as conn:
+        conn.execute("DELETE FROM users WHERE username IN ('s001', 'kanri', 'x9')")
+        for name, role in (("s001", "supervisor"), ("kanri", "admin")):
+            conn.execute(
+                "INSERT INTO users (username, role, password_hash) VALUES (%s, %s, 'x')",
+                (name, role),
+            )
+    roles, scope = database.collect_db_roles(postgres["owner"], {"claims_owner": "owner"})
+    assert scope.complete and {"claims_owner", "claims_app"} <= {a.name for a in roles}
+    apps, app_scope = database.collect_app_accounts(postgres["owner"], {})
+    assert app_scope.complete and app_scope.population == len(apps)
+    findings = checks.review([a for a in apps if a.name in ("s001", "kanri")], ctx())
+    got = {(f.check, f.account) for f in findings}
+    assert ("ACR-004", "s001") in got  # supervisor, where the roster approves caseworker
+    assert ("ACR-005", "kanri") in got and ("ACR-001", "kanri") in got
+    with psycopg.connect(postgres["owner"], autocommit=True) as conn:
+        conn.execute("DELETE FROM users WHERE username IN ('s001', 'kanri')")
+
+
+def test_an_unreachable_database_makes_its_scopes_incomplete(tmp_path: Any) -> None:
+    from ops.reviewlib import database
+
+    dsn = f"host={tmp_path} dbname=claims user=nobody"
+    _, roles = database.collect_db_roles(dsn, {})
+    _, apps = database.collect_app_accounts(dsn, {})
+    assert roles.status == apps.status == "INCOMPLETE" and "could not be read" in roles.reason
