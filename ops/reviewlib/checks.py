@@ -176,6 +176,37 @@ def _star_policy(a: Account, ctx: Context) -> str | None:
     return None
 
 
+def _uid0(a: Account, ctx: Context) -> str | None:
+    if a.attributes.get("uid") == 0 and a.name != "root":
+        return f"{a.name} has UID 0: a second root"
+    return None
+
+
+def _shared_uid(a: Account, ctx: Context) -> str | None:
+    others = a.attributes.get("shares_uid_with") or []
+    if others:
+        return f"{a.name} shares UID {a.attributes.get('uid')} with {', '.join(others)}"
+    return None
+
+
+def _nopasswd(a: Account, ctx: Context) -> str | None:
+    rules = a.attributes.get("nopasswd") or []
+    return f"{a.name}: sudo without a password: {'; '.join(rules)}" if rules else None
+
+
+def _unknown_key(a: Account, ctx: Context) -> str | None:
+    problems = []
+    for c in a.credentials:
+        if c.kind != "ssh_key":
+            continue
+        owner = ctx.roster.keys.get(c.ident)
+        if owner is None:
+            problems.append(f"{c.ident} is in no one's name in the key registry")
+        elif a.staff_id is not None and owner != a.staff_id and not a.service:
+            problems.append(f"{c.ident} is registered to {owner}, not to {a.staff_id}")
+    return f"{a.name}: " + "; ".join(problems) if problems else None
+
+
 CIS = "CIS AWS Foundations Benchmark v3.0.0"
 CHECKS: tuple[Check, ...] = (
     Check("ACR-001", "Account with no roster match (orphaned)", "high",
@@ -211,6 +242,22 @@ CHECKS: tuple[Check, ...] = (
     Check("DB-001", "Database login role with SUPERUSER or BYPASSRLS", "critical",
           "Make it NOLOGIN or remove the attribute; use a break-glass procedure instead.",
           (MHLW, "NIST SP 800-53 Rev. 5 AC-6(5)"), ("db",), _db_privileged),
+    Check("HOST-001", "A second account with UID 0", "critical",
+          "Remove the account or give it its own UID; root is root alone.",
+          ("NIST SP 800-53 Rev. 5 AC-6(5)", "CIS Debian Linux 12 Benchmark 7.2"), ("host",),
+          _uid0),
+    Check("HOST-002", "Accounts sharing a UID", "high",
+          "Give each account its own UID; files and logs cannot tell them apart.",
+          ("NIST SP 800-53 Rev. 5 IA-2", "CIS Debian Linux 12 Benchmark 7.2"), ("host",),
+          _shared_uid),
+    Check("HOST-003", "sudo without a password (NOPASSWD)", "high",
+          "Remove NOPASSWD; operators authenticate to sudo (or use a logged break-glass).",
+          ("NIST SP 800-53 Rev. 5 AC-6(2)", "CIS Debian Linux 12 Benchmark 5.2"), ("host",),
+          _nopasswd),
+    Check("ACR-006", "SSH key not in the key registry, or in someone else's name", "high",
+          "Remove the key, or register it to the person who holds it.",
+          (MHLW, "NIST SP 800-53 Rev. 5 IA-5", "NIST SP 800-53 Rev. 5 AC-2"), ("host",),
+          _unknown_key),
 )  # fmt: skip
 
 

@@ -32,6 +32,7 @@ class Account:
     credentials: list[Credential] = field(default_factory=list)
     service: bool = False  # a machine account, owned by a documented purpose, not a person
     valid_until: dt.datetime | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)  # system-specific evidence
 
 
 @dataclass

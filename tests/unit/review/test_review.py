@@ -27,8 +27,13 @@ def roster() -> Any:
     return parse_roster(ROSTER.encode("utf-8"), "roster.csv")
 
 
+FP = "SHA256:" + "k" * 43
+
+
 def ctx() -> checks.Context:
-    return checks.Context(roster(), TODAY)
+    r = roster()
+    r.keys = {FP: "D010"}
+    return checks.Context(r, TODAY)
 
 
 def t(days_ago: int) -> dt.datetime:
@@ -177,6 +182,33 @@ FIXTURES["DB-001"] = (
 )
 
 
+FIXTURES["HOST-001"] = (
+    Account("host:db-1", "toor", attributes={"uid": 0}),
+    Account("host:db-1", "root", attributes={"uid": 0}),
+)
+FIXTURES["HOST-002"] = (
+    Account("host:db-1", "d010", attributes={"uid": 1001, "shares_uid_with": ["x"]}),
+    Account("host:db-1", "d010", attributes={"uid": 1001, "shares_uid_with": []}),
+)
+FIXTURES["HOST-003"] = (
+    Account(
+        "host:db-1",
+        "d010",
+        attributes={"nopasswd": ["/etc/sudoers.d/x:1: d010 ALL=(ALL) NOPASSWD: ALL"]},
+    ),
+    Account("host:db-1", "d010", attributes={"nopasswd": []}),
+)
+FIXTURES["ACR-006"] = (
+    Account(
+        "host:db-1",
+        "d010",
+        staff_id="D010",
+        credentials=[Credential("ssh_key", "SHA256:" + "u" * 43, True)],
+    ),
+    Account("host:db-1", "d010", staff_id="D010", credentials=[Credential("ssh_key", FP, True)]),
+)
+
+
 def test_every_check_has_a_failing_and_a_passing_fixture() -> None:
     assert {c.id for c in checks.CHECKS} == set(FIXTURES)
 
@@ -292,3 +324,94 @@ def test_an_unreachable_database_makes_its_scopes_incomplete(tmp_path: Any) -> N
     _, roles = database.collect_db_roles(dsn, {})
     _, apps = database.collect_app_accounts(dsn, {})
     assert roles.status == apps.status == "INCOMPLETE" and "could not be read" in roles.reason
+
+
+# --- hosts: the probe's output, and a host that cannot be reached ---------------------------
+
+PROBED = {
+    "users": [
+        {"name": "root", "uid": 0, "gid": 0, "shell": "/bin/bash", "home": "/root"},
+        {"name": "toor", "uid": 0, "gid": 0, "shell": "/bin/bash", "home": "/root"},
+        {"name": "d010", "uid": 1001, "gid": 1001, "shell": "/bin/bash", "home": "/home/d010"},
+        {"name": "d011", "uid": 1002, "gid": 1002, "shell": "/bin/bash", "home": "/home/d011"},
+        {
+            "name": "fund",
+            "uid": 1003,
+            "gid": 1003,
+            "shell": "/usr/sbin/nologin",
+            "home": "/srv/sftp/fund",
+        },
+        {
+            "name": "postgres",
+            "uid": 102,
+            "gid": 104,
+            "shell": "/bin/bash",
+            "home": "/var/lib/postgresql",
+        },
+    ],
+    "groups": [
+        {"name": "operators", "gid": 990, "members": ["d010", "d011"]},
+        {"name": "root", "gid": 0, "members": []},
+    ],
+    "nopasswd": [
+        {"file": "/etc/sudoers.d/legacy", "line": 1, "rule": "%operators ALL=(ALL) NOPASSWD: ALL"}
+    ],
+    "keys": {
+        "d010": [{"fingerprint": FP, "file": "/home/d010/.ssh/authorized_keys", "comment": ""}],
+        "d011": [
+            {
+                "fingerprint": "SHA256:" + "z" * 43,
+                "file": "/home/d011/.ssh/authorized_keys",
+                "comment": "",
+            }
+        ],
+        "fund": [
+            {
+                "fingerprint": "SHA256:" + "f" * 43,
+                "file": "/etc/ssh/authorized_keys/fund",
+                "comment": "",
+            }
+        ],
+    },
+    "lastlog": {"d010": 1764000000},
+    "shadow": {
+        "root": {"password": "locked", "expire": ""},
+        "d010": {"password": "locked", "expire": ""},
+    },
+}
+
+
+def test_a_probed_host_yields_its_findings() -> None:
+    from ops.reviewlib import hosts
+
+    accounts = hosts.parse("db-1", PROBED, {"fund": "the fund's SFTP delivery account"})
+    got = {(f.check, f.account) for f in checks.review(accounts, ctx())}
+    assert ("HOST-001", "toor") in got and ("HOST-002", "toor") in got
+    assert ("HOST-003", "d010") in got and ("HOST-003", "d011") in got
+    assert ("ACR-006", "d011") in got and ("ACR-006", "d010") not in got
+    assert ("ACR-002", "d011") in got  # the leaver still has a key
+    assert ("ACR-001", "fund") not in got  # a documented service account has no staff owner,
+    assert ("ACR-006", "fund") in got  # but its keys must still be registered
+    assert not any(a == "postgres" for _, a in got)  # a system account
+
+
+def test_an_unreachable_host_is_incomplete_never_pass(tmp_path: Any) -> None:
+    import socket
+
+    from ops.reviewlib import hosts
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "known_hosts").write_text("")
+    key = tmp_path / "id"
+    key.write_text("")
+    _, scopes = hosts.collect(
+        [hosts.HostTarget("db-1", f"127.0.0.1:{port}")],
+        user="x",
+        key_file=key,
+        known_hosts=tmp_path / "known_hosts",
+        service={},
+        timeout=2,
+    )
+    assert scopes[0].status == "INCOMPLETE" and "127.0.0.1" in scopes[0].reason
