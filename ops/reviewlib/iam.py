@@ -35,8 +35,13 @@ def credential_report(iam: Any, timeout: float) -> tuple[dict[str, dict[str, str
     return {r["user"]: r for r in rows}, str(out["GeneratedTime"])
 
 
-def collect(iam: Any, *, timeout: float = 60.0) -> tuple[list[Account], Scope, dict[str, Any]]:
-    """(accounts, scope, evidence about the collection: API calls, report time)."""
+def collect(
+    iam: Any, *, timeout: float = 60.0, key_ids: bool = False
+) -> tuple[list[Account], Scope, dict[str, Any]]:
+    """(accounts, scope, evidence about the collection: API calls, report time).
+
+    Access keys come from the credential report (two calls in all, as Prowler does);
+    `key_ids` adds ListAccessKeys and GetAccessKeyLastUsed per user, for the key IDs."""
     calls = 0
     try:
         details: dict[str, list[Any]] = {
@@ -80,19 +85,34 @@ def collect(iam: Any, *, timeout: float = 60.0) -> tuple[list[Account], Scope, d
                 if doc is not None:
                     docs.append(_named(doc, arn.rsplit("/", 1)[-1]))
             keys = []
-            for meta in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
-                last = iam.get_access_key_last_used(AccessKeyId=meta["AccessKeyId"])
-                calls += 1
-                keys.append(
-                    Credential(
-                        "access_key",
-                        meta["AccessKeyId"],
-                        meta["Status"] == "Active",
-                        meta.get("CreateDate"),
-                        last.get("AccessKeyLastUsed", {}).get("LastUsedDate"),
+            if key_ids:
+                for meta in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
+                    last = iam.get_access_key_last_used(AccessKeyId=meta["AccessKeyId"])
+                    calls += 1
+                    keys.append(
+                        Credential(
+                            "access_key",
+                            meta["AccessKeyId"],
+                            meta["Status"] == "Active",
+                            meta.get("CreateDate"),
+                            last.get("AccessKeyLastUsed", {}).get("LastUsedDate"),
+                        )
                     )
-                )
-            calls += 1
+                calls += 1
+            else:  # the credential report already holds both keys' state, age and last use
+                for n in (1, 2):
+                    rotated = _when(row.get(f"access_key_{n}_last_rotated"))
+                    if rotated is None:
+                        continue
+                    keys.append(
+                        Credential(
+                            "access_key",
+                            f"access key {n}",
+                            row.get(f"access_key_{n}_active") == "true",
+                            rotated,
+                            _when(row.get(f"access_key_{n}_last_used_date")),
+                        )
+                    )
             console = row.get("password_enabled") == "true"
             creds = keys + (
                 [

@@ -415,3 +415,14 @@ def test_an_unreachable_host_is_incomplete_never_pass(tmp_path: Any) -> None:
         timeout=2,
     )
     assert scopes[0].status == "INCOMPLETE" and "127.0.0.1" in scopes[0].reason
+
+
+def test_key_ids_on_request_and_from_the_report_by_default(iam_client: Any) -> None:
+    iam_client.create_user(UserName="d030", Tags=[{"Key": "StaffId", "Value": "D030"}])
+    key = iam_client.create_access_key(UserName="d030")["AccessKey"]["AccessKeyId"]
+    by_report, _, cheap = iam.collect(iam_client)
+    by_calls, _, dear = iam.collect(iam_client, key_ids=True)
+    mine = next(a for a in by_report if a.name == "d030")
+    assert [c.ident for c in mine.credentials] == ["access key 1"] and mine.credentials[0].active
+    assert key in [c.ident for a in by_calls if a.name == "d030" for c in a.credentials]
+    assert cheap["calls"] < dear["calls"]
