@@ -44,9 +44,9 @@ class UsageError(Exception):
 
 
 def _clients(s: settings.Settings) -> tuple[Any, KeyOptions]:
-    s3_options: dict[str, Any] = {}
+    """The storage (S3Storage builds its own client) and, in KMS mode, the KMS client."""
     kms = None
-    if s.url.startswith("s3://") or s.kms_key_id:
+    if s.kms_key_id:
         import boto3
         from botocore.config import Config
 
@@ -55,25 +55,14 @@ def _clients(s: settings.Settings) -> tuple[Any, KeyOptions]:
             kwargs["endpoint_url"] = s.endpoint_url
         if s.ca_bundle:
             kwargs["verify"] = s.ca_bundle
-        if s.url.startswith("s3://"):
-            s3_options["client"] = boto3.client(
-                "s3",
-                config=Config(
-                    retries={"max_attempts": 1, "mode": "standard"},
-                    connect_timeout=5,
-                    read_timeout=60,
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required",
-                ),
-                **kwargs,
-            )
-            s3_options["endpoint_url"] = s.endpoint_url
-        if s.kms_key_id:
-            kms = boto3.client(
-                "kms",
-                config=Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5),
-                **kwargs,
-            )
+        kms = boto3.client(
+            "kms",
+            config=Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5),
+            **kwargs,
+        )
+    s3_options: dict[str, Any] = {}
+    if s.url.startswith("s3://"):
+        s3_options = {"endpoint_url": s.endpoint_url, "region": s.region, "ca_bundle": s.ca_bundle}
     storage = open_storage(s.url, **s3_options)
     return storage, KeyOptions(kms=kms, kms_key_id=s.kms_key_id, key_file=s.key_file)
 
@@ -118,10 +107,6 @@ class _LocalLock:
 
     def release(self) -> None:
         os.close(self.fd)
-
-
-def _human(result: dict[str, Any]) -> str:
-    return report.text(result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
-        print(_human(result), end="")
+        print(report.text(result), end="")
     if not result.get("ok") and result.get("error"):
         print(f"claims-dc-backup: {result['error']}", file=sys.stderr)
     return code

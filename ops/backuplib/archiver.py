@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ops.backuplib.crypto import IntegrityError
 from ops.backuplib.progress import Progress
@@ -368,12 +368,6 @@ def select_snapshot(
     return snaps[-1]
 
 
-def entry_data(
-    repo: Repository, index: Index, entry: dict[str, Any], reader: BlobReader, where: str
-) -> Iterator[bytes]:
-    yield from reader.read(entry.get("chunks", []), where)
-
-
 def restore(
     repo: Repository,
     target: Path,
@@ -460,25 +454,6 @@ def _apply_meta(path: Path, e: dict[str, Any], am_root: bool) -> None:
     os.chmod(path, int(e.get("mode", 0o600)))
     if e.get("mtime"):
         os.utime(path, (e["mtime"], e["mtime"]))
-
-
-def stream_entry(
-    repo: Repository, snap: dict[str, Any], source: str, path: str, out: IO[bytes]
-) -> int:
-    src = next((s for s in snap["sources"] if s["name"] == source), None)
-    entry = next((e for e in (src or {}).get("entries", []) if e["path"] == path), None)
-    if entry is None:
-        raise RepositoryError(f"snapshot {snap['id'][:12]} has no {source}:{path}")
-    index = repo.load_index(adopt_orphans=False)
-    reader = BlobReader(repo, index)
-    n = 0
-    try:
-        for data in reader.read(entry.get("chunks", []), f"{source}:{path}"):
-            out.write(data)
-            n += len(data)
-    finally:
-        reader.close()
-    return n
 
 
 # --- verify ---------------------------------------------------------------------------------

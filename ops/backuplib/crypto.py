@@ -164,10 +164,11 @@ def make_key_file(path: Path) -> None:
 
 
 def wrap_with_file(path: Path, repo_id: str) -> tuple[MasterKey, dict[str, Any]]:
+    key = read_key_file(path)
     master = MasterKey.generate()
     nonce = os.urandom(NONCE)
-    wrapped = nonce + AESGCM(read_key_file(path)).encrypt(nonce, master.material, repo_id.encode())
-    digest = hashlib.sha256(read_key_file(path)).hexdigest()[:16]
+    wrapped = nonce + AESGCM(key).encrypt(nonce, master.material, repo_id.encode())
+    digest = hashlib.sha256(key).hexdigest()[:16]
     return master, {"kind": "file", "key_file_digest": digest, "wrapped": _b64(wrapped)}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -219,7 +218,3 @@ def safe_target(base: Path, rel: str) -> Path:
     ):
         raise SourceError(f"entry path {rel!r} would restore outside {base}")
     return base / rel
-
-
-def have(tool: str) -> bool:
-    return shutil.which(tool) is not None

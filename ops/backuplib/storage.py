@@ -321,45 +321,32 @@ class S3Storage:
 
         return self._call(f"get {key}", fetch)
 
-    def list_objects(self, prefix: str) -> list[ObjectInfo]:
-        def page_all() -> list[ObjectInfo]:
-            out = []
-            pages = self.s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self._key(prefix)
-            )
-            for page in pages:
-                for o in page.get("Contents", []):
-                    out.append(ObjectInfo(self._strip(o["Key"]), int(o["Size"])))
-            return out
+    def _pages(self, operation: str, prefix: str) -> list[dict[str, Any]]:
+        def fetch() -> list[dict[str, Any]]:  # a retry starts the listing over
+            paginator = self.s3.get_paginator(operation)
+            return list(paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)))
 
-        return self._call(f"list {prefix}", page_all)
+        return self._call(f"{operation} {prefix}", fetch)
+
+    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        return [
+            ObjectInfo(self._strip(o["Key"]), int(o["Size"]))
+            for page in self._pages("list_objects_v2", prefix)
+            for o in page.get("Contents", [])
+        ]
 
     def list_versions(self, prefix: str) -> list[ObjectInfo]:
-        def page_all() -> list[ObjectInfo]:
-            out = []
-            pages = self.s3.get_paginator("list_object_versions").paginate(
-                Bucket=self.bucket, Prefix=self._key(prefix)
+        return [
+            ObjectInfo(
+                self._strip(o["Key"]),
+                int(o.get("Size", 0)),
+                o["VersionId"],
+                None,
+                bool(o.get("IsLatest")),
             )
-            for page in pages:
-                for o in page.get("Versions", []):
-                    out.append(
-                        ObjectInfo(
-                            self._strip(o["Key"]),
-                            int(o["Size"]),
-                            o["VersionId"],
-                            None,
-                            bool(o.get("IsLatest")),
-                        )
-                    )
-                for o in page.get("DeleteMarkers", []):
-                    out.append(
-                        ObjectInfo(
-                            self._strip(o["Key"]), 0, o["VersionId"], None, bool(o.get("IsLatest"))
-                        )
-                    )
-            return out
-
-        return self._call(f"list versions {prefix}", page_all)
+            for page in self._pages("list_object_versions", prefix)
+            for o in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
 
     def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
