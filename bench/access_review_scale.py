@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +21,7 @@ sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
 import psycopg  # noqa: E402
+from motoproc import moto_server  # noqa: E402
 
 from claimapp.localpg import local_cluster  # noqa: E402
 from ops.reviewlib import checks, database, iam  # noqa: E402
@@ -43,25 +41,8 @@ def main() -> int:
         for i in range(max(args.users, args.app))
     ]
     roster = parse_roster("\n".join(rows).encode(), "roster.csv")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")  # noqa: S106
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        client = boto3.client(
-            "iam", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1"
-        )
+    with moto_server() as endpoint:
+        client = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
         t = time.perf_counter()
         for i in range(args.users):
             client.create_user(
@@ -76,9 +57,6 @@ def main() -> int:
         t = time.perf_counter()
         findings = checks.review(accounts, checks.Context(roster, dt.date.today()))
         check_s = time.perf_counter() - t
-    finally:
-        server.terminate()
-        server.wait()
     with local_cluster() as dsns:
         copy = "COPY users (username, role, password_hash) FROM STDIN"
         with (

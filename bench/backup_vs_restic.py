@@ -34,6 +34,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from motoproc import moto_server  # noqa: E402
+
 from ops.backuplib import archiver, crypto  # noqa: E402
 from ops.backuplib.repository import KeyOptions, Repository  # noqa: E402
 from ops.backuplib.sources import SourceSpec  # noqa: E402
@@ -254,32 +256,15 @@ def main() -> int:
 def moto_run(
     base: Path, data: dict[str, Any], logical: int, key_file: Path, env: dict[str, str]
 ) -> dict[str, Any]:
-    import socket
 
     import boto3
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}"
     aws = {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": REGION,
     }
-    os.environ.update(aws)
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with moto_server(REGION) as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
         kms = boto3.client("kms", endpoint_url=endpoint, region_name=REGION)
         key = kms.create_key()["KeyMetadata"]["Arn"]
@@ -318,9 +303,6 @@ def moto_run(
             lambda: change_one_percent(d2),
         )
         return report("moto S3 (separate process, loopback)", ours, theirs, logical)
-    finally:
-        server.terminate()
-        server.wait()
 
 
 if __name__ == "__main__":
