@@ -77,31 +77,27 @@ class BackupStorage(pulumi.ComponentResource):
         config, backup = args.config, args.config.backup
         child = pulumi.ResourceOptions(parent=self)
         base = f"claims-dc-{config.municipality.code}-{config.stack}"
-        self.break_glass_role = aws.iam.Role(
-            f"{name}-break-glass",
-            name=f"{base}-backup-break-glass",
-            assume_role_policy=policy_json(
-                {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{args.account_id}:root"},
-                 "Action": "sts:AssumeRole",
-                 "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}}
-            ),
-            max_session_duration=3600,
-            tags=tags(config, "backup-break-glass"),
-            opts=child,
-        )  # fmt: skip
-        # Operators hold this role (with MFA) to prune; the hosts' roles can never delete.
-        self.maintenance_role = aws.iam.Role(
-            f"{name}-maintenance",
-            name=f"{base}-backup-maintenance",
-            assume_role_policy=policy_json(
-                {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{args.account_id}:root"},
-                 "Action": "sts:AssumeRole",
-                 "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}}
-            ),
-            max_session_duration=3600,
-            tags=tags(config, "backup-maintenance"),
-            opts=child,
-        )  # fmt: skip
+
+        account_root = f"arn:aws:iam::{args.account_id}:root"
+
+        def operator_role(purpose: str) -> aws.iam.Role:
+            """A role people in this account assume, only with MFA, for an hour at most."""
+            return aws.iam.Role(
+                f"{name}-{purpose}",
+                name=f"{base}-backup-{purpose}",
+                assume_role_policy=policy_json(
+                    {"Effect": "Allow", "Principal": {"AWS": account_root},
+                     "Action": "sts:AssumeRole",
+                     "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}}
+                ),
+                max_session_duration=3600,
+                tags=tags(config, f"backup-{purpose}"),
+                opts=child,
+            )  # fmt: skip
+
+        self.break_glass_role = operator_role("break-glass")
+        # Operators hold this role to prune; the hosts' roles can never delete.
+        self.maintenance_role = operator_role("maintenance")
         self.bucket = locked_bucket(
             f"{name}-bucket",
             bucket_name=f"{base}-backup-{args.account_id}",
