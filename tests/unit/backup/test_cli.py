@@ -181,6 +181,22 @@ def test_an_unreachable_endpoint_is_a_failure_with_the_endpoint_named(
 # --- the drill, on the suite's private PostgreSQL -------------------------------------------
 
 
+def db_config(tmp_path: Path, host: str, capsys: Any) -> Path:
+    """An initialised repository whose sources include the suite's claims database."""
+    extra = f"""
+[[source]]
+name = "claims-db"
+kind = "postgres"
+database = "claims"
+pg_bin = "/usr/lib/postgresql/15/bin"
+pg_options = ["--host={host}", "--username=claims_owner"]
+"""
+    make_tree(tmp_path / "srv")
+    config = write_config(tmp_path, str(tmp_path / "repo"), extra)
+    assert run(config, "init", "--new-key-file", capsys=capsys)[0] == 0
+    return config
+
+
 def test_the_drill_restores_into_a_scratch_cluster_and_matches(
     postgres: dict[str, str], tmp_path: Path, capsys: Any, monkeypatch: Any
 ) -> None:
@@ -192,17 +208,7 @@ def test_the_drill_restores_into_a_scratch_cluster_and_matches(
             "INSERT INTO drill_probe SELECT g, 'row ' || g FROM generate_series(1, 1000) g"
         )
     monkeypatch.setenv("PGPASSWORD", owner["password"])
-    extra = f"""
-[[source]]
-name = "claims-db"
-kind = "postgres"
-database = "claims"
-pg_bin = "/usr/lib/postgresql/15/bin"
-pg_options = ["--host={owner["host"]}", "--username=claims_owner"]
-"""
-    make_tree(tmp_path / "srv")
-    config = write_config(tmp_path, str(tmp_path / "repo"), extra)
-    assert run(config, "init", "--new-key-file", capsys=capsys)[0] == 0
+    config = db_config(tmp_path, owner["host"], capsys)
     code, out = run(config, "run", capsys=capsys)
     assert code == 0, out
     code, out = run(config, "drill", capsys=capsys)
@@ -224,17 +230,7 @@ def test_a_failing_pg_dump_fails_the_run_and_writes_no_snapshot(
 ) -> None:
     owner = dict(kv.split("=", 1) for kv in postgres["owner"].split())
     monkeypatch.setenv("PGPASSWORD", "not-the-password")
-    extra = f"""
-[[source]]
-name = "claims-db"
-kind = "postgres"
-database = "claims"
-pg_bin = "/usr/lib/postgresql/15/bin"
-pg_options = ["--host={owner["host"]}", "--username=claims_owner"]
-"""
-    make_tree(tmp_path / "srv")
-    config = write_config(tmp_path, str(tmp_path / "repo"), extra)
-    assert run(config, "init", "--new-key-file", capsys=capsys)[0] == 0
+    config = db_config(tmp_path, owner["host"], capsys)
     code, out = run(config, "run", capsys=capsys)
     assert code == 1 and "pg_dump of 'claims'" in out["error"]  # type: ignore[index]
     assert "password authentication failed" in out["error"]  # type: ignore[index]

@@ -74,34 +74,18 @@ def test_the_review_runs_writes_signs_and_verifies(
     assert ("ACR-002", "d021") in got  # the leaver's key is still active
     assert ("ACR-004", "d020") not in got  # admin in the app is what the roster approves
     assert review["roster"]["encoding"] == "cp932"
-    assert (
-        access_review.main(
-            [
-                "verify",
-                str(tmp_path / "review"),
-                "--allowed-signers",
-                str(signers),
-                "--signer",
-                "auditor",
-            ]
-        )
-        == 0
-    )
+    verify = [
+        "verify",
+        str(tmp_path / "review"),
+        "--allowed-signers",
+        str(signers),
+        "--signer",
+        "auditor",
+    ]
+    assert access_review.main(verify) == 0
     html = tmp_path / "review" / "review.html"
     html.write_text(html.read_text().replace("FINDINGS", "PASS"))
-    assert (
-        access_review.main(
-            [
-                "verify",
-                str(tmp_path / "review"),
-                "--allowed-signers",
-                str(signers),
-                "--signer",
-                "auditor",
-            ]
-        )
-        == 1
-    )
+    assert access_review.main(verify) == 1
     with psycopg.connect(postgres["owner"], autocommit=True) as conn:
         conn.execute("DELETE FROM users WHERE username = 'd020'")
 
