@@ -11,6 +11,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from claimapp.generate import claim_file
 from claimapp.uke import parse
@@ -97,9 +98,10 @@ def _backup_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url
         return False
     plan = build_plan(config)
     s3 = backups.s3_client(endpoint_url, ca_cert)
+    reports: dict[str, dict[str, Any]] = {}
     for role in backups.BACKUP_ROLES:
         host = plan.first(role)
-        r = backups.last_report(host)
+        r = reports[role] = backups.last_report(host)
         z = r["sizes"]
         sources = ", ".join(f"{s['name']} ({s['entries']})" for s in r["sources"])
         print(f"  {host.name:9} snapshot {r['snapshot'][:12]}  {sources}")
@@ -119,7 +121,7 @@ def _backup_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url
               "counts and pg_dump identical to the live database")  # fmt: skip
     else:
         print(f"  drill FAILED: {drill.get('problems') or drill.get('error')}")
-    snap = next(o for o in backups.last_report(db)["objects"] if o["key"].startswith("snapshots/"))
+    snap = next(o for o in reports["db"]["objects"] if o["key"].startswith("snapshots/"))
     answer = backups.try_delete(s3, bucket, "db", snap)
     print(
         f"  deleting db's snapshot object by hand (version {snap['version_id'][:8]}...): {answer}"

@@ -101,3 +101,35 @@ def test_a_tampered_bundle_is_never_installed(
         assert pm.exec_in(app, ["readlink", "/opt/claimapp/current"]).stdout == current
     finally:
         pm.exec_in(app, ["rm", "-rf", f"/var/lib/claimapp/bundles/{fake}"])
+
+
+def test_a_tampered_backup_bundle_is_never_installed(
+    converged: SiteRuns, lab_plan: LabPlan, tmp_path: Path
+) -> None:
+    copy = tmp_path / "backup-bundle"
+    shutil.copytree(bundle.BACKUP.out, copy)
+    fake = f"{bundle.BASE_VERSION}+tampered.{secrets.token_hex(4)}"
+    meta = json.loads((copy / "BUNDLE.json").read_text())
+    (copy / "BUNDLE.json").write_text(json.dumps({**meta, "version": fake}))
+    wheel = next(copy.glob("zstandard-*.whl"))
+    wheel.write_bytes(wheel.read_bytes() + b"\0")
+    db = lab_plan.host("db-1").container
+    current = pm.exec_in(db, ["readlink", "/opt/claims-dc-backup/current"]).stdout
+    try:
+        run = run_playbook(
+            converged.inventory, "daily_backup.yml", "--limit", "db-1",
+            "-e", json.dumps({"backup_bundle_dir": str(copy), "daily_backup_run_now": False}),
+        )  # fmt: skip
+        _stopped_at(run, "db-1", "backup : Verify the bundle's signature")
+        release = pm.exec_in(db, ["test", "-e", f"/opt/claims-dc-backup/releases/{fake}"],
+                             check=False)  # fmt: skip
+        assert release.returncode != 0, "a release was built from the tampered bundle"
+        assert pm.exec_in(db, ["readlink", "/opt/claims-dc-backup/current"]).stdout == current
+    finally:
+        pm.exec_in(db, ["rm", "-rf", f"/var/lib/claims-dc-backup/bundles/{fake}"])
+
+
+def test_a_host_with_nothing_to_back_up_is_refused(converged: SiteRuns) -> None:
+    run = _check(converged, "db-1", {"backup_sources": []})
+    tail = _stopped_at(run, "db-1", "backup : Refuse a host with nothing to back up")
+    assert "db-1: backup_sources and backup_repository_url must be set" in tail
