@@ -2,8 +2,8 @@
 
     python -m ops.access_review run --roster roster.csv --keys keys.csv --out review/ \\
         [--aws [--aws-endpoint URL --aws-ca FILE]] \\
-        [--inventory inventory.yml --ssh-user U --ssh-key KEY --known-hosts FILE] \\
-        [--db-dsn DSN] [--app-dsn DSN] [--service-accounts services.toml] \\
+        [--inventory inventory.yml --ssh-user U --ssh-key KEY --known-hosts FILE \\
+         [--db-via-host db-1]] [--db-dsn DSN] [--app-dsn DSN] [--service-accounts services.toml] \\
         [--exceptions exceptions.csv] [--previous previous-review/] [--sign-key KEY]
     python -m ops.access_review verify review/ --allowed-signers FILE --signer NAME
 
@@ -42,10 +42,17 @@ from ops.reviewlib.roster import RosterError, load
 def _inventory_hosts(path: Path, group: str) -> list[hosts.HostTarget]:
     doc = yaml.safe_load(path.read_text()) or {}
     root = doc.get("all", {})
-    addresses = {n: (v or {}).get("ansible_host", n) for n, v in root.get("hosts", {}).items()}
+    hostvars = {n: v or {} for n, v in root.get("hosts", {}).items()}
     members = root.get("children", {}).get(group, {}).get("hosts", {})
-    names = sorted(members) if members else sorted(addresses)
-    return [hosts.HostTarget(n, str(addresses.get(n, n))) for n in names]
+    names = sorted(members) if members else sorted(hostvars)
+    return [
+        hosts.HostTarget(
+            n,
+            str(hostvars.get(n, {}).get("ansible_host", n)),
+            int(hostvars.get(n, {}).get("ansible_port", 22)),
+        )
+        for n in names
+    ]
 
 
 def _aws_iam(endpoint: str | None, ca: str | None) -> Any:
@@ -87,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
                         user=args.ssh_user,
                         key_file=args.ssh_key,
                         known_hosts=args.known_hosts,
-                        service=service.get("host", {}),
+                        service=service,
+                        database_host=args.db_via_host,
                         timeout=args.timeout,
                     )
                 )
@@ -183,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--ssh-user")
     r.add_argument("--ssh-key", type=Path)
     r.add_argument("--known-hosts", type=Path)
+    r.add_argument(
+        "--db-via-host",
+        metavar="HOST",
+        help="read PostgreSQL roles and the application's accounts through this inventory "
+        "host's probe (as its postgres superuser, over the local socket)",
+    )
     r.add_argument("--db-dsn", help="PostgreSQL, for its roles (password: PGPASSWORD/pgpass)")
     r.add_argument("--app-dsn", help="the claim application's database, for its accounts")
     r.add_argument("--service-accounts", type=Path)
@@ -205,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = report.verify_manifest(args.review, args.allowed_signers, args.signer)
         print("\n".join(problems) or f"{args.review}: every file and the signature verify")
         return 1 if problems else 0
+    if args.db_via_host and not args.inventory:
+        print("access_review: --db-via-host needs --inventory", file=sys.stderr)
+        return 2
     if args.inventory and not (args.ssh_user and args.ssh_key and args.known_hosts):
         print(
             "access_review: --inventory needs --ssh-user, --ssh-key and --known-hosts",

@@ -10,8 +10,9 @@ access control: identification, authentication and account management).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ops.reviewlib.model import Account, Finding
 from ops.reviewlib.roster import Roster
@@ -127,6 +128,9 @@ def _generic(a: Account, ctx: Context) -> str | None:
     base = a.name.lower().rstrip("0123456789")
     if base in GENERIC:
         return f"{a.name}: a shared or generic name; nobody in particular is accountable for it"
+    holders = a.attributes.get("key_holders") or []
+    if len(holders) > 1:
+        return f"{a.name}: {len(holders)} people log in to it with their keys: {', '.join(holders)}"
     return None
 
 
@@ -159,6 +163,17 @@ def _multiple_keys(a: Account, ctx: Context) -> str | None:
     )
 
 
+def _setup_key(a: Account, ctx: Context) -> str | None:
+    unused = [
+        c.ident
+        for c in a.credentials
+        if c.kind == "access_key" and c.active and c.last_used is None
+    ]
+    if a.console and unused:
+        return f"{a.name}: a console user with access keys never used: {', '.join(unused)}"
+    return None
+
+
 def _console_without_mfa(a: Account, ctx: Context) -> str | None:
     return f"{a.name}: console password without MFA" if a.console and not a.mfa else None
 
@@ -189,8 +204,14 @@ def _shared_uid(a: Account, ctx: Context) -> str | None:
     return None
 
 
+# One absolute command with no arguments allowed (sudoers: `/path ""`), nothing else.
+ONE_COMMAND = re.compile(r'NOPASSWD:\s*/[^\s,*?\[\]]+\s+""\s*$')
+
+
 def _nopasswd(a: Account, ctx: Context) -> str | None:
     rules = a.attributes.get("nopasswd") or []
+    if a.service:  # a machine account may run one fixed command unattended; people may not
+        rules = [r for r in rules if not ONE_COMMAND.search(r)]
     return f"{a.name}: sudo without a password: {'; '.join(rules)}" if rules else None
 
 
@@ -202,7 +223,9 @@ def _unknown_key(a: Account, ctx: Context) -> str | None:
         owner = ctx.roster.keys.get(c.ident)
         if owner is None:
             problems.append(f"{c.ident} is in no one's name in the key registry")
-        elif a.staff_id is not None and owner != a.staff_id and not a.service:
+        elif a.service and owner != f"service:{a.name}":
+            problems.append(f"{c.ident} is registered to {owner}, not to service:{a.name}")
+        elif not a.service and a.staff_id is not None and owner != a.staff_id:
             problems.append(f"{c.ident} is registered to {owner}, not to {a.staff_id}")
     return f"{a.name}: " + "; ".join(problems) if problems else None
 
@@ -232,6 +255,9 @@ CHECKS: tuple[Check, ...] = (
     Check("IAM-003", "Console user without MFA", "high",
           "Enable MFA for the user, or remove the console password.",
           (f"{CIS} 1.10", "NIST SP 800-53 Rev. 5 IA-2(1)", MHLW), ("aws",), _console_without_mfa),
+    Check("IAM-005", "Access key of a console user, never used", "medium",
+          "Delete the key; a console user who needs one asks for it when the need comes.",
+          (f"{CIS} 1.11", "NIST SP 800-53 Rev. 5 AC-2(3)"), ("aws",), _setup_key),
     Check("IAM-004", "A policy allows *:*", "critical",
           "Replace full administrative policies with the permissions the role needs.",
           (f"{CIS} 1.16", "NIST SP 800-53 Rev. 5 AC-6"), ("aws",), _star_policy),
@@ -261,9 +287,33 @@ CHECKS: tuple[Check, ...] = (
 )  # fmt: skip
 
 
-def review(accounts: list[Account], ctx: Context) -> list[Finding]:
+def attribute_owners(accounts: list[Account], ctx: Context) -> list[Account]:
+    """A host account not named by a staff ID belongs to whoever holds its keys, by the key
+    registry; the keys of more than one person make it a shared account (ACR-005)."""
     out = []
     for a in accounts:
+        if a.staff_id is None and not a.service:
+            holders = sorted(
+                {
+                    owner
+                    for c in a.credentials
+                    if c.kind == "ssh_key"
+                    and (owner := ctx.roster.keys.get(c.ident)) is not None
+                    and not owner.startswith("service:")
+                }
+            )
+            if len(holders) == 1:
+                attributes = {**a.attributes, "staff_id_from": "key registry"}
+                a = replace(a, staff_id=holders[0], attributes=attributes)
+            elif holders:
+                a = replace(a, attributes={**a.attributes, "key_holders": holders})
+        out.append(a)
+    return out
+
+
+def review(accounts: list[Account], ctx: Context) -> list[Finding]:
+    out = []
+    for a in attribute_owners(accounts, ctx):
         for check in CHECKS:
             f = check.run(a, ctx)
             if f is not None:

@@ -1,91 +1,124 @@
-"""Collectors for the database layer: PostgreSQL roles (LOGIN, SUPERUSER, CREATEROLE, CREATEDB,
-REPLICATION, BYPASSRLS, VALID UNTIL) and the claim application's accounts (role, disabled,
-created, last successful login from the append-only audit log). Read-only queries; a failure
-makes the scope INCOMPLETE with the reason."""
+"""The database layer: PostgreSQL roles (LOGIN, SUPERUSER, CREATEROLE, CREATEDB, REPLICATION,
+BYPASSRLS, VALID UNTIL) and the claim application's accounts (role, disabled, created, last
+successful login from the append-only audit log). The same read-only queries (probe.ROLES_SQL,
+probe.APP_SQL) serve both ways in: the database host's probe over SSH (how access_review.yml
+reads them: the bastion has no path to port 5432), or a DSN. A failure makes the scope
+INCOMPLETE with the reason."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from typing import Any
 
 import psycopg
 
 from ops.reviewlib.model import Account, Credential, Scope
+from ops.reviewlib.probe import APP_SQL, ROLES_SQL
 
 STAFF_NAME = re.compile(r"^[a-z][0-9]{3,6}$")  # an app or host account named by a staff ID
-
-ROLES_SQL = """
-SELECT rolname, rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolreplication,
-       rolbypassrls, rolvaliduntil
-FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY rolname
-"""
-APP_SQL = """
-SELECT u.username, u.role, u.disabled, u.created_at,
-       (SELECT max(at) FROM audit_log a
-         WHERE a.actor = u.username AND a.action = 'login' AND a.success) AS last_login
-FROM users u ORDER BY u.username
-"""
+ROLE_ATTRIBUTES = ("superuser", "createrole", "createdb", "replication", "bypassrls")
 
 
 def staff_of(name: str) -> str | None:
     return name.upper() if STAFF_NAME.match(name) else None
 
 
-def collect_db_roles(dsn: str, service: dict[str, str]) -> tuple[list[Account], Scope]:
-    """`service`: role name -> its documented purpose (owner, application, administration)."""
+def _time(value: Any) -> dt.datetime | None:
+    """JSON timestamps from PostgreSQL; 'infinity' and null mean no time."""
+    if isinstance(value, dt.datetime) or value is None:
+        return value
     try:
-        with psycopg.connect(dsn, connect_timeout=10) as conn:
-            rows = conn.execute(ROLES_SQL).fetchall()
-    except psycopg.Error as e:
-        return [], Scope("db", False, 0, f"PostgreSQL roles could not be read: {e}".strip())
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def role_accounts(rows: list[dict[str, Any]], service: dict[str, str]) -> list[Account]:
+    """`service`: role name -> its documented purpose (owner, application, administration)."""
     out = []
-    for name, login, sup, createrole, createdb, repl, bypass, until in rows:
-        attrs = [
-            a
-            for a, on in (
-                ("SUPERUSER", sup),
-                ("CREATEROLE", createrole),
-                ("CREATEDB", createdb),
-                ("REPLICATION", repl),
-                ("BYPASSRLS", bypass),
-            )
-            if on
-        ]
+    for r in rows:
+        login = bool(r["login"])
         out.append(
             Account(
                 "db",
-                name,
-                staff_id=staff_of(name),
-                enabled=bool(login),
-                privileges=attrs,
-                service=name in service,
-                credentials=[Credential("db_password", "login", bool(login), None, None)]
-                if login
-                else [],
-                valid_until=until,
+                r["name"],
+                staff_id=staff_of(r["name"]),
+                enabled=login,
+                privileges=[a.upper() for a in ROLE_ATTRIBUTES if r[a]],
+                service=r["name"] in service,
+                credentials=[Credential("db_password", "login", True)] if login else [],
+                valid_until=_time(r["valid_until"]),
             )
         )
-    return out, Scope("db", True, len(out))
+    return out
+
+
+def app_accounts(rows: list[dict[str, Any]], service: dict[str, str]) -> list[Account]:
+    out = []
+    for r in rows:
+        created, last = _time(r["created_at"]), _time(r["last_login"])
+        enabled = not r["disabled"]
+        out.append(
+            Account(
+                "app",
+                r["username"],
+                staff_id=staff_of(r["username"]),
+                enabled=enabled,
+                created=created,
+                last_used=last,
+                privileges=[r["role"]],
+                service=r["username"] in service,
+                credentials=[Credential("password", "app-login", enabled, created, last)],
+            )
+        )
+    return out
+
+
+def _query(dsn: str, sql: str) -> list[dict[str, Any]]:
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        row = conn.execute(sql).fetchone()
+    return list(row[0]) if row else []
+
+
+def collect_db_roles(dsn: str, service: dict[str, str]) -> tuple[list[Account], Scope]:
+    try:
+        rows = _query(dsn, ROLES_SQL)
+    except psycopg.Error as e:
+        return [], Scope("db", False, 0, f"PostgreSQL roles could not be read: {e}".strip())
+    accounts = role_accounts(rows, service)
+    return accounts, Scope("db", True, len(accounts))
 
 
 def collect_app_accounts(dsn: str, service: dict[str, str]) -> tuple[list[Account], Scope]:
     try:
-        with psycopg.connect(dsn, connect_timeout=10) as conn:
-            rows = conn.execute(APP_SQL).fetchall()
+        rows = _query(dsn, APP_SQL)
     except psycopg.Error as e:
         return [], Scope("app", False, 0, f"the application's accounts could not be read: {e}")
-    out = []
-    for name, role, disabled, created, last in rows:
-        out.append(
-            Account(
-                "app",
-                name,
-                staff_id=staff_of(name),
-                enabled=not disabled,
-                created=created,
-                last_used=last,
-                privileges=[role],
-                service=name in service,
-                credentials=[Credential("password", "app-login", not disabled, created, last)],
-            )
+    accounts = app_accounts(rows, service)
+    return accounts, Scope("app", True, len(accounts))
+
+
+def from_probe(
+    host: str, data: dict[str, Any] | None, service: dict[str, dict[str, str]]
+) -> tuple[list[Account], list[Scope]]:
+    """The db and app scopes from the database host's probe (None: the host was not read)."""
+    pg = (data or {}).get("postgres")
+    if data is None or pg is None or "error" in pg:
+        why = (
+            f"read through host {host}, which could not be probed"
+            if data is None
+            else f"host {host}'s probe has no database settings (/etc/claims-dc/access-probe.json)"
+            if pg is None
+            else f"host {host}: {pg['error']}"
         )
-    return out, Scope("app", True, len(out))
+        return [], [Scope("db", False, 0, why), Scope("app", False, 0, why)]
+    roles = role_accounts(pg["roles"], service.get("db", {}))
+    scopes = [Scope("db", True, len(roles), f"read through host {host}")]
+    apps: list[Account] = []
+    if "app_accounts" in pg:
+        apps = app_accounts(pg["app_accounts"], service.get("app", {}))
+        scopes.append(Scope("app", True, len(apps), f"read through host {host}"))
+    else:
+        scopes.append(Scope("app", False, 0, f"host {host}'s probe names no app_database"))
+    return roles + apps, scopes

@@ -1,7 +1,9 @@
 """The host collector: over SSH (paramiko, host keys pinned from a known_hosts file, never
-learnt), in parallel, each host bounded in time. One read-only probe per host, run with sudo,
-returns accounts, UIDs, password status, groups, NOPASSWD sudo rules, the fingerprints of every
-authorized key and last logins. An unreachable host, a refused login or a probe that fails
+learnt), in parallel, each host bounded in time. On each host the installed probe
+(ops/reviewlib/probe.py, run as root through sudo; the review account's key may run nothing
+else) returns accounts, UIDs, password status, groups, NOPASSWD sudo rules, the fingerprints of
+every authorized key and last logins, and on the database host its roles and the application's
+accounts. An unreachable host, a refused login, a probe that fails or one from another release
 makes that host's scope INCOMPLETE, with the reason."""
 
 from __future__ import annotations
@@ -13,64 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.reviewlib.database import staff_of
+from ops.reviewlib import probe
+from ops.reviewlib.database import from_probe, staff_of
 from ops.reviewlib.model import Account, Credential, Scope
 
 PRIVILEGED_GROUPS = {"root", "sudo", "wheel", "adm", "operators", "docker", "disk", "shadow"}
 NOLOGIN = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false")
 
-# Runs on the host as root (sudo -n python3 -); reads only.
-PROBE = r"""
-import glob, grp, json, os, pwd, struct, subprocess
-out = {"users": [], "groups": [], "nopasswd": [], "keys": {}, "lastlog": {}, "shadow": {}}
-for p in pwd.getpwall():
-    out["users"].append({"name": p.pw_name, "uid": p.pw_uid, "gid": p.pw_gid,
-                         "shell": p.pw_shell, "home": p.pw_dir})
-for g in grp.getgrall():
-    out["groups"].append({"name": g.gr_name, "gid": g.gr_gid, "members": list(g.gr_mem)})
-for line in open("/etc/shadow"):
-    f = line.rstrip("\n").split(":")
-    if len(f) >= 8:
-        pw = f[1]
-        state = "none" if pw == "" else ("locked" if pw[:1] in "!*" else "set")
-        out["shadow"][f[0]] = {"password": state, "expire": f[7]}
-for path in ["/etc/sudoers"] + sorted(glob.glob("/etc/sudoers.d/*")):
-    try:
-        for n, line in enumerate(open(path), 1):
-            s = line.strip()
-            if s and not s.startswith("#") and "NOPASSWD" in s:
-                out["nopasswd"].append({"file": path, "line": n, "rule": s})
-    except OSError:
-        pass
-for p in pwd.getpwall():
-    files = [os.path.join(p.pw_dir, ".ssh", "authorized_keys"),
-             os.path.join("/etc/ssh/authorized_keys", p.pw_name)]
-    for f in files:
-        if os.path.isfile(f):
-            r = subprocess.run(["ssh-keygen", "-lf", f], capture_output=True, text=True)
-            for l in r.stdout.splitlines():
-                parts = l.split()
-                if len(parts) >= 2:
-                    out["keys"].setdefault(p.pw_name, []).append(
-                        {"fingerprint": parts[1], "file": f, "comment": " ".join(parts[2:-1])})
-try:
-    data = open("/var/log/lastlog", "rb").read()
-    for p in pwd.getpwall():
-        off = p.pw_uid * 292
-        if off + 4 <= len(data):
-            t = struct.unpack("<I", data[off:off + 4])[0]
-            if t:
-                out["lastlog"][p.pw_name] = t
-except OSError:
-    pass
-print(json.dumps(out))
-"""
+PROBE_COMMAND = "sudo -n /usr/local/libexec/claims-dc-access-probe"
+NOBODY = "nobody"  # UID 65534: no login, owns nothing
 
 
 @dataclass(frozen=True)
 class HostTarget:
     name: str
     address: str
+    port: int = 22
 
 
 def parse(host: str, data: dict[str, Any], service: dict[str, str]) -> list[Account]:
@@ -100,7 +60,9 @@ def parse(host: str, data: dict[str, Any], service: dict[str, str]) -> list[Acco
         login_shell = u["shell"] not in NOLOGIN
         password = shadow.get("password") == "set"
         groups = groups_of.get(name, set()) | {gid_name.get(u["gid"], str(u["gid"]))}
-        system_account = u["uid"] < 1000 and name != "root" and not keys and not password
+        system_account = (
+            (u["uid"] < 1000 or name == NOBODY) and name != "root" and not keys and not password
+        )
         last = data["lastlog"].get(name)
         creds = [Credential("ssh_key", k["fingerprint"], True) for k in keys]
         if password:
@@ -137,6 +99,7 @@ def probe_host(
     try:
         client.connect(
             target.address,
+            port=target.port,
             username=user,
             key_filename=str(key_file),
             timeout=timeout,
@@ -145,13 +108,17 @@ def probe_host(
             allow_agent=False,
             look_for_keys=False,
         )
-        stdin, stdout, stderr = client.exec_command("sudo -n python3 -", timeout=timeout)
-        stdin.write(PROBE)
-        stdin.channel.shutdown_write()
+        _, stdout, stderr = client.exec_command(PROBE_COMMAND, timeout=timeout)
         body = stdout.read()
         if stdout.channel.recv_exit_status() != 0:
             raise RuntimeError(f"the probe failed: {stderr.read().decode(errors='replace')[-300:]}")
-        return dict(json.loads(body))
+        data = dict(json.loads(body))
+        if data.get("format") != probe.FORMAT:
+            raise RuntimeError(
+                f"the probe is format {data.get('format')}, this collector reads format "
+                f"{probe.FORMAT}: install the probe of this release (access_review.yml)"
+            )
+        return data
     finally:
         client.close()
 
@@ -162,22 +129,34 @@ def collect(
     user: str,
     key_file: Path,
     known_hosts: Path,
-    service: dict[str, str],
+    service: dict[str, dict[str, str]],
+    database_host: str | None = None,
     timeout: float = 20.0,
     workers: int = 16,
 ) -> tuple[list[Account], list[Scope]]:
-    def one(t: HostTarget) -> tuple[list[Account], Scope]:
+    """`service`: system (host, db, app) -> account -> documented purpose. With
+    `database_host`, that host's probe also gives the db and app scopes (INCOMPLETE if it
+    cannot be read)."""
+
+    def one(t: HostTarget) -> tuple[list[Account], Scope, dict[str, Any] | None]:
         try:
             data = probe_host(t, user, key_file, known_hosts, timeout)
         except Exception as e:
-            return [], Scope(f"host:{t.name}", False, 0, f"{t.address}: {type(e).__name__}: {e}")
-        accounts = parse(t.name, data, service)
-        return accounts, Scope(f"host:{t.name}", True, len(accounts))
+            reason = f"{t.address}:{t.port}: {type(e).__name__}: {e}"
+            return [], Scope(f"host:{t.name}", False, 0, reason), None
+        accounts = parse(t.name, data, service.get("host", {}))
+        return accounts, Scope(f"host:{t.name}", True, len(accounts)), data
 
     accounts: list[Account] = []
     scopes: list[Scope] = []
+    probed: dict[str, dict[str, Any] | None] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(targets)))) as pool:
-        for accs, scope in pool.map(one, targets):
+        for t, (accs, scope, data) in zip(targets, pool.map(one, targets), strict=True):
             accounts += accs
             scopes.append(scope)
+            probed[t.name] = data
+    if database_host is not None:
+        accs, db_scopes = from_probe(database_host, probed.get(database_host), service)
+        accounts += accs
+        scopes += db_scopes
     return accounts, scopes

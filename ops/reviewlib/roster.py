@@ -25,6 +25,9 @@ SYSTEMS = ("aws", "host", "app", "db")
 COLUMNS = ("staff_id", "name", "organisation", "job", "roles", "start", "end")
 STAFF_ID = re.compile(r"^[A-Z][0-9]{3,6}$")
 FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+# A machine account's key (the fund's delivery key, the review's own) is registered to
+# "service:<account name>" instead of a person.
+SERVICE_OWNER = re.compile(r"^service:[a-z_][a-z0-9_.-]{0,31}$")
 
 
 class RosterError(Exception):
@@ -52,7 +55,7 @@ class Person:
 @dataclass
 class Roster:
     people: dict[str, Person]
-    keys: dict[str, str] = field(default_factory=dict)  # fingerprint -> staff_id
+    keys: dict[str, str] = field(default_factory=dict)  # fingerprint -> staff_id | service:x
     source: str = ""
     encoding: str = ""
 
@@ -152,8 +155,10 @@ def parse_keys(data: bytes, source: str, roster: Roster) -> dict[str, str]:
             problems.append(f"{where}: fingerprint {fp!r} is not an OpenSSH SHA256 fingerprint")
         elif fp in keys:
             problems.append(f"{where}: fingerprint {fp} registered twice")
-        if roster.person(sid) is None:
-            problems.append(f"{where}: staff_id {sid!r} is not in the roster")
+        if roster.person(sid) is None and not SERVICE_OWNER.match(sid):
+            problems.append(
+                f"{where}: staff_id {sid!r} is not in the roster (nor service:<account>)"
+            )
         keys[fp] = sid
     if problems:
         raise RosterError(problems)

@@ -71,6 +71,13 @@ def test_every_roster_problem_is_named_with_its_line() -> None:
         assert expected in text, text
 
 
+def test_the_key_registry_takes_service_owners() -> None:
+    keys = parse_keys(f"{FP},service:fund\n".encode(), "keys.csv", roster())
+    assert keys == {FP: "service:fund"}
+    with pytest.raises(RosterError, match="'service:'"):
+        parse_keys(f"{FP},service:\n".encode(), "keys.csv", roster())
+
+
 def test_the_key_registry_refuses_unknown_staff_and_bad_fingerprints() -> None:
     good = "SHA256:" + "A" * 43
     assert parse_keys(f"fingerprint,staff_id\n{good},D010\n".encode(), "keys.csv", roster()) == {
@@ -172,6 +179,12 @@ FIXTURES: dict[str, tuple[Account, Account]] = {
 }
 
 
+FIXTURES["IAM-005"] = (
+    Account("aws", "d010", staff_id="D010", console=True, mfa=True,
+            credentials=[Credential("access_key", "access key 1", True, t(1))]),
+    Account("aws", "d010", staff_id="D010", console=True, mfa=True,
+            credentials=[Credential("access_key", "access key 1", True, t(1), t(0))]),
+)  # fmt: skip
 FIXTURES["ACR-005"] = (
     Account("host:db-1", "admin", credentials=[Credential("ssh_key", "k", True)]),
     Account("host:db-1", "d010", staff_id="D010"),
@@ -407,14 +420,134 @@ def test_an_unreachable_host_is_incomplete_never_pass(tmp_path: Any) -> None:
     key = tmp_path / "id"
     key.write_text("")
     _, scopes = hosts.collect(
-        [hosts.HostTarget("db-1", f"127.0.0.1:{port}")],
+        [hosts.HostTarget("db-1", "127.0.0.1", port)],
         user="x",
         key_file=key,
         known_hosts=tmp_path / "known_hosts",
         service={},
         timeout=2,
     )
-    assert scopes[0].status == "INCOMPLETE" and "127.0.0.1" in scopes[0].reason
+    assert scopes[0].status == "INCOMPLETE" and f"127.0.0.1:{port}" in scopes[0].reason
+    assert "ConnectionRefused" in scopes[0].reason or "NoValidConnections" in scopes[0].reason
+
+
+def test_the_database_host_unreachable_makes_db_and_app_incomplete_too(tmp_path: Any) -> None:
+    import socket
+
+    from ops.reviewlib import hosts
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "known_hosts").write_text("")
+    (tmp_path / "id").write_text("")
+    _, scopes = hosts.collect(
+        [hosts.HostTarget("db-1", "127.0.0.1", port)],
+        user="x",
+        key_file=tmp_path / "id",
+        known_hosts=tmp_path / "known_hosts",
+        service={},
+        database_host="db-1",
+        timeout=2,
+    )
+    by = {s.system: s for s in scopes}
+    assert {by[x].status for x in ("host:db-1", "db", "app")} == {"INCOMPLETE"}
+    assert "through host db-1" in by["db"].reason
+
+
+def test_the_database_layer_from_the_probe_and_its_failures() -> None:
+    from ops.reviewlib import database
+
+    pg = {
+        "roles": [
+            {"name": "claims_owner", "login": True, "superuser": False, "createrole": False,
+             "createdb": False, "replication": False, "bypassrls": True,
+             "valid_until": "infinity"},
+            {"name": "d011", "login": True, "superuser": False, "createrole": False,
+             "createdb": False, "replication": False, "bypassrls": False,
+             "valid_until": "2026-12-31T00:00:00+00:00"},
+        ],
+        "app_accounts": [
+            {"username": "s001", "role": "caseworker", "disabled": False,
+             "created_at": "2024-04-01T09:00:00+09:00", "last_login": None},
+        ],
+    }  # fmt: skip
+    accounts, scopes = database.from_probe("db-1", {"postgres": pg}, {"db": {"claims_owner": "x"}})
+    assert [(s.system, s.status, s.population) for s in scopes] == [
+        ("db", "COMPLETE", 2),
+        ("app", "COMPLETE", 1),
+    ]
+    owner = next(a for a in accounts if a.name == "claims_owner")
+    assert owner.service and owner.privileges == ["BYPASSRLS"] and owner.valid_until is None
+    got = {(f.check, f.account) for f in checks.review(accounts, ctx())}
+    assert ("DB-001", "claims_owner") in got and ("ACR-002", "d011") in got
+    for data, why in (
+        (None, "could not be probed"),
+        ({}, "no database settings"),
+        ({"postgres": {"error": "psql -d claims: FATAL: no such database"}}, "FATAL"),
+    ):
+        _, failed = database.from_probe("db-1", data, {})
+        assert [s.status for s in failed] == ["INCOMPLETE", "INCOMPLETE"]
+        assert all(why in s.reason for s in failed)
+
+
+def test_the_installed_probe_reads_this_machine() -> None:
+    """The probe script itself, run here as root: the shape the collector parses."""
+    import subprocess
+    import sys
+
+    from ops.reviewlib import hosts, probe
+
+    out = subprocess.run(
+        [sys.executable, probe.__file__], capture_output=True, text=True, check=True
+    ).stdout
+    data = json.loads(out)
+    assert data["format"] == probe.FORMAT and "postgres" not in data
+    accounts = hosts.parse("here", data, {})
+    root = next(a for a in accounts if a.name == "root")
+    assert root.attributes["uid"] == 0 and root.service
+
+
+def test_a_host_account_belongs_to_whoever_holds_its_keys() -> None:
+    other = "SHA256:" + "o" * 43
+    c = ctx()
+    c.roster.keys[other] = "S001"
+    ops = Account("host:db-1", "opsadmin", credentials=[Credential("ssh_key", FP, True)],
+                  privileges=["operators"])  # fmt: skip
+    keys = [Credential("ssh_key", FP, True), Credential("ssh_key", other, True)]
+    shared = Account("host:db-1", "maint", credentials=keys)
+    got = {(f.check, f.account): f for f in checks.review([ops, shared], c)}
+    assert ("ACR-001", "opsadmin") not in got  # D010's key: D010's account
+    assert "D010, S001" in got[("ACR-005", "maint")].evidence
+
+
+def test_a_service_key_must_be_registered_to_that_service() -> None:
+    c = ctx()
+    fund_key = "SHA256:" + "f" * 43
+    fund = Account("host:intake-1", "fund", service=True,
+                   credentials=[Credential("ssh_key", fund_key, True)])  # fmt: skip
+    c.roster.keys[fund_key] = "service:fund"
+    assert not [f for f in checks.review([fund], c) if f.check == "ACR-006"]
+    c.roster.keys[fund_key] = "service:backup"
+    assert [f.check for f in checks.review([fund], c)] == ["ACR-006"]
+    c.roster.keys[fund_key] = "D010"  # a person's key on a machine account
+    assert [f.check for f in checks.review([fund], c)] == ["ACR-006"]
+
+
+def test_a_service_account_may_run_one_fixed_command_without_a_password() -> None:
+    rule = '/etc/sudoers.d/r:1: claims-dc-review ALL=(root) NOPASSWD: /usr/local/libexec/p ""'
+    review_account = Account("host:db-1", "claims-dc-review", service=True,
+                             attributes={"nopasswd": [rule]})  # fmt: skip
+    assert checks.review([review_account], ctx()) == []
+    for wider in (
+        rule[: -len(' ""')],  # any arguments
+        '/etc/sudoers.d/r:1: claims-dc-review ALL=(root) NOPASSWD: /usr/bin/python3 "", ALL',
+        '/etc/sudoers.d/r:1: claims-dc-review ALL=(root) NOPASSWD: /usr/bin/* ""',
+    ):
+        review_account.attributes["nopasswd"] = [wider]
+        assert [f.check for f in checks.review([review_account], ctx())] == ["HOST-003"], wider
+    person = Account("host:db-1", "d010", staff_id="D010", attributes={"nopasswd": [rule]})
+    assert [f.check for f in checks.review([person], ctx())] == ["HOST-003"]
 
 
 def test_key_ids_on_request_and_from_the_report_by_default(iam_client: Any) -> None:
