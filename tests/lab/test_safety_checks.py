@@ -120,7 +120,7 @@ def test_a_tampered_backup_bundle_is_never_installed(
             converged.inventory, "daily_backup.yml", "--limit", "db-1",
             "-e", json.dumps({"backup_bundle_dir": str(copy), "daily_backup_run_now": False}),
         )  # fmt: skip
-        _stopped_at(run, "db-1", "backup : Verify the bundle's signature")
+        _stopped_at(run, "db-1", "signed_bundle : Verify the bundle's signature")
         release = pm.exec_in(db, ["test", "-e", f"/opt/claims-dc-backup/releases/{fake}"],
                              check=False)  # fmt: skip
         assert release.returncode != 0, "a release was built from the tampered bundle"
