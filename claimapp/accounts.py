@@ -142,6 +142,24 @@ def create_user(owner: psycopg.Connection, username: str, role: str, password: s
     audit(owner, "admin-cli", "user-create", f"{username} ({role})", None, True)
 
 
+def set_password(owner: psycopg.Connection, username: str, password: str) -> bool:
+    """A new password: the lockout is cleared and every session of the user ends."""
+    if len(password) < 12:
+        raise ValueError("password: at least 12 characters")
+    cur = owner.execute(
+        "UPDATE users SET password_hash = %s, failed_logins = 0, locked_until = NULL "
+        "WHERE username = %s",
+        (HASHER.hash(password), username),
+    )
+    if cur.rowcount:
+        owner.execute(
+            "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = %s)",
+            (username,),
+        )
+        audit(owner, "admin-cli", "user-password", username, None, True)
+    return bool(cur.rowcount)
+
+
 def set_disabled(owner: psycopg.Connection, username: str, disabled: bool) -> bool:
     cur = owner.execute("UPDATE users SET disabled = %s WHERE username = %s", (disabled, username))
     if cur.rowcount:

@@ -1,4 +1,5 @@
-"""python -m claimapp.admin: create, disable, enable and list the application's users.
+"""python -m claimapp.admin: create, disable, enable and list the application's users, and
+set a user's password.
 
 Connects as the database owner (CLAIMAPP_ADMIN_DSN): the web application's own role cannot
 create or change accounts. Passwords are read from the terminal, or from standard input with
@@ -16,7 +17,7 @@ import sys
 
 import psycopg
 
-from claimapp.accounts import ROLES, create_user, list_users, set_disabled
+from claimapp.accounts import ROLES, create_user, list_users, set_disabled, set_password
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,20 +36,28 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("username")
     c.add_argument("--role", choices=ROLES, required=True)
     c.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    pw = sub.add_parser("password", help="set a user's password (clears lockout, ends sessions)")
+    pw.add_argument("username")
+    pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     for name in ("disable", "enable"):
         sub.add_parser(name, help=f"{name} a user").add_argument("username")
     sub.add_parser("list", help="list users, their roles and state")
     args = p.parse_args(argv)
     with psycopg.connect(args.dsn, autocommit=True) as owner:
-        if args.command == "create":
+        if args.command in ("create", "password"):
             password = (sys.stdin.readline().rstrip("\n") if args.password_stdin
                         else getpass.getpass(f"password for {args.username}: "))  # fmt: skip
             try:
-                create_user(owner, args.username, args.role, password)
+                if args.command == "create":
+                    create_user(owner, args.username, args.role, password)
+                elif not set_password(owner, args.username, password):
+                    print(f"error: no user {args.username!r}", file=sys.stderr)
+                    return 1
             except (ValueError, psycopg.Error) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
-            print(f"created {args.username} ({args.role})")
+            done = "created" if args.command == "create" else "new password for"
+            print(f"{done} {args.username}")
         elif args.command in ("disable", "enable"):
             if not set_disabled(owner, args.username, args.command == "disable"):
                 print(f"error: no user {args.username!r}", file=sys.stderr)

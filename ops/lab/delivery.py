@@ -82,19 +82,19 @@ def quarantined(plan: LabPlan, name: str) -> dict[str, Any] | None:
     return json.loads(proc.stdout) if proc.returncode == 0 else None
 
 
-def create_caseworker(plan: LabPlan) -> tuple[str, str]:
-    """A caseworker account made for this run with the owner tools on the owner host; its
-    password is made up here and never written anywhere."""
-    name, password = f"cw.{secrets.token_hex(3)}", secrets.token_urlsafe(18)
-    proc = pm.exec_in(
-        plan.first("app").container,
-        ["/usr/local/sbin/claimapp-owner", "admin", "create", name, "--role", "caseworker",
-         "--password-stdin"],
-        input_text=password + "\n",
-        check=False,
-    )  # fmt: skip
+def create_caseworker(plan: LabPlan, name: str | None = None) -> tuple[str, str]:
+    """A caseworker account with the owner tools on the owner host (a throwaway name made for
+    this run, or `name`, whose password is reset if it exists); the password is made up here
+    and never written anywhere."""
+    name, password = name or f"cw.{secrets.token_hex(3)}", secrets.token_urlsafe(18)
+    owner = ["/usr/local/sbin/claimapp-owner", "admin"]
+    listed = pm.exec_in(plan.first("app").container, [*owner, "list"], check=False).stdout
+    exists = any(line.split()[:1] == [name] for line in listed.splitlines())
+    command = ["password", name] if exists else ["create", name, "--role", "caseworker"]
+    proc = pm.exec_in(plan.first("app").container, [*owner, *command, "--password-stdin"],
+                      input_text=password + "\n", check=False)  # fmt: skip
     if proc.returncode != 0:
-        raise RuntimeError(f"could not create {name}: {proc.stderr.strip()}")
+        raise RuntimeError(f"could not {command[0]} {name}: {proc.stderr.strip()}")
     return name, password
 
 

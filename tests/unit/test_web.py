@@ -151,6 +151,12 @@ def test_admin_cli(
         == 0
     )
     assert _login(world["client"], "new.user", "a long new password").status_code == 200
+    monkeypatch.setattr("sys.stdin", io.StringIO("another long password\n"))
+    assert admin_main(["--dsn", dsn, "password", "new.user", "--password-stdin"]) == 0
+    assert _login(world["client"], "new.user", "a long new password").status_code == 401
+    assert _login(world["client"], "new.user", "another long password").status_code == 200
+    monkeypatch.setattr("sys.stdin", io.StringIO("another long password\n"))
+    assert admin_main(["--dsn", dsn, "password", "ghost", "--password-stdin"]) == 1
     assert admin_main(["--dsn", dsn, "disable", "new.user"]) == 0
     assert world["client"].get("/api/receipts?month=2026-10").status_code == 401
     assert admin_main(["--dsn", dsn, "list"]) == 0
