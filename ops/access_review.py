@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import subprocess
 import sys
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -137,8 +138,13 @@ def run(args: argparse.Namespace) -> int:
         "people": len(roster.people),
         "keys": len(roster.keys),
     }
-    report.write(review, args.out, args.sign_key)
+    try:
+        written = report.write(review, args.out, args.sign_key)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"access_review: the review could not be written to {args.out}: {e}", file=sys.stderr)
+        return 1
     if args.json:
+        review = {**review, "out": str(args.out.resolve()), "files": [p.name for p in written]}
         print(json.dumps(review, indent=2, ensure_ascii=False))
     else:
         print(

@@ -57,7 +57,7 @@ class Check:
         if evidence is None:
             return None
         return Finding(self.id, self.severity, account.system, account.name, evidence, self.fix,
-                       self.references)  # fmt: skip
+                       self.references, account.staff_id)  # fmt: skip
 
 
 def _days(ctx: Context, t: dt.datetime | None) -> int | None:
@@ -84,7 +84,7 @@ def _leaver(a: Account, ctx: Context) -> str | None:
 
 
 def _dormant(a: Account, ctx: Context) -> str | None:
-    if not a.enabled:
+    if not a.enabled or a.attributes.get("kind") == "role":  # a break-glass role waits unused
         return None
     used = [c.last_used for c in a.credentials if c.active and c.last_used] + (
         [a.last_used] if a.last_used else [])  # fmt: skip

@@ -47,10 +47,11 @@ def collect(
         details: dict[str, list[Any]] = {
             "UserDetailList": [],
             "GroupDetailList": [],
+            "RoleDetailList": [],
             "Policies": [],
         }
         for page in iam.get_paginator("get_account_authorization_details").paginate(
-            Filter=["User", "Group", "LocalManagedPolicy", "AWSManagedPolicy"]
+            Filter=["User", "Group", "Role", "LocalManagedPolicy", "AWSManagedPolicy"]
         ):
             calls += 1
             for k in details:
@@ -138,6 +139,8 @@ def collect(
                     service=SERVICE_TAG in tags,
                 )
             )
+        for r in details["RoleDetailList"]:
+            accounts.append(_role(r, policies))
     except Exception as e:
         return (
             [],
@@ -148,6 +151,28 @@ def collect(
         accounts,
         Scope("aws", True, len(accounts)),
         {"calls": calls, "credential_report": generated},
+    )
+
+
+def _role(r: dict[str, Any], policies: dict[str, Any]) -> Account:
+    """A role is a machine identity (an instance profile, a break-glass role): its policies
+    are checked (IAM-004); it has no roster owner and no credentials of its own."""
+    docs = [_named(p.get("PolicyDocument"), p.get("PolicyName", "?"))
+            for p in r.get("RolePolicyList", [])]  # fmt: skip
+    attached = [p["PolicyName"] for p in r.get("AttachedManagedPolicies", [])]
+    for p in r.get("AttachedManagedPolicies", []):
+        doc = _default_version(policies.get(p["PolicyArn"]))
+        if doc is not None:
+            docs.append(_named(doc, p["PolicyName"]))
+    return Account(
+        system="aws",
+        name=f"role/{r['RoleName']}",
+        created=r.get("CreateDate"),
+        last_used=(r.get("RoleLastUsed") or {}).get("LastUsedDate"),
+        privileges=sorted(set(attached) | {d["_name"] for d in docs}),
+        policy_documents=docs,
+        service=True,
+        attributes={"kind": "role"},
     )
 
 

@@ -56,6 +56,7 @@ class Finding:
     evidence: str
     fix: str
     references: tuple[str, ...]
+    staff: str | None = None  # the roster's staff ID the account belongs to, when known
 
     @property
     def id(self) -> str:

@@ -32,6 +32,10 @@ LABELS = {
     "expired": "期限切れの例外 / Expired exceptions",
     "diff": "前回との差分 / Changes since the previous review",
     "signoff": "確認者署名 / Reviewer sign-off",
+    "per_person": "職員別の集計 / Summary per person",
+    "previous": "前回のレビュー / Previous review",
+    "date": "実施日 / Review date",
+    "roster": "職員名簿 / Staff roster",
 }
 
 
@@ -97,36 +101,40 @@ def build(
             )
         else:
             open_.append(row)
-    before = {f["id"] for f in (previous or {}).get("findings", [])}
-    now_ids = {f["id"] for f in open_}
+    before = {f["id"]: f for f in (previous or {}).get("findings", [])}
+    now = {f["id"]: f for f in open_}
     incomplete = [s for s in scopes if not s.complete]
     verdict = "INCOMPLETE" if incomplete else ("FINDINGS" if open_ else "PASS")
     per_system: dict[str, dict[str, Any]] = {}
     for s in scopes:
-        per_system[s.system] = {
-            "status": s.status,
-            "population": s.population,
-            "reason": s.reason,
-            "findings": 0,
-        }
-    per_person: dict[str, int] = {}
+        per_system[s.system] = {"status": s.status, "population": s.population, "findings": 0}
+    per_person: dict[str, dict[str, Any]] = {}
     for row in open_:
-        key = row["system"].split(":")[0]
-        per_system.setdefault(key, {"status": "?", "population": 0, "reason": "", "findings": 0})
-        per_system[key]["findings"] += 1
-        per_person[row["account"]] = per_person.get(row["account"], 0) + 1
+        per_system.setdefault(row["system"], {"status": "?", "population": 0, "findings": 0})
+        per_system[row["system"]]["findings"] += 1
+        who = row["staff"] or "(no owner)"
+        person = per_person.setdefault(who, {"findings": 0, "accounts": []})
+        person["findings"] += 1
+        account = f"{row['system']}/{row['account']}"
+        if account not in person["accounts"]:
+            person["accounts"].append(account)
+
+    def brief(rows: dict[str, dict[str, Any]], ids: set[str]) -> list[dict[str, str]]:
+        return [{k: rows[i][k] for k in ("id", "check", "system", "account")} for i in sorted(ids)]
+
     return {
         "review_date": today.isoformat(),
         "verdict": verdict,
         "scopes": [asdict(s) | {"status": s.status} for s in scopes],
-        "summary": {"per_system": per_system, "per_account": per_person},
+        "summary": {"per_system": per_system, "per_person": per_person},
         "findings": open_,
         "suppressed": suppressed,
         "expired_exceptions": expired,
         "diff": {
-            "new": sorted(now_ids - before),
-            "resolved": sorted(before - now_ids),
-            "unchanged": sorted(now_ids & before),
+            "previous": previous.get("review_date"),
+            "new": brief(now, set(now) - set(before)),
+            "resolved": brief(before, set(before) - set(now)),
+            "unchanged": brief(now, set(now) & set(before)),
         }
         if previous is not None
         else None,
@@ -135,51 +143,81 @@ def build(
 
 
 def to_csv(review: dict[str, Any]) -> bytes:
+    """Open findings, then suppressed ones with their exception: one sheet for the auditor."""
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(
-        ["finding_id", "check", "severity", "system", "account", "evidence", "fix", "references"]
-    )
-    for f in review["findings"]:
-        w.writerow(
-            [
-                f["id"],
-                f["check"],
-                f["severity"],
-                f["system"],
-                f["account"],
-                f["evidence"],
-                f["fix"],
-                "; ".join(f["references"]),
-            ]
-        )
+    w.writerow(["finding_id", "status", "check", "severity", "system", "account", "staff",
+                "evidence", "fix", "references", "exception"])  # fmt: skip
+    rows = [("open", f) for f in review["findings"]]
+    rows += [("suppressed", f) for f in review["suppressed"]]
+    for status, f in rows:
+        x = f.get("exception")
+        waiver = f"{x['reason']} ({x['approver']}, until {x['expiry']})" if x else ""
+        w.writerow([f["id"], status, f["check"], f["severity"], f["system"], f["account"],
+                    f["staff"] or "", f["evidence"], f["fix"], "; ".join(f["references"]),
+                    waiver])  # fmt: skip
     return out.getvalue().encode("utf-8-sig")
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body or '<tr><td colspan=99>-</td></tr>'}</table>"
 
 
 def to_html(review: dict[str, Any]) -> str:
     e = html.escape
-    rows = "".join(
-        f"<tr><td>{e(f['id'])}</td><td>{e(f['severity'])}</td><td>{e(f['system'])}</td>"
-        f"<td>{e(f['account'])}</td><td>{e(f['evidence'])}</td><td>{e(f['fix'])}</td></tr>"
-        for f in review["findings"]
-    )
-    scopes = "".join(
-        f"<tr><td>{e(s['system'])}</td><td>{e(s['status'])}</td>"
-        f"<td>{s['population']}</td><td>{e(s['reason'])}</td></tr>"
-        for s in review["scopes"]
-    )
+    roster = review.get("roster") or {}
+    summary = review["summary"]
+    diff = review["diff"]
+    sections = [
+        (LABELS["scopes"], _table(
+            ["system", "status", "population", "findings", "reason"],
+            [[s["system"], s["status"], s["population"],
+              summary["per_system"].get(s["system"], {}).get("findings", 0), s["reason"]]
+             for s in review["scopes"]])),
+        (LABELS["per_person"], _table(
+            ["staff", "findings", "accounts"],
+            [[who, p["findings"], ", ".join(p["accounts"])]
+             for who, p in sorted(summary["per_person"].items())])),
+        (LABELS["findings"], _table(
+            ["ID", "severity", "system", "account", "staff", "evidence", "fix", "references"],
+            [[f["id"], f["severity"], f["system"], f["account"], f["staff"] or "-",
+              f["evidence"], f["fix"], "; ".join(f["references"])]
+             for f in review["findings"]])),
+        (LABELS["suppressed"], _table(
+            ["ID", "system", "account", "reason", "approver", "expiry"],
+            [[f["id"], f["system"], f["account"], f["exception"]["reason"],
+              f["exception"]["approver"], f["exception"]["expiry"]]
+             for f in review["suppressed"]])),
+        (LABELS["expired"], _table(
+            ["finding ID", "reason", "approver", "expired"],
+            [[x["finding_id"], x["reason"], x["approver"], x["expiry"]]
+             for x in review["expired_exceptions"]])),
+        (LABELS["diff"], "<p>-</p>" if diff is None else
+         f"<p>{e(LABELS['previous'])}: {e(str(diff['previous']))}</p>" + _table(
+             ["change", "ID", "system", "account"],
+             [[change, d["id"], d["system"], d["account"]]
+              for change in ("new", "resolved", "unchanged") for d in diff[change]])),
+    ]  # fmt: skip
+    body = "".join(f"<h2>{e(title)}</h2>{content}" for title, content in sections)
     return f"""<!doctype html>
 <html lang="ja"><head><meta charset="utf-8"><title>{e(LABELS["title"])}</title>
 <style>body{{font-family:"Noto Sans CJK JP",sans-serif;font-size:10pt}}
-table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #999;padding:2px 4px}}
-@media print{{tr{{page-break-inside:avoid}}}}</style></head><body>
+table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #999;padding:2px 4px;
+vertical-align:top}}th{{background:#eee}}@page{{size:A4 landscape;margin:12mm}}
+@media print{{tr{{page-break-inside:avoid}}h2{{page-break-after:avoid}}}}</style></head><body>
 <h1>{e(LABELS["title"])}</h1>
-<p>{e(LABELS["verdict"])}: <b>{e(review["verdict"])}</b> ({e(review["review_date"])})</p>
-<h2>{e(LABELS["scopes"])}</h2><table><tr><th>system</th><th>status</th><th>population</th>
-<th>reason</th></tr>{scopes}</table>
-<h2>{e(LABELS["findings"])}</h2><table><tr><th>ID</th><th>severity</th><th>system</th>
-<th>account</th><th>evidence</th><th>fix</th></tr>{rows}</table>
-<h2>{e(LABELS["signoff"])}</h2><p>氏名 / Name: ________ 日付 / Date: ________ 印 / Seal: ____</p>
+<p>{e(LABELS["verdict"])}: <b>{e(review["verdict"])}</b> &nbsp; {e(LABELS["date"])}:
+{e(review["review_date"])} &nbsp; {e(LABELS["roster"])}: {e(str(roster.get("source", "-")))}
+({roster.get("people", "-")} 名 / people, {roster.get("keys", "-")} 鍵 / keys)</p>
+{body}
+<h2>{e(LABELS["signoff"])}</h2>
+<table><tr><th>確認者 / Reviewer</th><th>日付 / Date</th><th>署名・印 / Signature</th></tr>
+<tr><td>&nbsp;</td><td>&nbsp;</td><td>&nbsp;</td></tr>
+<tr><th>承認者 / Approver</th><th>日付 / Date</th><th>署名・印 / Signature</th></tr>
+<tr><td>&nbsp;</td><td>&nbsp;</td><td>&nbsp;</td></tr></table>
 </body></html>
 """
 

@@ -61,7 +61,11 @@ def test_the_diff_names_new_resolved_and_unchanged_findings() -> None:
     before = report.build([finding("a"), finding("b")], scopes, today=TODAY)
     now = report.build([finding("b"), finding("c")], scopes, today=TODAY, previous=before)
     ids = {x: finding(x).id for x in "abc"}
-    assert now["diff"] == {"new": [ids["c"]], "resolved": [ids["a"]], "unchanged": [ids["b"]]}
+    assert now["diff"]["previous"] == TODAY.isoformat()
+    for change, account in (("new", "c"), ("resolved", "a"), ("unchanged", "b")):
+        assert now["diff"][change] == [
+            {"id": ids[account], "check": "IAM-003", "system": "aws", "account": account}
+        ]
 
 
 def test_the_files_csv_with_bom_html_escaped_and_a_signed_manifest(tmp_path: Path) -> None:

@@ -559,3 +559,19 @@ def test_key_ids_on_request_and_from_the_report_by_default(iam_client: Any) -> N
     assert [c.ident for c in mine.credentials] == ["access key 1"] and mine.credentials[0].active
     assert key in [c.ident for a in by_calls if a.name == "d030" for c in a.credentials]
     assert cheap["calls"] < dear["calls"]
+
+
+def test_iam_roles_are_read_and_their_policies_checked(iam_client: Any) -> None:
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"Service": "ec2.amazonaws.com"}}]}  # fmt: skip
+    for name in ("app-host", "legacy-admin"):
+        iam_client.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    star = {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}  # fmt: skip
+    iam_client.put_role_policy(RoleName="legacy-admin", PolicyName="god",
+                               PolicyDocument=json.dumps(star))  # fmt: skip
+    accounts, scope, _ = iam.collect(iam_client)
+    roles = {a.name: a for a in accounts if a.attributes.get("kind") == "role"}
+    assert {"role/app-host", "role/legacy-admin"} <= set(roles) and scope.complete
+    got = {(f.check, f.account) for f in checks.review(list(roles.values()), ctx())}
+    assert got == {("IAM-004", "role/legacy-admin")}  # no roster owner asked of a machine role
