@@ -13,7 +13,7 @@ build/backup-bundle). A bundle is one directory:
 A host verifies the signature against a signer key it got from the inventory (never from the
 bundle itself), checks every digest, and installs with `pip --no-index --require-hashes`.
 
-    python -m ops.bundle build [--product claimapp|backup|all] [--key .keys/bundle_signing_ed25519]
+    python -m ops.bundle build [--product claimapp|backup|review|all] [--key KEY]
     python -m ops.bundle verify [--product claimapp] --allowed-signers FILE
 
 The version is the product's base version plus a digest of its sources, so a changed
@@ -78,7 +78,14 @@ BACKUP = Product(
     package_data='"ops.backuplib" = ["FORMAT.md"]',
     scripts='claims-dc-backup = "ops.backup:main"',
 )
-PRODUCTS = {"claimapp": CLAIMAPP, "backup": BACKUP}
+REVIEW = Product(
+    name="claims-dc-access-review",
+    files=("ops/__init__.py", "ops/access_review.py", "ops/reviewlib"),
+    requires=("boto3", "paramiko", "psycopg[binary]", "pyyaml"),
+    out=REPO / "build" / "review-bundle",
+    scripts='claims-dc-access-review = "ops.access_review:main"',
+)
+PRODUCTS = {"claimapp": CLAIMAPP, "backup": BACKUP, "review": REVIEW}
 DEFAULT_OUT = CLAIMAPP.out
 # Built for the hosts: Debian 12 (glibc 2.36), CPython 3.11, x86_64, whatever the control
 # node runs on. pip does not widen a given platform to older glibc versions, so every
