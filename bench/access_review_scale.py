@@ -2,16 +2,21 @@
 application accounts in a private PostgreSQL 15, reviewed against a roster of the same size.
 Prints the review's time per layer and the AWS API calls per IAM user.
 
-Hosts are not in this bench yet (50 hosts need the lab's sshd; see issue 8's note).
+Hosts: with the lab up and access_review.yml run once (so the bastion has the review and its
+key, and the hosts its probe), the host collector runs on the bastion, as the review does,
+against --hosts targets. The lab has four data-center hosts, so the targets reuse their sshd:
+each target is one more SSH session (key exchange, login, sudo, probe) to one of them.
 
     python bench/access_review_scale.py                 # 5,000 IAM users, 2,000 app accounts
-    python bench/access_review_scale.py --users 500 --app 200
+    python bench/access_review_scale.py --users 500 --app 200 --hosts 20
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +39,9 @@ def main() -> int:
     )
     ap.add_argument("--users", type=int, default=5000)
     ap.add_argument("--app", type=int, default=2000)
+    ap.add_argument("--hosts", type=int, default=50)
     args = ap.parse_args()
+    hosts_line = bench_hosts(args.hosts)
     rows = ["staff_id,name,organisation,job,roles,start,end"]
     rows += [
         f"D{i:05d},職員{i},dc-operator,operator,aws:readonly app:caseworker,2024-04-01,"
@@ -81,7 +88,49 @@ def main() -> int:
         f"application: {app_scope.population} accounts read and checked in {app_s * 1000:.0f} ms, "
         f"{len(app_findings)} findings"
     )
+    print(hosts_line)
     return 0
+
+
+HOST_BENCH = """
+import json, sys, time
+from pathlib import Path
+from ops.reviewlib import hosts
+n, addresses = int(sys.argv[1]), sys.argv[2:]
+targets = [hosts.HostTarget(f"host-{i:03d}", addresses[i % len(addresses)]) for i in range(n)]
+t = time.perf_counter()
+accounts, scopes = hosts.collect(
+    targets, user="claims-dc-review", key_file=Path("/var/lib/claims-dc-review/keys/probe_ed25519"),
+    known_hosts=Path("/etc/claims-dc/access-review/known_hosts"), service={}, timeout=60)
+print(json.dumps({"seconds": time.perf_counter() - t, "accounts": len(accounts),
+                  "complete": sum(s.complete for s in scopes), "scopes": len(scopes)}))
+"""
+
+
+def bench_hosts(n: int) -> str:
+    """The host collector on the lab's bastion against n targets (the lab's sshd, reused)."""
+    from infra.config import load_stack
+    from ops.lab import podman as pm
+    from ops.lab.plan import build_plan
+
+    plan = build_plan(load_stack("lab", REPO))
+    bastion = plan.first("bastion").container
+    python = "/opt/claims-dc-access-review/current/bin/python"
+    exists = subprocess.run(["podman", "container", "exists", bastion], check=False)
+    if (
+        exists.returncode != 0
+        or pm.exec_in(bastion, ["test", "-x", python], check=False).returncode
+    ):
+        return "hosts: skipped: the lab is not up, or access_review.yml has not run on it"
+    addresses = [str(h.address) for h in plan.hosts if h.role in ("app", "db", "intake", "bastion")]
+    out = pm.exec_in(bastion, ["runuser", "-u", "claims-dc-review", "--", python, "-c",
+                               HOST_BENCH, str(n), *addresses], timeout=900)  # fmt: skip
+    r = json.loads(out.stdout)
+    return (
+        f"hosts: {r['scopes']} targets ({len(addresses)} lab hosts' sshd reused), "
+        f"{r['complete']} complete, {r['accounts']} accounts read from the bastion in "
+        f"{r['seconds']:.1f}s (16 in parallel)"
+    )
 
 
 if __name__ == "__main__":

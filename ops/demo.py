@@ -17,7 +17,7 @@ from claimapp.generate import claim_file
 from claimapp.uke import parse
 from infra.check import main as check_main
 from infra.config import ConfigError, StackConfig, load_stack
-from ops.lab import backups, lab
+from ops.lab import backups, lab, review
 from ops.lab.delivery import (
     create_caseworker,
     db_scalar,
@@ -73,7 +73,7 @@ def _delivery_step(config: StackConfig) -> bool:
     reason = quarantined(plan, broken) or {}
     print(f"  intake-1 loaded 1000 receipts in {waited:.1f}s; {broken} quarantined "
           f"({reason.get('reason')}): {reason.get('message')}")  # fmt: skip
-    login = create_caseworker(plan)
+    login = create_caseworker(plan, review.CASEWORKER)
     recipient = parse(next(iter(month.values()))).receipts[0].recipient_number
     found = terminal_get(plan, f"/api/receipts?recipient={recipient}", login)
     print(f"  terminal-1 (LGWAN) searched recipient {recipient} over HTTPS as {login[0]}: "
@@ -81,7 +81,8 @@ def _delivery_step(config: StackConfig) -> bool:
     trail = db_scalar(
         plan,
         "SELECT string_agg(action || CASE WHEN success THEN '' ELSE ' FAILED' END || ' from ' "
-        "|| host(address), '; ' ORDER BY id) FROM audit_log WHERE actor = :'actor'",
+        "|| host(address), '; ' ORDER BY id) FROM (SELECT * FROM audit_log "
+        "WHERE actor = :'actor' ORDER BY id DESC LIMIT 2) recent",
         actor=login[0],
     )
     print(f"  audit log for {login[0]}: {trail}")
@@ -127,6 +128,40 @@ def _backup_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url
         f"  deleting db's snapshot object by hand (version {snap['version_id'][:8]}...): {answer}"
     )
     return code == 0 and code2 == 0 and answer == "AccessDenied"
+
+
+def _review_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url: str) -> bool:
+    """Step 6: the access review from the bastion, with three problems seeded."""
+    plan = build_plan(config)
+    inventory_dir = Path(inventory).parent
+    for what, where in review.seed(plan, inventory_dir, endpoint_url, ca_cert).items():
+        print(f"  seeded {what:16} {where}")
+    run = run_playbook(inventory, "access_review.yml")
+    print(f"  access_review.yml  {run.seconds:6.1f}s  from bastion-1 over {len(run.recap)} hosts")
+    if not run.ok:
+        print(f"FAILED: access_review.yml\n{run.stdout[-3000:]}\n{run.stderr[-1500:]}")
+        return False
+    out = review.latest_report(inventory_dir)
+    if out is None:
+        print("FAILED: no review was fetched")
+        return False
+    r = review.read_report(out)
+    for s in r["scopes"]:
+        print(f"  {s['system']:16} {s['status']:10} {s['population']:4} accounts  {s['reason']}")
+    for f in r["findings"]:
+        print(f"  {f['severity']:8} {f['id']}  {f['evidence']}")
+    print(f"  {len(r['suppressed'])} findings suppressed by the exceptions register (reasons, "
+          "approvers and expiry in the report)")  # fmt: skip
+    problems = review.verify(out)
+    print(f"  verdict {r['verdict']}; signed manifest: {'; '.join(problems) or 'verifies'}")
+    print(f"  report         {out / 'review.html'} (and review.csv, review.json)")
+    got = {(f["check"], f["system"], f["account"]) for f in r["findings"]}
+    want = review.seeded_findings(plan)
+    for missing in sorted(want - got):
+        print(f"  MISSED seeded problem {missing}")
+    for extra in sorted(got - want):
+        print(f"  UNEXPECTED finding {extra}")
+    return got == want and r["verdict"] == "FINDINGS" and not problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
         print("FAILED: the backup step")
         return 1
 
-    _step(6, "the router and every host's firewall enforce exactly the flow policy")
+    _step(6, "the access review from the bastion: every account against the staff roster")
+    if not _review_step(config, report.inventory, report.ca_cert, report.endpoint_url):
+        print("FAILED: the access review step")
+        return 1
+
+    _step(7, "the router and every host's firewall enforce exactly the flow policy")
     plan = build_plan(config)
     ports = policy_ports(config)
     start_policy_listeners(plan, ports)
@@ -196,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         return 1
 
-    _step(7, "where everything is")
+    _step(8, "where everything is")
     st = lab.status(config)
     for h in st["hosts"]:
         print(f"  {h['name']:12} {h['zone']:10} {h['address']:15} {h['state']}/{h['systemd']}")
@@ -207,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  backups        s3://{report.aws['backup_bucket']}/<db|intake|app>; on each host "
         "`sudo claims-dc-backup list`, reports in /var/lib/claims-dc-backup/reports/"
+    )
+    print(
+        f"  access review  {Path(report.inventory).parent / review.REPORTS}/<time>/review.html; "
+        "on bastion-1 `sudo -u claims-dc-review claims-dc-access-review --help`"
     )
     print("  tear down      make lab-down")
     print(

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from infra.config import StackConfig, load_stack
-from ops.lab import image, pki
+from ops.lab import image, pki, review
 from ops.lab import podman as pm
 from ops.lab.apply import ApplyRecord, apply_once
 from ops.lab.image import OPERATOR_USER
@@ -534,6 +534,7 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
 
     aws_summary = _aws_summary(record, applied_now)
     (sdir / "inventory.yml").write_text(inventory_yaml(config, plan, sdir, aws_summary))
+    review.write_inputs(sdir, [h for h, spec in config.hosts.items() if not spec.stand_in])
     report = UpReport(
         image=image_ref,
         image_build_seconds=build_seconds,
