@@ -35,6 +35,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops import manifest
+
 REPO = Path(__file__).resolve().parent.parent
 BASE_VERSION = "0.1.0"
 DEFAULT_KEY = REPO / ".keys" / "bundle_signing_ed25519"
@@ -80,7 +82,7 @@ BACKUP = Product(
 )
 REVIEW = Product(
     name="claims-dc-access-review",
-    files=("ops/__init__.py", "ops/access_review.py", "ops/reviewlib"),
+    files=("ops/__init__.py", "ops/access_review.py", "ops/manifest.py", "ops/reviewlib"),
     requires=("boto3", "paramiko", "psycopg[binary]", "pyyaml"),
     out=REPO / "build" / "review-bundle",
     scripts='claims-dc-access-review = "ops.access_review:main"',
@@ -170,14 +172,6 @@ def _project(tree: Path, product: Product) -> None:
     )
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @dataclass
 class BuildResult:
     out: str
@@ -225,15 +219,15 @@ def build(out: Path | None = None, key: Path = DEFAULT_KEY,
             m = WHEEL_NAME.match(name)
             if not m:
                 raise BundleError(f"cannot read name and version from wheel {name!r}")
-            lines.append(f"{m['name']}=={m['version']} --hash=sha256:{sha256_file(stage / name)}")
+            lines.append(
+                f"{m['name']}=={m['version']} --hash=sha256:{manifest.sha256_file(stage / name)}"
+            )
         (stage / "requirements.txt").write_text("\n".join(lines) + "\n")
-        sums = [f"{sha256_file(stage / n)}  {n}" for n in [*wheels, "requirements.txt"]]
-        (stage / "SHA256SUMS").write_text("\n".join(sums) + "\n")
-        _run(
-            ["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", NAMESPACE, "SHA256SUMS"],
-            "ssh-keygen -Y sign",
-            cwd=stage,
-        )
+        manifest.write(stage, [*wheels, "requirements.txt"])
+        try:
+            manifest.sign(stage, key, NAMESPACE)
+        except subprocess.CalledProcessError as e:
+            raise BundleError(f"ssh-keygen -Y sign failed: {e.stderr.strip()}") from e
         (stage / "BUNDLE.json").write_text(
             json.dumps(
                 {"product": product.name, "version": want, "inputs": inputs, "wheels": wheels},
@@ -257,29 +251,10 @@ def allowed_signers(key: Path = DEFAULT_KEY) -> Path:
 
 def verify(out: Path, signers: Path) -> list[str]:
     """What is wrong with the bundle in `out`; empty when it is intact and signed."""
-    problems = []
-    sums, sig = out / "SHA256SUMS", out / "SHA256SUMS.sig"
-    if not sums.exists() or not sig.exists():
-        return [f"{out}: SHA256SUMS or its signature is missing"]
-    with sums.open("rb") as stdin:
-        proc = subprocess.run(
-            ["ssh-keygen", "-Y", "verify", "-f", str(signers), "-I", SIGNER,
-             "-n", NAMESPACE, "-s", str(sig)],
-            stdin=stdin, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-    if proc.returncode != 0:
-        problems.append(f"{sig}: signature does not verify: {proc.stderr.strip()}")
-    listed = set()
-    for line in sums.read_text().splitlines():
-        digest, name = line.split("  ", 1)
-        listed.add(name)
-        path = out / name
-        if not path.exists():
-            problems.append(f"{name}: listed in SHA256SUMS but missing")
-        elif sha256_file(path) != digest:
-            problems.append(f"{name}: digest differs from SHA256SUMS")
-    extra = {p.name for p in out.glob("*.whl")} - listed
-    problems += [f"{name}: a wheel not listed in SHA256SUMS" for name in sorted(extra)]
+    problems = manifest.verify(out, signers, SIGNER, NAMESPACE)
+    if (out / manifest.SUMS).exists():
+        extra = {p.name for p in out.glob("*.whl")} - set(manifest.listed(out))
+        problems += [f"{name}: a wheel not listed in SHA256SUMS" for name in sorted(extra)]
     return problems
 
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import html
 import io
 import json
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ops import manifest
 from ops.reviewlib.model import Finding, Scope
 
 NAMESPACE = "claims-dc-access-review"
@@ -227,61 +226,12 @@ def write(review: dict[str, Any], out: Path, signing_key: Path | None = None) ->
     (out / "review.json").write_text(json.dumps(review, indent=2, ensure_ascii=False) + "\n")
     (out / "review.csv").write_bytes(to_csv(review))
     (out / "review.html").write_text(to_html(review))
-    sums = "".join(f"{hashlib.sha256((out / n).read_bytes()).hexdigest()}  {n}\n" for n in FILES)
-    (out / "SHA256SUMS").write_text(sums)
-    paths = [out / n for n in (*FILES, "SHA256SUMS")]
+    paths = [out / n for n in FILES] + [manifest.write(out, FILES)]
     if signing_key is not None:
-        subprocess.run(
-            [
-                "ssh-keygen",
-                "-q",
-                "-Y",
-                "sign",
-                "-f",
-                str(signing_key),
-                "-n",
-                NAMESPACE,
-                str(out / "SHA256SUMS"),
-            ],
-            check=True,
-        )
-        paths.append(out / "SHA256SUMS.sig")
+        paths.append(manifest.sign(out, signing_key, NAMESPACE))
     return paths
 
 
 def verify_manifest(out: Path, allowed_signers: Path, signer: str) -> list[str]:
     """What is wrong with a written review; empty when every file and the signature hold."""
-    problems = []
-    sums, sig = out / "SHA256SUMS", out / "SHA256SUMS.sig"
-    if not sums.exists() or not sig.exists():
-        return [f"{out}: SHA256SUMS or its signature is missing"]
-    with sums.open("rb") as stdin:
-        proc = subprocess.run(
-            [
-                "ssh-keygen",
-                "-Y",
-                "verify",
-                "-f",
-                str(allowed_signers),
-                "-I",
-                signer,
-                "-n",
-                NAMESPACE,
-                "-s",
-                str(sig),
-            ],
-            stdin=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if proc.returncode != 0:
-        problems.append(f"{sig}: signature does not verify")
-    for line in sums.read_text().splitlines():
-        digest, name = line.split("  ", 1)
-        path = out / name
-        if not path.exists():
-            problems.append(f"{name}: missing")
-        elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            problems.append(f"{name}: changed since it was signed")
-    return problems
+    return manifest.verify(out, allowed_signers, signer, NAMESPACE)
