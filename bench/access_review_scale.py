@@ -78,7 +78,7 @@ def main() -> int:
         app_s = time.perf_counter() - t
     print(
         f"IAM: {scope.population} users ({scope.status}) read in {iam_s:.1f}s with "
-        f"{meta['calls']} API calls = {meta['calls'] / max(1, scope.population):.2f} per user"
+        f"{meta['calls']} API calls = {meta['calls'] / max(1, scope.population):.4f} per user"
     )
     print(
         f"checks over {len(accounts)} IAM accounts: {check_s * 1000:.0f} ms, "

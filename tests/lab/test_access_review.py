@@ -132,13 +132,11 @@ def test_the_review_key_runs_the_probe_and_nothing_else(
     data = json.loads(asked.stdout)  # whatever is asked, the forced command runs the probe
     assert data["format"] and "postgres" in data and "root:" not in asked.stdout
     sudo = pm.exec_in(db.container, ["sudo", "-l", "-U", "claims-dc-review"]).stdout
-    assert "NOPASSWD: /usr/local/libexec/claims-dc-access-probe \"\"" in sudo
+    assert 'NOPASSWD: /usr/local/libexec/claims-dc-access-probe ""' in sudo
     assert "(ALL" not in sudo.split("may run the following commands")[-1]
     # The key itself, from anywhere but the bastion (here: the control node), is refused.
     key = tmp_path / "probe_ed25519"
-    key.write_bytes(
-        pm.exec_in(bastion, ["cat", f"{HOME}/keys/probe_ed25519"]).stdout.encode()
-    )
+    key.write_bytes(pm.exec_in(bastion, ["cat", f"{HOME}/keys/probe_ed25519"]).stdout.encode())
     key.chmod(0o600)
     import subprocess
 
