@@ -114,7 +114,9 @@ def test_the_fetched_report_verifies_and_an_edit_is_caught(
     copy = tmp_path / "review"
     shutil.copytree(out, copy)
     csv = copy / "review.csv"
-    csv.write_bytes(csv.read_bytes().replace(b"FINDINGS", b"PASS"))
+    edited = csv.read_bytes().replace(b",critical,", b",low,")  # the leaver, played down
+    assert edited != csv.read_bytes()
+    csv.write_bytes(edited)
     assert review.verify(copy) == ["review.csv: changed since it was signed"]
 
 

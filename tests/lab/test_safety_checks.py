@@ -95,7 +95,7 @@ def test_a_tampered_bundle_is_never_installed(
             converged.inventory, "install_claim_app.yml", "--limit", "app-1",
             "-e", json.dumps({"claim_app_bundle_dir": str(copy)}),
         )  # fmt: skip
-        _stopped_at(run, "app-1", "claim_app : Verify the bundle's signature")
+        _stopped_at(run, "app-1", "signed_bundle : Verify the bundle's signature")
         release = pm.exec_in(app, ["test", "-e", f"/opt/claimapp/releases/{fake}"], check=False)
         assert release.returncode != 0, "a release was built from the tampered bundle"
         assert pm.exec_in(app, ["readlink", "/opt/claimapp/current"]).stdout == current
