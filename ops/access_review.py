@@ -56,10 +56,13 @@ def _inventory_hosts(path: Path, group: str) -> list[hosts.HostTarget]:
     ]
 
 
-def _aws_iam(endpoint: str | None, ca: str | None) -> Any:
+def _aws_iam(endpoint: str | None, ca: str | None, timeout: float) -> Any:
     import boto3
+    from botocore.config import Config
 
-    kwargs: dict[str, Any] = {"region_name": "us-east-1"}
+    # Every call bounded: a stalled endpoint makes the scope INCOMPLETE, not the review hang.
+    config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 3})
+    kwargs: dict[str, Any] = {"region_name": "us-east-1", "config": config}
     if endpoint:
         kwargs["endpoint_url"] = endpoint
     if ca:
@@ -167,7 +170,7 @@ def _aws(
     args: argparse.Namespace, service: dict[str, dict[str, str]]
 ) -> tuple[list[Account], list[Scope]]:
     accounts, scope, meta = iam.collect(
-        _aws_iam(args.aws_endpoint, args.aws_ca), timeout=args.timeout
+        _aws_iam(args.aws_endpoint, args.aws_ca, args.timeout), timeout=args.timeout
     )
     for a in accounts:
         a.service = a.service or a.name in service.get("aws", {})

@@ -575,3 +575,34 @@ def test_iam_roles_are_read_and_their_policies_checked(iam_client: Any) -> None:
     assert {"role/app-host", "role/legacy-admin"} <= set(roles) and scope.complete
     got = {(f.check, f.account) for f in checks.review(list(roles.values()), ctx())}
     assert got == {("IAM-004", "role/legacy-admin")}  # no roster owner asked of a machine role
+
+
+class _ReportFails:
+    """The moto IAM client, but the credential report is refused, or never ready."""
+
+    def __init__(self, client: Any, never_ready: bool) -> None:
+        self.client, self.never_ready = client, never_ready
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def generate_credential_report(self) -> dict[str, str]:
+        return {"State": "STARTED" if self.never_ready else "COMPLETE"}
+
+    def get_credential_report(self) -> Any:
+        from botocore.exceptions import ClientError
+
+        raise ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetCredentialReport"
+        )
+
+
+@pytest.mark.parametrize("never_ready", [False, True], ids=["refused", "never-ready"])
+def test_a_failing_credential_report_makes_iam_incomplete(
+    iam_client: Any, never_ready: bool
+) -> None:
+    name = "d041" if never_ready else "d040"
+    iam_client.create_user(UserName=name, Tags=[{"Key": "StaffId", "Value": name.upper()}])
+    accounts, scope, _ = iam.collect(_ReportFails(iam_client, never_ready), timeout=1)
+    assert accounts == [] and scope.status == "INCOMPLETE"
+    assert ("not ready within 1s" if never_ready else "AccessDenied") in scope.reason
