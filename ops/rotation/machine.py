@@ -1,0 +1,95 @@
+"""One phase machine for every secret, after AWS Secrets Manager's rotation steps and
+Teleport's CA rotation phases:
+
+    staged     the new credential exists; nothing uses or trusts it yet
+    published  everything that must trust it does (hosts trust the new CA, operators'
+               known_hosts hold the new host key, the fund's key is accepted), the old too
+    switched   users of the credential use the new one (the application logs in as the other
+               role, nginx serves the new certificate)
+    verified   the new one was tried over a fresh connection and works
+    retired    the old one is withdrawn (untrusted, revoked, disabled, deleted) and was tried
+               and refused
+
+Until `retired`, any failure rolls back the phases done so far, newest first, so the old
+credential works throughout; after it, there is nothing to roll back to. Each phase is
+recorded in the ledger as it completes, so a run that stopped (a host down, a crash) resumes
+at the next phase of the same rotation.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ops.rotation.ledger import PHASES, Entry, Ledger
+
+Action = Callable[[], None]
+
+
+@dataclass
+class Rotation:
+    """What rotating one secret means: an action per phase and an undo per reversible phase.
+    `old` and `new` are the credentials' public identities (fingerprint, serial, key ID)."""
+
+    secret: str
+    old: str
+    new: str
+    do: dict[str, Action]  # phase -> action
+    undo: dict[str, Action] = field(default_factory=dict)  # phase -> its reversal
+
+
+@dataclass
+class Outcome:
+    secret: str
+    rotation: str
+    reached: str | None  # the last phase completed
+    outcome: str  # ok | rolled-back | rollback-failed
+    resumed_from: str | None = None
+    error: str = ""
+
+
+def rotate(rotation: Rotation, ledger: Ledger, *, until: str = "retired") -> Outcome:
+    if set(rotation.do) != set(PHASES):
+        missing = sorted(set(PHASES) - set(rotation.do))
+        raise ValueError(f"{rotation.secret}: no action for {', '.join(missing)}")
+    last = ledger.last(rotation.secret)
+    resuming = last is not None and last.outcome == "ok" and last.phase != "retired"
+    if resuming and last is not None and last.new != rotation.new:
+        raise ValueError(
+            f"{rotation.secret}: rotation {last.rotation} to {last.new} stopped at {last.phase}; "
+            f"resume it or roll it back before rotating to {rotation.new}"
+        )
+    rid = last.rotation if resuming and last else secrets.token_hex(6)
+    start = PHASES.index(last.phase) + 1 if resuming and last else 0
+    done: list[str] = list(PHASES[:start])
+    stop = PHASES.index(until)
+    for phase in PHASES[start : stop + 1]:
+        try:
+            rotation.do[phase]()
+        except Exception as e:
+            return _roll_back(rotation, ledger, rid, done, phase, e,
+                              PHASES[start - 1] if start else None)  # fmt: skip
+        ledger.append(Entry(rotation.secret, rid, phase, "ok", rotation.old, rotation.new))
+        done.append(phase)
+    return Outcome(rotation.secret, rid, done[-1] if done else None, "ok",
+                   PHASES[start - 1] if start else None)  # fmt: skip
+
+
+def _roll_back(rotation: Rotation, ledger: Ledger, rid: str, done: list[str], failed: str,
+               error: Exception, resumed_from: str | None) -> Outcome:  # fmt: skip
+    why = f"{failed} failed: {type(error).__name__}: {error}"
+    for phase in reversed(done):
+        undo = rotation.undo.get(phase)
+        if undo is None:
+            continue
+        try:
+            undo()
+        except Exception as e:
+            note = f"{why}; undoing {phase} failed: {type(e).__name__}: {e}"
+            ledger.append(Entry(rotation.secret, rid, phase, "rollback-failed", rotation.old,
+                                rotation.new, note[:500]))  # fmt: skip
+            return Outcome(rotation.secret, rid, phase, "rollback-failed", resumed_from, note)
+    ledger.append(Entry(rotation.secret, rid, done[0] if done else "staged", "rolled-back",
+                        rotation.old, rotation.new, why[:500]))  # fmt: skip
+    return Outcome(rotation.secret, rid, None, "rolled-back", resumed_from, why)
