@@ -135,7 +135,9 @@ def test_sshd_effective_config(hosts: dict[str, Any], name: str) -> None:
     assert effective["authenticationmethods"] == "publickey"
     assert effective["allowtcpforwarding"] == "no"
     assert effective["x11forwarding"] == "no"
-    want_groups = "operators sftp-fund" if name == "intake-1" else "operators"
+    # the operators, the access review's service account (its key runs the probe only) and, on
+    # the intake host, the fund's SFTP-only group
+    want_groups = "operators claims-dc-review" + (" sftp-fund" if name == "intake-1" else "")
     assert effective["allowgroups"] == want_groups
 
 
