@@ -1,0 +1,60 @@
+"""The operators' SSH user CA with ssh-keygen alone: certificates carry an identity, the
+principals they open, a serial from the CA's counter and a validity of hours; a KRL revokes
+serials. (sshd's refusal of an expired certificate, a wrong principal and a revoked serial is
+tried on the lab's hosts.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ops.rotation.sshca import CAError, UserCA, fingerprint
+
+
+def user_key(tmp_path: Path, name: str) -> Path:
+    key = tmp_path / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key.with_suffix(".pub")
+
+
+def test_a_certificate_names_its_holder_principals_serial_and_hours(tmp_path: Path) -> None:
+    ca = UserCA(tmp_path / "ca", "user-ca-1").create()
+    assert (ca.key.stat().st_mode & 0o077) == 0 and ca.krl.exists()
+    cert = ca.issue(user_key(tmp_path, "d0101"), "D0101 佐藤", ["opsadmin"], "+8h")
+    assert cert.identity == "D0101 佐藤" and cert.principals == ("opsadmin",)
+    assert cert.serial == 1 and cert.signing_ca == fingerprint(ca.public)
+    assert (
+        dt.timedelta(hours=8) <= cert.valid_to - cert.valid_from <= dt.timedelta(hours=8, minutes=6)
+    )
+    second = ca.issue(user_key(tmp_path, "d0102"), "D0102", ["opsadmin"], "+1h")
+    assert second.serial == 2  # serials are never reused
+
+
+def test_a_revoked_serial_is_in_the_krl_and_others_are_not(tmp_path: Path) -> None:
+    ca = UserCA(tmp_path / "ca", "user-ca-1").create()
+    kept = ca.issue(user_key(tmp_path, "a"), "A", ["opsadmin"])
+    gone = ca.issue(user_key(tmp_path, "b"), "B", ["opsadmin"])
+    assert not gone.revoked_by(ca.krl)
+    ca.revoke([gone.serial])
+    assert gone.revoked_by(ca.krl) and not kept.revoked_by(ca.krl)
+
+
+@pytest.mark.parametrize(
+    ("principals", "validity", "problem"),
+    [
+        ([], "+8h", "principals"),
+        (["Root Account"], "+8h", "principals"),
+        (["opsadmin"], "+30d", "at most"),
+        (["opsadmin"], "forever", "validity 'forever'"),
+    ],
+)
+def test_bad_requests_are_refused_and_name_the_value(
+    tmp_path: Path, principals: list[str], validity: str, problem: str
+) -> None:
+    ca = UserCA(tmp_path / "ca", "user-ca-1").create()
+    with pytest.raises(CAError, match=problem):
+        ca.issue(user_key(tmp_path, "k"), "X", principals, validity)
+    assert not (tmp_path / "k-cert.pub").exists()
