@@ -39,6 +39,27 @@ def fingerprint(public_key: Path) -> str:
     return _keygen("-l", "-f", str(public_key)).stdout.split()[1]
 
 
+TRUSTED = "trusted_user_ca_keys"  # in the CA directory: what the hosts are to trust
+
+
+def set_trusted(directory: Path, cas: list[UserCA]) -> Path:
+    """The CAs hosts are to trust, in the file the playbook distributes (published/retired)."""
+    path = directory / TRUSTED
+    tmp = path.with_suffix(".new")
+    tmp.write_text("".join(ca.public.read_text() for ca in cas))
+    tmp.replace(path)
+    return path
+
+
+def trusted(directory: Path) -> list[str]:
+    """The fingerprints of the CAs hosts are to trust."""
+    path = directory / TRUSTED
+    if not path.exists() or not path.read_text().strip():
+        return []
+    out = _keygen("-l", "-f", str(path)).stdout
+    return [line.split()[1] for line in out.splitlines()]
+
+
 @dataclass(frozen=True)
 class UserCA:
     directory: Path

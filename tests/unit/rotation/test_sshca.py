@@ -58,3 +58,15 @@ def test_bad_requests_are_refused_and_name_the_value(
     with pytest.raises(CAError, match=problem):
         ca.issue(user_key(tmp_path, "k"), "X", principals, validity)
     assert not (tmp_path / "k-cert.pub").exists()
+
+
+def test_the_trusted_file_holds_exactly_the_cas_named(tmp_path: Path) -> None:
+    from ops.rotation.sshca import set_trusted, trusted
+
+    old = UserCA(tmp_path, "user-ca-1").create()
+    new = UserCA(tmp_path, "user-ca-2").create()
+    assert trusted(tmp_path) == []
+    set_trusted(tmp_path, [old, new])  # published: both
+    assert trusted(tmp_path) == [fingerprint(old.public), fingerprint(new.public)]
+    set_trusted(tmp_path, [new])  # retired: the old one is gone
+    assert trusted(tmp_path) == [fingerprint(new.public)]

@@ -1,0 +1,160 @@
+"""Operators' SSH certificates on the lab's hosts (issue 9, first part): a certificate of a
+trusted CA opens the account it names; an expired one, one naming another account, one
+whose serial is revoked and one of an untrusted CA are each refused by sshd; the user CA is
+rotated by overlap through the phase machine, and a failed verification rolls back. The
+operators' plain keys (the break-glass path) work throughout: every playbook run here uses
+one."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ops.lab.plan import LabPlan
+from ops.lab.playbook import run_playbook
+from ops.rotation.ledger import Ledger
+from ops.rotation.machine import rotate
+from ops.rotation.sshca import Certificate, UserCA, set_trusted, trusted
+from ops.rotation.user_ca import ca_rotation
+from tests.lab.conftest import SiteRuns
+
+pytestmark = pytest.mark.lab
+
+ACCOUNT = "opsadmin"
+
+
+class Lab:
+    def __init__(self, converged: SiteRuns, plan: LabPlan) -> None:
+        self.inventory = converged.inventory
+        self.state = converged.inventory.parent
+        self.ca_dir = self.state / "ssh-ca"
+        self.hosts = [h for h in plan.hosts if h.role in ("app", "db", "intake", "bastion")]
+
+    def publish(self) -> None:
+        run = run_playbook(str(self.inventory), "rotate_keys.yml")
+        assert run.ok, run.stdout[-3000:] + run.stderr[-1000:]
+
+    def login(self, cert: Certificate, host: str | None = None, user: str = ACCOUNT) -> bool:
+        """One fresh SSH connection per host (no multiplexing), with the certificate alone."""
+        key = cert.path.with_name(cert.path.name[: -len("-cert.pub")])
+        ok = True
+        for h in self.hosts if host is None else [x for x in self.hosts if x.name == host]:
+            proc = subprocess.run(
+                ["ssh", "-F", "/dev/null", "-i", str(key), "-o", f"CertificateFile={cert.path}",
+                 "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ControlPath=none",
+                 "-o", f"UserKnownHostsFile={self.state / 'known_hosts'}",
+                 "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
+                 f"{user}@{h.address}", "true"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            ok = ok and proc.returncode == 0
+        return ok
+
+
+def keypair(tmp: Path, name: str) -> Path:
+    key = tmp / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key.with_suffix(".pub")
+
+
+@pytest.fixture(scope="module")
+def lab(converged: SiteRuns, lab_plan: LabPlan) -> Iterator[Lab]:
+    lab = Lab(converged, lab_plan)
+    shutil.rmtree(lab.ca_dir, ignore_errors=True)
+    ca = UserCA(lab.ca_dir, "user-ca-1").create()
+    set_trusted(lab.ca_dir, [ca])
+    lab.publish()
+    yield lab
+    shutil.rmtree(lab.ca_dir, ignore_errors=True)  # back to trusting no CA
+    lab.publish()
+
+
+def test_a_certificate_opens_the_account_it_names_on_every_host(lab: Lab, tmp_path: Path) -> None:
+    ca = UserCA(lab.ca_dir, "user-ca-1")
+    cert = ca.issue(keypair(tmp_path, "op"), "L0001 lab operator", [ACCOUNT], "+1h")
+    assert lab.login(cert)
+    assert not lab.login(cert, lab.hosts[0].name, user="claims-dc-review")  # not another account
+
+
+def test_a_certificate_naming_another_account_is_refused(lab: Lab, tmp_path: Path) -> None:
+    ca = UserCA(lab.ca_dir, "user-ca-1")
+    cert = ca.issue(keypair(tmp_path, "op"), "L0001 lab operator", ["someoneelse"], "+1h")
+    assert not lab.login(cert, lab.hosts[0].name)
+
+
+def test_an_expired_certificate_is_refused(lab: Lab, tmp_path: Path) -> None:
+    ca = UserCA(lab.ca_dir, "user-ca-1")
+    pub = keypair(tmp_path, "op")
+    # The CA tool issues only from now on; an expired one is made by hand for the test.
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca.key), "-I", "expired", "-n", ACCOUNT,
+                    "-V", "20250101:20250102", "-z", "9000", str(pub)], check=True)  # fmt: skip
+    cert = Certificate.read(tmp_path / "op-cert.pub")
+    assert cert.valid_to.year == 2025
+    assert not lab.login(cert, lab.hosts[0].name)
+
+
+def test_a_revoked_serial_is_refused_once_the_krl_is_published(lab: Lab, tmp_path: Path) -> None:
+    ca = UserCA(lab.ca_dir, "user-ca-1")
+    cert = ca.issue(keypair(tmp_path, "op"), "D0102 leaver", [ACCOUNT], "+1h")
+    assert lab.login(cert, lab.hosts[0].name)
+    ca.revoke([cert.serial])
+    lab.publish()
+    assert not lab.login(cert)
+    kept = ca.issue(keypair(tmp_path, "other"), "L0001 lab operator", [ACCOUNT], "+1h")
+    assert lab.login(kept)  # only that serial
+
+
+def test_a_certificate_of_an_untrusted_ca_is_refused(lab: Lab, tmp_path: Path) -> None:
+    rogue = UserCA(tmp_path / "rogue", "rogue-ca").create()
+    cert = rogue.issue(keypair(tmp_path, "op"), "L0001 lab operator", [ACCOUNT], "+1h")
+    assert not lab.login(cert, lab.hosts[0].name)
+
+
+def test_the_user_ca_is_rotated_by_overlap_and_the_old_one_then_refused(
+    lab: Lab, tmp_path: Path
+) -> None:
+    old = UserCA(lab.ca_dir, "user-ca-1")
+    operator = keypair(tmp_path, "operator")
+    before = old.issue(operator, "L0001 lab operator", [ACCOUNT], "+1h")
+    assert lab.login(before)
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    new = UserCA(lab.ca_dir, "user-ca-2")
+    out = rotate(ca_rotation(old, new, operator, "L0001 lab operator", [ACCOUNT], lab.publish,
+                             lab.login), ledger)  # fmt: skip
+    assert out.outcome == "ok", out.error
+    assert [e.phase for e in ledger.entries()] == [
+        "staged", "published", "switched", "verified", "retired",
+    ]  # fmt: skip
+    after = Certificate.read(tmp_path / "operator-cert.pub")
+    assert lab.login(after) and not lab.login(before)
+    assert len(trusted(lab.ca_dir)) == 1
+
+
+def test_a_rotation_whose_verification_fails_rolls_back_to_the_old_ca(
+    lab: Lab, tmp_path: Path
+) -> None:
+    current = max(lab.ca_dir.glob("user-ca-*.pub")).name[: -len(".pub")]
+    old = UserCA(lab.ca_dir, current)
+    operator = keypair(tmp_path, "operator")
+    before = old.issue(operator, "L0001 lab operator", [ACCOUNT], "+1h")
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+
+    def login_fails_for_the_new_ca(cert: Certificate) -> bool:
+        return False if cert.signing_ca != old_fp else lab.login(cert)
+
+    from ops.rotation.sshca import fingerprint
+
+    old_fp = fingerprint(old.public)
+    rotation = ca_rotation(old, UserCA(lab.ca_dir, "user-ca-broken"), operator,
+                           "L0001 lab operator", [ACCOUNT], lab.publish,
+                           login_fails_for_the_new_ca)  # fmt: skip
+    out = rotate(rotation, ledger)
+    assert out.outcome == "rolled-back" and "verified failed" in out.error
+    assert trusted(lab.ca_dir) == [old_fp]  # the new CA is no longer trusted
+    restored = Certificate.read(tmp_path / "operator-cert.pub")
+    assert restored.signing_ca == old_fp and lab.login(restored) and lab.login(before)
+    assert ledger.entries()[-1].outcome == "rolled-back"
