@@ -1,0 +1,137 @@
+"""python -m ops.rotation: the operators' SSH user CA and the rotation ledger.
+
+    python -m ops.rotation --ca-dir DIR ca init NAME          # a CA generation (idempotent)
+    python -m ops.rotation --ca-dir DIR ca trust NAME [NAME]  # what hosts are to trust
+    python -m ops.rotation --ca-dir DIR issue --ca NAME --key id_ed25519.pub \\
+        --identity "D0101 佐藤" --principal opsadmin [--validity +8h]
+    python -m ops.rotation --ca-dir DIR revoke --ca NAME SERIAL [SERIAL ...]
+    python -m ops.rotation --ledger FILE ledger [--secret ssh-user-ca]
+
+After `ca trust` or `revoke`, publish with `ansible-playbook playbooks/rotate_keys.yml`
+(the inventory's claims_dc_ssh_ca_dir is DIR). The lab keeps DIR beside its inventory
+(.lab/lab/ssh-ca). Results on stdout (--json for machines); exit codes: 0 ok, 1 failure,
+2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ops.rotation.ledger import Ledger, LedgerError
+from ops.rotation.sshca import CAError, UserCA, fingerprint, set_trusted, trusted
+
+
+def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
+    print(json.dumps(result, ensure_ascii=False, default=str) if args.json else text)
+
+
+def _ca(args: argparse.Namespace, name: str) -> UserCA:
+    ca = UserCA(args.ca_dir, name)
+    if not ca.key.exists():
+        raise CAError(f"no CA {name!r} in {args.ca_dir} (make it with: ca init {name})")
+    return ca
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "ledger":
+        entries = [
+            asdict(e) for e in Ledger(args.ledger).entries() if args.secret in (None, e.secret)
+        ]
+        _emit(
+            args,
+            {"entries": entries},
+            "\n".join(
+                f"{e['at']}  {e['secret']:22} {e['phase']:9} {e['outcome']:15} {e['who']}  "
+                f"{e['old'][:20]} -> {e['new'][:20]}  {e['note']}"
+                for e in entries
+            ),
+        )
+        return 0
+    if args.command == "ca" and args.ca_command == "init":
+        ca = UserCA(args.ca_dir, args.name).create()
+        _emit(
+            args,
+            {"ca": args.name, "fingerprint": fingerprint(ca.public)},
+            f"{args.name}: {fingerprint(ca.public)} ({ca.key}, 0600)",
+        )
+        return 0
+    if args.command == "ca":
+        cas = [_ca(args, n) for n in args.names]
+        set_trusted(args.ca_dir, cas)
+        fps = trusted(args.ca_dir)
+        _emit(
+            args,
+            {"trusted": fps},
+            "hosts are to trust: "
+            + ", ".join(fps)
+            + "\npublish: ansible-playbook playbooks/rotate_keys.yml",
+        )
+        return 0
+    if args.command == "issue":
+        cert = _ca(args, args.ca).issue(args.key, args.identity, args.principal, args.validity)
+        _emit(
+            args,
+            asdict(cert),
+            f"{cert.path}: serial {cert.serial}, "
+            f"{', '.join(cert.principals)}, until {cert.valid_to}",
+        )
+        return 0
+    _ca(args, args.ca).revoke(args.serial)
+    _emit(
+        args,
+        {"revoked": args.serial},
+        f"revoked serials {args.serial} in "
+        f"{args.ca_dir / 'revoked.krl'}\npublish: ansible-playbook playbooks/rotate_keys.yml",
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m ops.rotation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--ca-dir", type=Path, help="the CA directory (claims_dc_ssh_ca_dir)")
+    p.add_argument("--ledger", type=Path, help="the rotation ledger (JSONL)")
+    p.add_argument("--json", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+    ca = sub.add_parser("ca", help="make a CA generation, or set what hosts trust")
+    ca_sub = ca.add_subparsers(dest="ca_command", required=True)
+    ca_sub.add_parser("init").add_argument("name")
+    ca_sub.add_parser("trust").add_argument("names", nargs="+")
+    issue = sub.add_parser("issue", help="a certificate for a public key")
+    issue.add_argument("--ca", required=True)
+    issue.add_argument("--key", type=Path, required=True, help="the holder's public key")
+    issue.add_argument("--identity", required=True, help="who: staff ID and name")
+    issue.add_argument("--principal", action="append", required=True, help="an account it opens")
+    issue.add_argument("--validity", default="+8h", help="+N[mhd], at most 24 hours")
+    revoke = sub.add_parser("revoke", help="add serials to the KRL")
+    revoke.add_argument("--ca", required=True)
+    revoke.add_argument("serial", type=int, nargs="+")
+    ledger = sub.add_parser("ledger", help="what the ledger says")
+    ledger.add_argument("--secret")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code not in (0, None) else 0
+    if args.command == "ledger" and args.ledger is None:
+        print("ops.rotation: ledger needs --ledger FILE", file=sys.stderr)
+        return 2
+    if args.command != "ledger" and args.ca_dir is None:
+        print(f"ops.rotation: {args.command} needs --ca-dir DIR", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except (CAError, LedgerError) as e:
+        print(f"ops.rotation: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
