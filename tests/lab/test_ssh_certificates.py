@@ -61,6 +61,14 @@ def keypair(tmp: Path, name: str) -> Path:
     return key.with_suffix(".pub")
 
 
+def kept_aside(cert: Certificate) -> Certificate:
+    """A copy of the certificate and its key, so a rotation's reissue does not overwrite it."""
+    key = cert.path.with_name(cert.path.name[: -len("-cert.pub")])
+    shutil.copy(key, key.with_name("before"))
+    shutil.copy(cert.path, key.with_name("before-cert.pub"))
+    return Certificate.read(key.with_name("before-cert.pub"))
+
+
 @pytest.fixture(scope="module")
 def lab(converged: SiteRuns, lab_plan: LabPlan) -> Iterator[Lab]:
     lab = Lab(converged, lab_plan)
@@ -119,7 +127,7 @@ def test_the_user_ca_is_rotated_by_overlap_and_the_old_one_then_refused(
 ) -> None:
     old = UserCA(lab.ca_dir, "user-ca-1")
     operator = keypair(tmp_path, "operator")
-    before = old.issue(operator, "L0001 lab operator", [ACCOUNT], "+1h")
+    before = kept_aside(old.issue(operator, "L0001 lab operator", [ACCOUNT], "+1h"))
     assert lab.login(before)
     ledger = Ledger(tmp_path / "ledger.jsonl")
     new = UserCA(lab.ca_dir, "user-ca-2")
@@ -140,7 +148,7 @@ def test_a_rotation_whose_verification_fails_rolls_back_to_the_old_ca(
     current = max(lab.ca_dir.glob("user-ca-*.pub")).name[: -len(".pub")]
     old = UserCA(lab.ca_dir, current)
     operator = keypair(tmp_path, "operator")
-    before = old.issue(operator, "L0001 lab operator", [ACCOUNT], "+1h")
+    before = kept_aside(old.issue(operator, "L0001 lab operator", [ACCOUNT], "+1h"))
     ledger = Ledger(tmp_path / "ledger.jsonl")
 
     def login_fails_for_the_new_ca(cert: Certificate) -> bool:
