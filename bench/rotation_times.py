@@ -31,7 +31,7 @@ from ops.lab.playbook import run_playbook  # noqa: E402
 from ops.rotation.ledger import Ledger  # noqa: E402
 from ops.rotation.machine import rotate  # noqa: E402
 from ops.rotation.sshca import Certificate, UserCA, set_trusted  # noqa: E402
-from ops.rotation.user_ca import ca_rotation  # noqa: E402
+from ops.rotation.user_ca import ca_rotation, try_login  # noqa: E402
 
 
 def main() -> int:
@@ -53,36 +53,7 @@ def main() -> int:
             raise RuntimeError(run.stdout[-2000:])
 
     def login(cert: Certificate) -> bool:
-        key = cert.path.with_name(cert.path.name[: -len("-cert.pub")])
-        return all(
-            subprocess.run(
-                [
-                    "ssh",
-                    "-F",
-                    "/dev/null",
-                    "-i",
-                    str(key),
-                    "-o",
-                    f"CertificateFile={cert.path}",
-                    "-o",
-                    "IdentitiesOnly=yes",
-                    "-o",
-                    "BatchMode=yes",
-                    "-o",
-                    "ControlPath=none",
-                    "-o",
-                    f"UserKnownHostsFile={sdir / 'known_hosts'}",
-                    "-o",
-                    "ConnectTimeout=10",
-                    f"opsadmin@{h.address}",
-                    "true",
-                ],
-                capture_output=True,
-                check=False,
-            ).returncode
-            == 0
-            for h in hosts
-        )
+        return all(try_login(cert, str(h.address), sdir / "known_hosts", "opsadmin") for h in hosts)
 
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -74,5 +74,20 @@ def ca_rotation(old: UserCA, new: UserCA, operator_key: Path, identity: str,
     )  # fmt: skip
 
 
+def try_login(cert: Certificate, address: str, known_hosts: Path, user: str) -> bool:
+    """One fresh SSH connection with the certificate alone (no config, agent or multiplexed
+    session to lean on), host key checked: does it open `user` on `address`?"""
+    key = cert.path.with_name(cert.path.name[: -len("-cert.pub")])
+    proc = subprocess.run(
+        ["ssh", "-F", "/dev/null", "-i", str(key), "-o", f"CertificateFile={cert.path}",
+         "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+         "-o", "ControlPath=none", "-o", f"UserKnownHostsFile={known_hosts}",
+         "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
+         f"{user}@{address}", "true"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return proc.returncode == 0
+
+
 def _cert_path(public_key: Path) -> Path:
     return public_key.with_name(public_key.name[: -len(".pub")] + "-cert.pub")

@@ -19,7 +19,7 @@ from ops.lab.playbook import run_playbook
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import rotate
 from ops.rotation.sshca import Certificate, UserCA, set_trusted, trusted
-from ops.rotation.user_ca import ca_rotation
+from ops.rotation.user_ca import ca_rotation, try_login
 from tests.lab.conftest import SiteRuns
 
 pytestmark = pytest.mark.lab
@@ -39,20 +39,10 @@ class Lab:
         assert run.ok, run.stdout[-3000:] + run.stderr[-1000:]
 
     def login(self, cert: Certificate, host: str | None = None, user: str = ACCOUNT) -> bool:
-        """One fresh SSH connection per host (no multiplexing), with the certificate alone."""
-        key = cert.path.with_name(cert.path.name[: -len("-cert.pub")])
-        ok = True
-        for h in self.hosts if host is None else [x for x in self.hosts if x.name == host]:
-            proc = subprocess.run(
-                ["ssh", "-F", "/dev/null", "-i", str(key), "-o", f"CertificateFile={cert.path}",
-                 "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ControlPath=none",
-                 "-o", f"UserKnownHostsFile={self.state / 'known_hosts'}",
-                 "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
-                 f"{user}@{h.address}", "true"],
-                capture_output=True, text=True, timeout=60, check=False,
-            )  # fmt: skip
-            ok = ok and proc.returncode == 0
-        return ok
+        """One fresh SSH connection per host, with the certificate alone."""
+        chosen = self.hosts if host is None else [h for h in self.hosts if h.name == host]
+        known = self.state / "known_hosts"
+        return all(try_login(cert, str(h.address), known, user) for h in chosen)
 
 
 def keypair(tmp: Path, name: str) -> Path:
