@@ -40,14 +40,20 @@ def last_report(host: LabHost) -> dict[str, Any]:
     return json.loads(out.stdout) if out.returncode == 0 else {}
 
 
-def s3_client(endpoint_url: str, ca_cert: str) -> Any:
-    # moto does not authenticate: a placeholder, as the hosts' lab config says.
+def lab_client(service: str, endpoint_url: str, ca_cert: str,
+               region: str = "ap-northeast-1") -> Any:  # fmt: skip
+    """A client of the lab's AWS endpoint. moto does not authenticate: a placeholder key, as
+    the hosts' lab config says."""
     placeholder = "lab-placeholder-moto-does-not-authenticate"
     return boto3.session.Session(
         aws_access_key_id=placeholder,
         aws_secret_access_key=placeholder,
-        region_name="ap-northeast-1",
-    ).client("s3", endpoint_url=endpoint_url, verify=ca_cert)
+        region_name=region,
+    ).client(service, endpoint_url=endpoint_url, verify=ca_cert)
+
+
+def s3_client(endpoint_url: str, ca_cert: str) -> Any:
+    return lab_client("s3", endpoint_url, ca_cert)
 
 
 def try_delete(s3: Any, bucket: str, prefix: str, obj: dict[str, Any]) -> str:

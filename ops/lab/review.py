@@ -25,9 +25,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from ops.lab import podman as pm
+from ops.lab.backups import lab_client
 from ops.lab.plan import LabPlan
 from ops.reviewlib.model import Finding
 
@@ -127,12 +126,7 @@ def _account(plan: LabPlan, host: str, user: str, public_key: str) -> None:
 
 
 def iam_client(endpoint_url: str, ca_cert: str) -> Any:
-    placeholder = "lab-placeholder-moto-does-not-authenticate"  # moto does not authenticate
-    return boto3.session.Session(
-        aws_access_key_id=placeholder,
-        aws_secret_access_key=placeholder,
-        region_name="us-east-1",
-    ).client("iam", endpoint_url=endpoint_url, verify=ca_cert)
+    return lab_client("iam", endpoint_url, ca_cert, region="us-east-1")  # IAM is global
 
 
 def seed(plan: LabPlan, inventory_dir: Path, endpoint_url: str, ca_cert: str) -> dict[str, str]:
