@@ -59,11 +59,34 @@ def grant_application(owner: psycopg.Connection, app_role: str) -> None:
         owner.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
 
 
+def check(login: str | None = None, password: str | None = None) -> dict[str, str]:
+    """One fresh connection with the application's own settings (its dsn and password file):
+    who the server says the session is, and the role it acts as. With `login`, the same
+    settings as another login with `password`: would the database admit the application
+    switched to it?"""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from claimapp.settings import load
+
+    dsn = load().dsn
+    if login is not None:
+        params = conninfo_to_dict(dsn)
+        params.update(user=login, password=password or "")
+        dsn = make_conninfo(**{k: str(v) for k, v in params.items()})
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        row = conn.execute("SELECT session_user, current_user").fetchone()
+    assert row is not None
+    return {"session_user": row[0], "current_user": row[1]}
+
+
 def main(argv: list[str] | None = None) -> int:
     """python -m claimapp.db migrate --app-role ROLE: apply pending migrations as the owner
     ($CLAIMAPP_ADMIN_DSN), then grant the application role its least privilege.
+    python -m claimapp.db check [--as-login LOGIN]: connect as the application does (its
+    settings file and password file) and print the session's login and the role it acts as;
+    with --as-login, as that login instead, its password read from stdin.
 
-    Prints {"applied": [...]} as JSON; exit 0 ok, 1 the database refused, 2 usage.
+    Prints JSON; exit 0 ok, 1 the database refused, 2 usage.
     """
     import argparse
     import json
@@ -71,14 +94,25 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     p = argparse.ArgumentParser(prog="python -m claimapp.db", description=main.__doc__)
-    p.add_argument("command", choices=("migrate",))
-    p.add_argument("--app-role", required=True, help="the application's database role")
+    p.add_argument("command", choices=("migrate", "check"))
+    p.add_argument("--app-role", help="migrate: the application's database role")
+    p.add_argument("--as-login", help="check: another login, its password on stdin")
     p.add_argument(
         "--dsn",
         default=os.environ.get("CLAIMAPP_ADMIN_DSN", ""),
         help="owner connection (default: $CLAIMAPP_ADMIN_DSN)",
     )
     args = p.parse_args(argv)
+    if args.command == "check":
+        try:
+            password = sys.stdin.readline().strip() if args.as_login else None
+            print(json.dumps(check(args.as_login, password)))
+        except (psycopg.Error, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if not args.app_role:
+        p.error("migrate needs --app-role")
     if not args.dsn:
         p.error("no owner connection: pass --dsn or set CLAIMAPP_ADMIN_DSN")
     try:

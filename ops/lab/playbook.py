@@ -59,20 +59,22 @@ def run_playbook(
     *args: str,
     pipelining: bool = True,
     timeout: float = 1800,
+    env: dict[str, str] | None = None,
 ) -> PlaybookRun:
     """ansible-playbook with the repository's ansible.cfg; `playbook` is a file in playbooks/
     (or an absolute path)."""
-    env = {
+    run_env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_PIPELINING": "True" if pipelining else "False",
+        **(env or {}),
     }
     argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOKS / playbook), *args]
     started = time.monotonic()
     proc = subprocess.run(
-        argv, capture_output=True, text=True, env=env, timeout=timeout, check=False
+        argv, capture_output=True, text=True, env=run_env, timeout=timeout, check=False
     )
     return PlaybookRun(
         argv=argv,

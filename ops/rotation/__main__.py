@@ -6,6 +6,14 @@
         --identity "D0101 佐藤" --principal opsadmin [--validity +8h]
     python -m ops.rotation --ca-dir DIR revoke --ca NAME SERIAL [SERIAL ...]
     python -m ops.rotation --ledger FILE ledger [--secret ssh-user-ca]
+    python -m ops.rotation -i INVENTORY rotate all|ssh-user-ca|host-keys|db-login ... \
+        [--operator-key ~/.ssh/id_ed25519.pub --identity "D0101 佐藤" --principal opsadmin]
+        [--until PHASE] [--ansible-arg=-vvv]
+
+`rotate` takes each secret through staged, published, switched, verified and retired,
+recording each phase in INVENTORY's rotation/ledger.jsonl; a failure rolls back, an
+unreachable host leaves the rotation to be resumed by the same command. Ansible's output
+goes to rotation/ansible.log beside the ledger.
 
 After `ca trust` or `revoke`, publish with `ansible-playbook playbooks/rotate_keys.yml`
 (the inventory's claims_dc_ssh_ca_dir is DIR). The lab keeps DIR beside its inventory
@@ -22,8 +30,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ops.rotation.ledger import Ledger, LedgerError
+from ops.rotation.ledger import PHASES, Ledger, LedgerError
 from ops.rotation.sshca import CAError, UserCA, fingerprint, set_trusted, trusted
+from ops.rotation.steps import StepFailed
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
@@ -38,6 +47,8 @@ def _ca(args: argparse.Namespace, name: str) -> UserCA:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "rotate":
+        return _rotate(args)
     if args.command == "ledger":
         entries = [
             asdict(e) for e in Ledger(args.ledger).entries() if args.secret in (None, e.secret)
@@ -91,6 +102,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate(args: argparse.Namespace) -> int:
+    from ops.rotation.driver import KINDS, Operator, Site, rotate_kinds
+    from ops.rotation.steps import Steps
+
+    site = Site.read(args.inventory)
+    kinds = list(KINDS) if "all" in args.kinds else args.kinds
+    operator = None
+    if args.operator_key:
+        operator = Operator(args.operator_key, args.identity or "", args.principal or [])
+    ledger = Ledger(site.state / "rotation" / "ledger.jsonl")
+    steps = Steps(site.inventory, site.state / "rotation" / "ansible.log", tuple(args.ansible_arg))
+    outcomes = rotate_kinds(
+        site, kinds, ledger=ledger, steps=steps, operator=operator, until=args.until
+    )
+    _emit(
+        args,
+        {"ledger": str(ledger.path), "outcomes": [asdict(o) for o in outcomes]},
+        "\n".join(f"{o.secret:24} {o.outcome:13} {o.reached or '-':9} {o.error}" for o in outcomes),
+    )
+    return 0 if all(o.outcome == "ok" for o in outcomes) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m ops.rotation",
@@ -99,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--ca-dir", type=Path, help="the CA directory (claims_dc_ssh_ca_dir)")
     p.add_argument("--ledger", type=Path, help="the rotation ledger (JSONL)")
+    p.add_argument("-i", "--inventory", type=Path, help="rotate: the environment's inventory")
     p.add_argument("--json", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
     ca = sub.add_parser("ca", help="make a CA generation, or set what hosts trust")
@@ -114,6 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     revoke = sub.add_parser("revoke", help="add serials to the KRL")
     revoke.add_argument("--ca", required=True)
     revoke.add_argument("serial", type=int, nargs="+")
+    rot = sub.add_parser("rotate", help="rotate secrets through the phases, with the ledger")
+    rot.add_argument(
+        "kinds", nargs="+", metavar="KIND", choices=("all", "ssh-user-ca", "host-keys", "db-login")
+    )
+    rot.add_argument("--operator-key", type=Path, help="ssh-user-ca: whose certificate moves")
+    rot.add_argument("--identity", help="ssh-user-ca: the certificate's identity")
+    rot.add_argument("--principal", action="append", help="ssh-user-ca: an account it opens")
+    rot.add_argument("--until", default="retired", choices=PHASES, help="stop after this phase")
+    rot.add_argument(
+        "--ansible-arg", action="append", default=[], help="passed to ansible-playbook"
+    )
     ledger = sub.add_parser("ledger", help="what the ledger says")
     ledger.add_argument("--secret")
     try:
@@ -123,12 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ledger" and args.ledger is None:
         print("ops.rotation: ledger needs --ledger FILE", file=sys.stderr)
         return 2
-    if args.command != "ledger" and args.ca_dir is None:
+    if args.command == "rotate" and args.inventory is None:
+        print("ops.rotation: rotate needs -i INVENTORY", file=sys.stderr)
+        return 2
+    if args.command not in ("ledger", "rotate") and args.ca_dir is None:
         print(f"ops.rotation: {args.command} needs --ca-dir DIR", file=sys.stderr)
         return 2
     try:
         return run(args)
-    except (CAError, LedgerError) as e:
+    except (CAError, LedgerError, StepFailed) as e:
         print(f"ops.rotation: {e}", file=sys.stderr)
         return 1
 

@@ -12,8 +12,10 @@ Teleport's CA rotation phases:
 
 Until `retired`, any failure rolls back the phases done so far, newest first, so the old
 credential works throughout; after it, there is nothing to roll back to. Each phase is
-recorded in the ledger as it completes, so a run that stopped (a host down, a crash) resumes
-at the next phase of the same rotation.
+recorded in the ledger as it completes, so a run that stopped (a crash) resumes at the next
+phase of the same rotation. A phase that could not reach a host raises `Interrupted`: nothing
+was refused, so nothing is rolled back (undoing would need the same host); the ledger records
+`failed` and the next run resumes at that phase, whose actions are idempotent.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from dataclasses import dataclass, field
 from ops.rotation.ledger import PHASES, Entry, Ledger
 
 Action = Callable[[], None]
+
+
+class Interrupted(Exception):
+    """A phase could not finish because a host was unreachable: resume, do not roll back."""
 
 
 @dataclass
@@ -44,7 +50,7 @@ class Outcome:
     secret: str
     rotation: str
     reached: str | None  # the last phase completed
-    outcome: str  # ok | rolled-back | rollback-failed
+    outcome: str  # ok | interrupted | rolled-back | rollback-failed
     resumed_from: str | None = None
     error: str = ""
 
@@ -53,8 +59,8 @@ def rotate(rotation: Rotation, ledger: Ledger, *, until: str = "retired") -> Out
     if set(rotation.do) != set(PHASES):
         missing = sorted(set(PHASES) - set(rotation.do))
         raise ValueError(f"{rotation.secret}: no action for {', '.join(missing)}")
-    last = ledger.last(rotation.secret)
-    resuming = last is not None and last.outcome == "ok" and last.phase != "retired"
+    last = pending(ledger, rotation.secret)
+    resuming = last is not None
     if resuming and last is not None and last.new != rotation.new:
         raise ValueError(
             f"{rotation.secret}: rotation {last.rotation} to {last.new} stopped at {last.phase}; "
@@ -67,6 +73,12 @@ def rotate(rotation: Rotation, ledger: Ledger, *, until: str = "retired") -> Out
     for phase in PHASES[start : stop + 1]:
         try:
             rotation.do[phase]()
+        except Interrupted as e:
+            note = f"{phase} interrupted: {e}; rerun to resume at {phase}"
+            ledger.append(Entry(rotation.secret, rid, phase, "failed", rotation.old,
+                                rotation.new, note[:500]))  # fmt: skip
+            return Outcome(rotation.secret, rid, done[-1] if done else None, "interrupted",
+                           PHASES[start - 1] if start else None, note)  # fmt: skip
         except Exception as e:
             return _roll_back(rotation, ledger, rid, done, phase, e,
                               PHASES[start - 1] if start else None)  # fmt: skip
@@ -93,3 +105,20 @@ def _roll_back(rotation: Rotation, ledger: Ledger, rid: str, done: list[str], fa
     ledger.append(Entry(rotation.secret, rid, done[0] if done else "staged", "rolled-back",
                         rotation.old, rotation.new, why[:500]))  # fmt: skip
     return Outcome(rotation.secret, rid, None, "rolled-back", resumed_from, why)
+
+
+def _last_ok(ledger: Ledger, secret: str, rotation_id: str) -> Entry | None:
+    """After an interruption: the last phase of that rotation that completed, if any. With
+    none, the rotation had not begun, and the next run starts afresh."""
+    done = [e for e in ledger.entries() if e.secret == secret and e.rotation == rotation_id
+            and e.outcome == "ok"]  # fmt: skip
+    return done[-1] if done else None
+
+
+def pending(ledger: Ledger, secret: str) -> Entry | None:
+    """The last completed phase of a rotation of `secret` that has not reached `retired`
+    (stopped or interrupted): what a rerun resumes. None when there is none."""
+    last = ledger.last(secret)
+    if last is not None and last.outcome == "failed":
+        last = _last_ok(ledger, secret, last.rotation)
+    return last if last is not None and last.outcome == "ok" and last.phase != "retired" else None

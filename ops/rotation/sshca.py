@@ -39,6 +39,11 @@ def fingerprint(public_key: Path) -> str:
     return _keygen("-l", "-f", str(public_key)).stdout.split()[1]
 
 
+def line_fingerprint(public_key: str) -> str:
+    """The SHA256 fingerprint of one public key line ("ssh-ed25519 AAAA... comment")."""
+    return _keygen("-l", "-f", "-", stdin=public_key.strip() + "\n").stdout.split()[1]
+
+
 TRUSTED = "trusted_user_ca_keys"  # in the CA directory: what the hosts are to trust
 
 

@@ -28,7 +28,7 @@ def canary_run(converged: SiteRuns) -> Iterator[tuple[PlaybookRun, list[str]]]:
     shutil.copytree(real, copy, ignore=shutil.ignore_patterns("secrets"))
     (copy / "secrets").mkdir(mode=0o700)
     canaries = []
-    for name in ("db-claims_owner", "db-claims_app"):
+    for name in ("db-claims_owner", "db-claims_app_a"):
         canary = f"CANARY{secrets.token_hex(12)}"
         canaries.append(canary)
         (copy / "secrets" / name).write_text(canary + "\n")

@@ -161,8 +161,8 @@ def test_pg_hba_admits_only_the_application_hosts_over_tls(hosts: dict[str, Any]
     assert rules.splitlines() == [
         "local|all|postgres||peer",
         "local|all|all||reject",
-        "hostssl|claims|claims_app|10.231.10.10|scram-sha-256",
-        "hostssl|claims|claims_app|10.231.30.10|scram-sha-256",
+        "hostssl|claims|+claims_app|10.231.10.10|scram-sha-256",
+        "hostssl|claims|+claims_app|10.231.30.10|scram-sha-256",
         "hostssl|claims|claims_owner|10.231.10.10|scram-sha-256",
         "host|all|all|0.0.0.0|reject",
         "host|all|all|::|reject",
@@ -181,9 +181,17 @@ def test_pg_hba_admits_only_the_application_hosts_over_tls(hosts: dict[str, Any]
 def test_the_application_role_is_not_owner_or_superuser(hosts: dict[str, Any]) -> None:
     out = hosts["db-1"].check_output(
         "runuser -u postgres -- psql -XtA -F'|' -c \"SELECT rolname, rolsuper, rolcreaterole, "
-        "rolcreatedb FROM pg_roles WHERE rolname LIKE 'claims%' ORDER BY 1\""
+        "rolcreatedb, rolcanlogin, pg_has_role(oid, 'claims_app', 'MEMBER') "
+        "FROM pg_roles WHERE rolname LIKE 'claims%' ORDER BY 1\""
     )
-    assert out.splitlines() == ["claims_app|f|f|f", "claims_owner|f|f|f"]
+    # The application's grants are claims_app's, which cannot log in; the application logs
+    # in as claims_app_a (claims_app_b waits for the next rotation, disabled).
+    assert out.splitlines() == [
+        "claims_app|f|f|f|f|t",
+        "claims_app_a|f|f|f|t|t",
+        "claims_app_b|f|f|f|f|t",
+        "claims_owner|f|f|f|t|f",
+    ]
     owner = hosts["db-1"].check_output(
         "runuser -u postgres -- psql -XtA -c "
         "\"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'claims'\""

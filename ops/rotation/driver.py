@@ -1,0 +1,153 @@
+"""Rotate everything, or one kind of secret, through the phase machine and the ledger.
+
+Kinds, in the order `all` takes them (each a `Rotation` of ops/rotation/machine.py):
+
+    ssh-user-ca    the operators' user CA, by overlap (ops/rotation/user_ca.py)
+    host-keys      each data-center host's SSH host key (ops/rotation/host_keys.py)
+    db-login       the application's database login (ops/rotation/db_login.py)
+
+Everything the driver keeps lives beside the inventory: the ledger and Ansible's log in
+rotation/, the CAs in ssh-ca/, the operators' known_hosts, the secrets directory. The
+break-glass path never depends on what is rotated: every host step runs over the operators'
+plain keys, checked against known_hosts, with SSH multiplexing off.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ops.lab.playbook import BIN
+from ops.rotation.db_login import db_login_rotation
+from ops.rotation.host_keys import KnownHosts, host_key_rotation
+from ops.rotation.ledger import Ledger
+from ops.rotation.machine import Outcome, Rotation, rotate
+from ops.rotation.sshca import Certificate, UserCA, fingerprint, trusted
+from ops.rotation.steps import StepFailed, Steps
+from ops.rotation.user_ca import ca_rotation, try_login
+
+KINDS = ("ssh-user-ca", "host-keys", "db-login")
+
+
+@dataclass
+class Site:
+    inventory: Path
+    hosts: dict[str, str]  # data-center host -> address
+    groups: dict[str, list[str]]
+
+    @property
+    def state(self) -> Path:
+        return self.inventory.parent
+
+    @classmethod
+    def read(cls, inventory: Path) -> Site:
+        inventory = inventory.resolve()  # files beside it are handed to Ansible by path
+        proc = subprocess.run(
+            [str(BIN / "ansible-inventory"), "-i", str(inventory), "--list"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise StepFailed(f"{inventory}: ansible-inventory failed: {proc.stderr.strip()[-300:]}")
+        data = json.loads(proc.stdout)
+        hostvars = data["_meta"]["hostvars"]
+        groups = {g: v.get("hosts", []) for g, v in data.items() if isinstance(v, dict)}
+        dc = groups.get("datacenter", [])
+        if not dc:
+            raise StepFailed(f"{inventory}: no hosts in group datacenter")
+        return cls(inventory, {h: hostvars[h].get("ansible_host", h) for h in dc}, groups)
+
+
+@dataclass
+class Operator:
+    """Whose certificate a user-CA rotation moves to the new CA."""
+
+    public_key: Path
+    identity: str
+    principals: list[str]
+
+
+def _next_ca(ca_dir: Path) -> tuple[UserCA, UserCA]:
+    """The one user CA hosts trust now, and the next generation's name."""
+    fps = trusted(ca_dir)
+    current = [p.stem for p in ca_dir.glob("user-ca-*.pub") if fingerprint(p) in fps]
+    if len(current) != 1:
+        raise StepFailed(
+            f"{ca_dir}: hosts trust {len(current)} user CAs; rotating needs one "
+            f"(python -m ops.rotation --ca-dir {ca_dir} ca init user-ca-1, then ca trust user-ca-1)"
+        )
+    n = int(current[0].rsplit("-", 1)[1])
+    return UserCA(ca_dir, current[0]), UserCA(ca_dir, f"user-ca-{n + 1}")
+
+
+def plan(
+    kind: str, site: Site, steps: Steps, ledger: Ledger, operator: Operator | None
+) -> list[Callable[[], Rotation]]:
+    """The rotations of one kind, each built only when its turn comes (a host key's old
+    fingerprint is read just before it is rotated)."""
+    known = KnownHosts(site.state / "known_hosts")
+    if kind == "ssh-user-ca":
+        if operator is None:
+            raise StepFailed("ssh-user-ca needs --operator-key, --identity and --principal")
+        op = operator
+
+        def user_ca() -> Rotation:
+            old, new = _next_ca(site.state / "ssh-ca")
+
+            def login(cert: Certificate) -> bool:
+                return all(
+                    try_login(cert, a, known.path, op.principals[0]) for a in site.hosts.values()
+                )
+
+            return ca_rotation(
+                old,
+                new,
+                op.public_key,
+                op.identity,
+                op.principals,
+                lambda: steps.run("ssh-trust", "datacenter"),
+                login,
+            )
+
+        return [user_ca]
+    if kind == "host-keys":
+        out_dir = site.state / "rotation"
+        return [_host_key(h, a, steps, known, out_dir, ledger) for h, a in site.hosts.items()]
+    if kind == "db-login":
+        return [lambda: db_login_rotation(steps, site.state / "secrets", ledger)]
+    raise StepFailed(f"unknown kind {kind!r}: one of all, {', '.join(KINDS)}")
+
+
+def _host_key(
+    host: str, address: str, steps: Steps, known: KnownHosts, out_dir: Path, ledger: Ledger
+) -> Callable[[], Rotation]:
+    return lambda: host_key_rotation(host, address, steps, known, out_dir, ledger)
+
+
+def rotate_kinds(
+    site: Site,
+    kinds: list[str],
+    *,
+    ledger: Ledger,
+    steps: Steps,
+    operator: Operator | None = None,
+    until: str = "retired",
+) -> list[Outcome]:
+    outcomes = []
+    for kind in kinds:
+        for build in plan(kind, site, steps, ledger, operator):
+            try:
+                rotation = build()
+            except StepFailed as e:
+                outcomes.append(Outcome(kind, "", None, "not-started", None, str(e)))
+                continue
+            out = rotate(rotation, ledger, until=until)
+            print(f"rotation: {out.secret}: {out.outcome} at {out.reached}", file=sys.stderr)
+            outcomes.append(out)
+    return outcomes

@@ -1,0 +1,140 @@
+"""Rotating one host's SSH host key, as one `Rotation` of the phase machine:
+
+    staged     the host makes a new key beside the served one (sshd does not read it)
+    published  the control node's known_hosts (the operators' file, which Ansible and the
+               fund's stand-in read) holds the old and the new key
+    switched   sshd serves the new key, after `sshd -t` passed with it; the old one is kept
+               aside on the host
+    verified   a fresh connection presents the new key (ssh-keyscan, no session reused)
+    retired    the old key is deleted on the host and from known_hosts; the host no longer
+               presents it
+
+The access review pins whatever key the host serves, read over Ansible's verified connection,
+so from `switched` on it pins the new one. Rolling back `switched` serves the old key again;
+rolling back `published` takes the new line out of known_hosts; rolling back `staged` deletes
+the unused key.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from ops.rotation.ledger import Ledger
+from ops.rotation.machine import Rotation, pending
+from ops.rotation.sshca import line_fingerprint
+from ops.rotation.steps import StepFailed, Steps
+
+
+class KnownHosts:
+    """An OpenSSH known_hosts file whose lines are `name,address keytype key`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def lines(self) -> list[str]:
+        return [ln for ln in self.path.read_text().splitlines() if ln.strip()]
+
+    def keys(self, host: str) -> list[str]:
+        """The keys (`type base64`) known for `host`."""
+        return [
+            " ".join(ln.split()[1:3]) for ln in self.lines() if host in ln.split()[0].split(",")
+        ]
+
+    def add(self, host: str, address: str, key: str) -> None:
+        if key not in self.keys(host):
+            self._write([*self.lines(), f"{host},{address} {key}"])
+
+    def remove(self, host: str, key: str) -> None:
+        self._write(
+            [
+                ln
+                for ln in self.lines()
+                if not (host in ln.split()[0].split(",") and " ".join(ln.split()[1:3]) == key)
+            ]
+        )
+
+    def _write(self, lines: list[str]) -> None:
+        tmp = self.path.with_suffix(".new")
+        tmp.write_text("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o644)
+        tmp.replace(self.path)  # readers see the old file or the new one, never half
+
+
+def served_key(address: str) -> str:
+    """The ed25519 host key `address` presents now, over a fresh connection."""
+    proc = subprocess.run(
+        ["ssh-keyscan", "-T", "5", "-t", "ed25519", address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    found = [" ".join(ln.split()[1:3]) for ln in proc.stdout.splitlines() if ln.strip()]
+    if not found:
+        raise StepFailed(f"{address}: presents no ed25519 host key ({proc.stderr.strip()[-200:]})")
+    return found[0]
+
+
+def host_key_rotation(
+    host: str, address: str, steps: Steps, known_hosts: KnownHosts, out_dir: Path, ledger: Ledger
+) -> Rotation:
+    secret = f"host-key:{host}"
+    next_pub = out_dir / f"{host}.next.pub"
+    resumed = pending(ledger, secret)
+    known = known_hosts.keys(host)
+    if resumed is None and len(known) != 1:
+        raise StepFailed(
+            f"{known_hosts.path}: {len(known)} keys for {host}; expected the one served"
+        )
+    old_key = (
+        known[0]
+        if resumed is None
+        else next(k for k in known if line_fingerprint(k) == resumed.old)
+    )
+    rotation = Rotation(secret, line_fingerprint(old_key), resumed.new if resumed else "", {}, {})
+
+    def new_key() -> str:
+        return " ".join(next_pub.read_text().split()[:2])
+
+    def stage() -> None:
+        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        steps.run("host-key-stage", host, key_rotation_out_dir=str(out_dir))
+        rotation.new = line_fingerprint(new_key())
+
+    def publish() -> None:
+        known_hosts.add(host, address, new_key())
+
+    def switch() -> None:
+        steps.run("host-key-switch", host)
+
+    def verify() -> None:
+        if served_key(address) != new_key():
+            raise StepFailed(f"{host} ({address}) does not present the new host key")
+
+    def retire() -> None:
+        steps.run("host-key-retire", host)
+        known_hosts.remove(host, old_key)
+        if served_key(address) == old_key:
+            raise StepFailed(f"{host} ({address}) still presents the old host key")
+        next_pub.unlink(missing_ok=True)
+
+    rotation.do = {
+        "staged": stage,
+        "published": publish,
+        "switched": switch,
+        "verified": verify,
+        "retired": retire,
+    }
+
+    def discard() -> None:
+        steps.run("host-key-discard", host)
+        next_pub.unlink(missing_ok=True)
+
+    rotation.undo = {
+        "staged": discard,
+        "published": lambda: known_hosts.remove(host, new_key()),
+        "switched": lambda: steps.run("host-key-unswitch", host),
+    }
+    return rotation
