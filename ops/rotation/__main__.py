@@ -103,25 +103,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from ops.rotation.driver import KINDS, Operator, Site, rotate_kinds
+    from ops.rotation.driver import KINDS, Operator, Options, Site, rotate_kinds
+    from ops.rotation.sftp_key import parse_window
     from ops.rotation.steps import Steps
 
     site = Site.read(args.inventory)
     kinds = list(KINDS) if "all" in args.kinds else args.kinds
     operator = None
     if args.operator_key:
-        operator = Operator(args.operator_key, args.identity or "", args.principal or [])
+        if not args.identity or not args.principal:
+            print("ops.rotation: --operator-key needs --identity and --principal", file=sys.stderr)
+            return 2
+        operator = Operator(args.operator_key, args.identity, args.principal)
+    opts = Options(operator, args.fund_key, parse_window(args.fund_window), args.fund_confirmed,
+                   args.until)  # fmt: skip
     ledger = Ledger(site.state / "rotation" / "ledger.jsonl")
     steps = Steps(site.inventory, site.state / "rotation" / "ansible.log", tuple(args.ansible_arg))
-    outcomes = rotate_kinds(
-        site, kinds, ledger=ledger, steps=steps, operator=operator, until=args.until
-    )
+    outcomes = rotate_kinds(site, kinds, ledger=ledger, steps=steps, opts=opts)
     _emit(
         args,
         {"ledger": str(ledger.path), "outcomes": [asdict(o) for o in outcomes]},
         "\n".join(f"{o.secret:24} {o.outcome:13} {o.reached or '-':9} {o.error}" for o in outcomes),
     )
-    return 0 if all(o.outcome == "ok" for o in outcomes) else 1
+    return 0 if all(o.outcome in ("ok", "skipped") for o in outcomes) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,11 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("serial", type=int, nargs="+")
     rot = sub.add_parser("rotate", help="rotate secrets through the phases, with the ledger")
     rot.add_argument(
-        "kinds", nargs="+", metavar="KIND", choices=("all", "ssh-user-ca", "host-keys", "db-login")
+        "kinds",
+        nargs="+",
+        metavar="KIND",
+        choices=("all", "ssh-user-ca", "host-keys", "db-login", "sftp-key"),
     )
     rot.add_argument("--operator-key", type=Path, help="ssh-user-ca: whose certificate moves")
     rot.add_argument("--identity", help="ssh-user-ca: the certificate's identity")
     rot.add_argument("--principal", action="append", help="ssh-user-ca: an account it opens")
+    rot.add_argument("--fund-key", type=Path, help="sftp-key: the public key the fund sent")
+    rot.add_argument("--fund-window", default="14d", help="sftp-key: old key kept, e.g. 48h, 14d")
+    rot.add_argument(
+        "--fund-confirmed", action="store_true", help="sftp-key: the fund says it switched"
+    )
     rot.add_argument("--until", default="retired", choices=PHASES, help="stop after this phase")
     rot.add_argument(
         "--ansible-arg", action="append", default=[], help="passed to ansible-playbook"

@@ -5,6 +5,7 @@ Kinds, in the order `all` takes them (each a `Rotation` of ops/rotation/machine.
     ssh-user-ca    the operators' user CA, by overlap (ops/rotation/user_ca.py)
     host-keys      each data-center host's SSH host key (ops/rotation/host_keys.py)
     db-login       the application's database login (ops/rotation/db_login.py)
+    sftp-key       the fund's SFTP key, with an overlap window (ops/rotation/sftp_key.py)
 
 Everything the driver keeps lives beside the inventory: the ledger and Ansible's log in
 rotation/, the CAs in ssh-ca/, the operators' known_hosts, the secrets directory. The
@@ -14,6 +15,7 @@ plain keys, checked against known_hosts, with SSH multiplexing off.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -24,13 +26,14 @@ from pathlib import Path
 from ops.lab.playbook import BIN
 from ops.rotation.db_login import db_login_rotation
 from ops.rotation.host_keys import KnownHosts, host_key_rotation
-from ops.rotation.ledger import Ledger
-from ops.rotation.machine import Outcome, Rotation, rotate
+from ops.rotation.ledger import PHASES, Ledger
+from ops.rotation.machine import Outcome, Rotation, pending, rotate
+from ops.rotation.sftp_key import sftp_key_rotation
 from ops.rotation.sshca import Certificate, UserCA, fingerprint, trusted
 from ops.rotation.steps import StepFailed, Steps
 from ops.rotation.user_ca import ca_rotation, try_login
 
-KINDS = ("ssh-user-ca", "host-keys", "db-login")
+KINDS = ("ssh-user-ca", "host-keys", "db-login", "sftp-key")
 
 
 @dataclass
@@ -86,18 +89,32 @@ def _next_ca(ca_dir: Path) -> tuple[UserCA, UserCA]:
     return UserCA(ca_dir, current[0]), UserCA(ca_dir, f"user-ca-{n + 1}")
 
 
-def plan(
-    kind: str, site: Site, steps: Steps, ledger: Ledger, operator: Operator | None
-) -> list[Callable[[], Rotation]]:
+@dataclass
+class Options:
+    operator: Operator | None = None  # ssh-user-ca
+    fund_key: Path | None = None  # sftp-key: the public key the fund sent
+    fund_window: dt.timedelta = dt.timedelta(days=14)
+    fund_confirmed: bool = False
+    until: str = "retired"
+
+
+class Skip(Exception):
+    """Nothing to rotate of this kind now, and why (reported, not a failure)."""
+
+
+Build = Callable[[], tuple[Rotation, str]]
+
+
+def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> list[Build]:
     """The rotations of one kind, each built only when its turn comes (a host key's old
-    fingerprint is read just before it is rotated)."""
+    fingerprint is read just before it is rotated), with the phase to stop after."""
     known = KnownHosts(site.state / "known_hosts")
     if kind == "ssh-user-ca":
-        if operator is None:
-            raise StepFailed("ssh-user-ca needs --operator-key, --identity and --principal")
-        op = operator
+        if opts.operator is None:
+            raise Skip("no operator key given (--operator-key, --identity, --principal)")
+        op = opts.operator
 
-        def user_ca() -> Rotation:
+        def user_ca() -> tuple[Rotation, str]:
             old, new = _next_ca(site.state / "ssh-ca")
 
             def login(cert: Certificate) -> bool:
@@ -105,45 +122,54 @@ def plan(
                     try_login(cert, a, known.path, op.principals[0]) for a in site.hosts.values()
                 )
 
-            return ca_rotation(
-                old,
-                new,
-                op.public_key,
-                op.identity,
-                op.principals,
-                lambda: steps.run("ssh-trust", "datacenter"),
-                login,
+            def publish() -> None:
+                steps.run("ssh-trust", "datacenter")
+
+            rotation = ca_rotation(
+                old, new, op.public_key, op.identity, op.principals, publish, login
             )
+            return rotation, opts.until
 
         return [user_ca]
     if kind == "host-keys":
         out_dir = site.state / "rotation"
-        return [_host_key(h, a, steps, known, out_dir, ledger) for h, a in site.hosts.items()]
+        return [_host_key(h, a, steps, known, out_dir, ledger, opts.until)
+                for h, a in site.hosts.items()]  # fmt: skip
     if kind == "db-login":
-        return [lambda: db_login_rotation(steps, site.state / "secrets", ledger)]
+        return [lambda: (db_login_rotation(steps, site.state / "secrets", ledger), opts.until)]
+    if kind == "sftp-key":
+        if opts.fund_key is None and pending(ledger, "sftp-key:fund") is None:
+            raise Skip("the fund has sent no new key (--fund-key)")
+
+        def sftp() -> tuple[Rotation, str]:
+            rotation, stop = sftp_key_rotation(
+                site.state, steps, ledger, new_key=opts.fund_key, window=opts.fund_window,
+                confirmed=opts.fund_confirmed,
+            )  # fmt: skip
+            return rotation, min(stop, opts.until, key=PHASES.index)
+
+        return [sftp]
     raise StepFailed(f"unknown kind {kind!r}: one of all, {', '.join(KINDS)}")
 
 
-def _host_key(
-    host: str, address: str, steps: Steps, known: KnownHosts, out_dir: Path, ledger: Ledger
-) -> Callable[[], Rotation]:
-    return lambda: host_key_rotation(host, address, steps, known, out_dir, ledger)
+def _host_key(host: str, address: str, steps: Steps, known: KnownHosts, out_dir: Path,
+              ledger: Ledger, until: str) -> Build:  # fmt: skip
+    return lambda: (host_key_rotation(host, address, steps, known, out_dir, ledger), until)
 
 
 def rotate_kinds(
-    site: Site,
-    kinds: list[str],
-    *,
-    ledger: Ledger,
-    steps: Steps,
-    operator: Operator | None = None,
-    until: str = "retired",
+    site: Site, kinds: list[str], *, ledger: Ledger, steps: Steps, opts: Options
 ) -> list[Outcome]:
     outcomes = []
     for kind in kinds:
-        for build in plan(kind, site, steps, ledger, operator):
+        try:
+            builds = plan(kind, site, steps, ledger, opts)
+        except Skip as e:
+            outcomes.append(Outcome(kind, "", None, "skipped", None, str(e)))
+            continue
+        for build in builds:
             try:
-                rotation = build()
+                rotation, until = build()
             except StepFailed as e:
                 outcomes.append(Outcome(kind, "", None, "not-started", None, str(e)))
                 continue

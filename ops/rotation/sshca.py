@@ -39,9 +39,15 @@ def fingerprint(public_key: Path) -> str:
     return _keygen("-l", "-f", str(public_key)).stdout.split()[1]
 
 
+def key_info(public_key: str) -> tuple[int, str, str]:
+    """Bits, SHA256 fingerprint and type (ED25519, RSA, ...) of one public key line."""
+    fields = _keygen("-l", "-f", "-", stdin=public_key.strip() + "\n").stdout.split()
+    return int(fields[0]), fields[1], fields[-1].strip("()")
+
+
 def line_fingerprint(public_key: str) -> str:
     """The SHA256 fingerprint of one public key line ("ssh-ed25519 AAAA... comment")."""
-    return _keygen("-l", "-f", "-", stdin=public_key.strip() + "\n").stdout.split()[1]
+    return key_info(public_key)[1]
 
 
 TRUSTED = "trusted_user_ca_keys"  # in the CA directory: what the hosts are to trust

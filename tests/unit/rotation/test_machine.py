@@ -139,3 +139,43 @@ def test_public_identities_are_not_mistaken_for_secrets(tmp_path: Path) -> None:
     )
     Ledger(tmp_path / "l.jsonl").append(e)
     assert Ledger(tmp_path / "l.jsonl").entries() == [e]
+
+
+def test_an_unreachable_host_interrupts_without_rollback_and_a_rerun_resumes(
+    tmp_path: Path,
+) -> None:
+    from ops.rotation.machine import Interrupted, pending
+
+    ledger, calls = Ledger(tmp_path / "ledger.jsonl"), []
+    down = {"yes": True}
+    r = rotation(calls)
+
+    def switch() -> None:
+        calls.append("do switched")
+        if down["yes"]:
+            raise Interrupted("db-1 unreachable")
+
+    r.do["switched"] = switch
+    out = rotate(r, ledger)
+    assert out.outcome == "interrupted" and out.reached == "published"
+    assert not [c for c in calls if c.startswith("undo")]  # nothing rolled back
+    last = ledger.last("host-key:app-1")
+    assert last is not None and last.outcome == "failed" and "db-1 unreachable" in last.note
+    stopped = pending(ledger, "host-key:app-1")
+    assert stopped is not None and stopped.phase == "published"
+    down["yes"] = False
+    calls.clear()
+    again = rotate(r, ledger)
+    assert again.outcome == "ok" and again.resumed_from == "published"
+    assert again.rotation == out.rotation
+    assert calls == ["do switched", "do verified", "do retired"]
+    assert pending(ledger, "host-key:app-1") is None
+
+
+def test_a_failure_after_a_resume_rolls_back_the_earlier_runs_phases_too(tmp_path: Path) -> None:
+    ledger, calls = Ledger(tmp_path / "ledger.jsonl"), []
+    rotate(rotation(calls), ledger, until="published")
+    calls.clear()
+    out = rotate(rotation(calls, fail="verified"), ledger)
+    assert out.outcome == "rolled-back"
+    assert calls == ["do switched", "do verified", "undo switched", "undo published", "undo staged"]
