@@ -1,24 +1,31 @@
-"""python -m ops.rotation: the operators' SSH user CA and the rotation ledger.
+"""python -m ops.rotation: key rotation through the phase machine, the operators' SSH user CA
+and the rotation ledger.
 
+    python -m ops.rotation -i INVENTORY rotate all                       # everything
+    python -m ops.rotation -i INVENTORY rotate host-keys db-login tls    # some kinds
+    python -m ops.rotation -i INVENTORY rotate ssh-user-ca --operator-key ~/.ssh/id_ed25519.pub \\
+        --identity "D0101 佐藤" --principal opsadmin
+    python -m ops.rotation -i INVENTORY rotate sftp-key --fund-key fund_new.pub --fund-window 14d
+    python -m ops.rotation -i INVENTORY rotate sftp-key --fund-confirmed # after the fund switched
     python -m ops.rotation --ca-dir DIR ca init NAME          # a CA generation (idempotent)
     python -m ops.rotation --ca-dir DIR ca trust NAME [NAME]  # what hosts are to trust
     python -m ops.rotation --ca-dir DIR issue --ca NAME --key id_ed25519.pub \\
         --identity "D0101 佐藤" --principal opsadmin [--validity +8h]
     python -m ops.rotation --ca-dir DIR revoke --ca NAME SERIAL [SERIAL ...]
     python -m ops.rotation --ledger FILE ledger [--secret ssh-user-ca]
-    python -m ops.rotation -i INVENTORY rotate all|ssh-user-ca|host-keys|db-login ... \
-        [--operator-key ~/.ssh/id_ed25519.pub --identity "D0101 佐藤" --principal opsadmin]
-        [--until PHASE] [--ansible-arg=-vvv]
 
-`rotate` takes each secret through staged, published, switched, verified and retired,
-recording each phase in INVENTORY's rotation/ledger.jsonl; a failure rolls back, an
-unreachable host leaves the rotation to be resumed by the same command. Ansible's output
-goes to rotation/ansible.log beside the ledger.
+`rotate` takes each secret through staged, published, switched, verified and retired, and
+records each phase in INVENTORY's rotation/ledger.jsonl (who, when, which secret, old and new
+fingerprint, serial or login name; never a secret). A failure before retired rolls back what
+was done; an unreachable host leaves the rotation where it stopped, and the same command
+resumes it. --until PHASE stops early; --ansible-arg passes options to ansible-playbook.
+Ansible's output goes to rotation/ansible.log. `all` skips, and says so, the user CA without
+--operator-key and the fund's key until the fund has sent a new one.
 
 After `ca trust` or `revoke`, publish with `ansible-playbook playbooks/rotate_keys.yml`
-(the inventory's claims_dc_ssh_ca_dir is DIR). The lab keeps DIR beside its inventory
-(.lab/lab/ssh-ca). Results on stdout (--json for machines); exit codes: 0 ok, 1 failure,
-2 usage.
+(the inventory's claims_dc_ssh_ca_dir is DIR; the lab's is .lab/lab/ssh-ca). Results on
+stdout (--json for machines), progress on stderr; exit codes: 0 ok (or skipped), 1 a failure,
+a rollback or an interrupted rotation, 2 usage.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ops.rotation.driver import KINDS
 from ops.rotation.ledger import PHASES, Ledger, LedgerError
 from ops.rotation.sshca import CAError, UserCA, fingerprint, set_trusted, trusted
 from ops.rotation.steps import StepFailed
@@ -103,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from ops.rotation.driver import KINDS, Operator, Options, Site, rotate_kinds
+    from ops.rotation.driver import Operator, Options, Site, rotate_kinds
     from ops.rotation.sftp_key import parse_window
     from ops.rotation.steps import Steps
 
@@ -157,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "kinds",
         nargs="+",
         metavar="KIND",
-        choices=("all", "ssh-user-ca", "host-keys", "db-login", "sftp-key"),
+        choices=("all", *KINDS),
     )
     rot.add_argument("--operator-key", type=Path, help="ssh-user-ca: whose certificate moves")
     rot.add_argument("--identity", help="ssh-user-ca: the certificate's identity")

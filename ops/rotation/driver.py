@@ -5,6 +5,7 @@ Kinds, in the order `all` takes them (each a `Rotation` of ops/rotation/machine.
     ssh-user-ca    the operators' user CA, by overlap (ops/rotation/user_ca.py)
     host-keys      each data-center host's SSH host key (ops/rotation/host_keys.py)
     db-login       the application's database login (ops/rotation/db_login.py)
+    tls            each web host's TLS certificate from the internal CA (ops/rotation/tls.py)
     sftp-key       the fund's SFTP key, with an overlap window (ops/rotation/sftp_key.py)
 
 Everything the driver keeps lives beside the inventory: the ledger and Ansible's log in
@@ -31,9 +32,10 @@ from ops.rotation.machine import Outcome, Rotation, pending, rotate
 from ops.rotation.sftp_key import sftp_key_rotation
 from ops.rotation.sshca import Certificate, UserCA, fingerprint, trusted
 from ops.rotation.steps import StepFailed, Steps
+from ops.rotation.tls import tls_rotation
 from ops.rotation.user_ca import ca_rotation, try_login
 
-KINDS = ("ssh-user-ca", "host-keys", "db-login", "sftp-key")
+KINDS = ("ssh-user-ca", "host-keys", "db-login", "tls", "sftp-key")
 
 
 @dataclass
@@ -137,6 +139,9 @@ def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> 
                 for h, a in site.hosts.items()]  # fmt: skip
     if kind == "db-login":
         return [lambda: (db_login_rotation(steps, site.state / "secrets", ledger), opts.until)]
+    if kind == "tls":
+        return [_tls(h, site.state / "pki", steps, ledger, opts.until)
+                for h in site.groups.get("role_app", [])]  # fmt: skip
     if kind == "sftp-key":
         if opts.fund_key is None and pending(ledger, "sftp-key:fund") is None:
             raise Skip("the fund has sent no new key (--fund-key)")
@@ -155,6 +160,10 @@ def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> 
 def _host_key(host: str, address: str, steps: Steps, known: KnownHosts, out_dir: Path,
               ledger: Ledger, until: str) -> Build:  # fmt: skip
     return lambda: (host_key_rotation(host, address, steps, known, out_dir, ledger), until)
+
+
+def _tls(host: str, pki: Path, steps: Steps, ledger: Ledger, until: str) -> Build:
+    return lambda: (tls_rotation(host, pki, steps, ledger), until)
 
 
 def rotate_kinds(
