@@ -2,7 +2,7 @@
 and the rotation ledger.
 
     python -m ops.rotation -i INVENTORY rotate all                       # everything
-    python -m ops.rotation -i INVENTORY rotate host-keys db-login tls    # some kinds
+    python -m ops.rotation -i INVENTORY rotate host-keys db-login tls aws  # some kinds
     python -m ops.rotation -i INVENTORY rotate ssh-user-ca --operator-key ~/.ssh/id_ed25519.pub \\
         --identity "D0101 佐藤" --principal opsadmin
     python -m ops.rotation -i INVENTORY rotate sftp-key --fund-key fund_new.pub --fund-window 14d
@@ -133,7 +133,7 @@ def _rotate(args: argparse.Namespace) -> int:
         {"ledger": str(ledger.path), "outcomes": [asdict(o) for o in outcomes]},
         "\n".join(f"{o.secret:24} {o.outcome:13} {o.reached or '-':9} {o.error}" for o in outcomes),
     )
-    return 0 if all(o.outcome in ("ok", "skipped") for o in outcomes) else 1
+    return 0 if all(o.outcome in ("ok", "skipped", "checked") for o in outcomes) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

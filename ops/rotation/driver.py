@@ -6,6 +6,8 @@ Kinds, in the order `all` takes them (each a `Rotation` of ops/rotation/machine.
     host-keys      each data-center host's SSH host key (ops/rotation/host_keys.py)
     db-login       the application's database login (ops/rotation/db_login.py)
     tls            each web host's TLS certificate from the internal CA (ops/rotation/tls.py)
+    aws            the backup key's automatic rotation checked; the IAM access keys kept in
+                   secrets/aws-credentials rotated (ops/rotation/aws_keys.py)
     sftp-key       the fund's SFTP key, with an overlap window (ops/rotation/sftp_key.py)
 
 Everything the driver keeps lives beside the inventory: the ledger and Ansible's log in
@@ -23,8 +25,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ops.lab.playbook import BIN
+from ops.rotation.aws_keys import Endpoint, access_key_rotation, check_kms_rotation, read_profiles
 from ops.rotation.db_login import db_login_rotation
 from ops.rotation.host_keys import KnownHosts, host_key_rotation
 from ops.rotation.ledger import PHASES, Ledger
@@ -35,7 +39,7 @@ from ops.rotation.steps import StepFailed, Steps
 from ops.rotation.tls import tls_rotation
 from ops.rotation.user_ca import ca_rotation, try_login
 
-KINDS = ("ssh-user-ca", "host-keys", "db-login", "tls", "sftp-key")
+KINDS = ("ssh-user-ca", "host-keys", "db-login", "tls", "aws", "sftp-key")
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Site:
     inventory: Path
     hosts: dict[str, str]  # data-center host -> address
     groups: dict[str, list[str]]
+    vars: dict[str, Any]  # the inventory's variables (as a data-center host sees them)
 
     @property
     def state(self) -> Path:
@@ -66,7 +71,21 @@ class Site:
         dc = groups.get("datacenter", [])
         if not dc:
             raise StepFailed(f"{inventory}: no hosts in group datacenter")
-        return cls(inventory, {h: hostvars[h].get("ansible_host", h) for h in dc}, groups)
+        hosts = {h: hostvars[h].get("ansible_host", h) for h in dc}
+        return cls(inventory, hosts, groups, hostvars[dc[0]])
+
+    def aws(self) -> tuple[Endpoint, dict[str, str] | None]:
+        """The AWS endpoint, and the lab's placeholder key (moto does not authenticate; in
+        production the default credential chain answers for the operator)."""
+        lab = bool(self.vars.get("claims_dc_lab"))
+        endpoint = Endpoint(
+            self.vars.get("claims_dc_aws_endpoint_url") or None,
+            str(self.vars.get("claims_dc_aws_region", "ap-northeast-1")),
+            str(self.state / "pki" / "ca.crt") if lab else None,
+        )
+        placeholder = "lab-placeholder-moto-does-not-authenticate"
+        pair = {"aws_access_key_id": placeholder, "aws_secret_access_key": placeholder}
+        return endpoint, pair if lab else None
 
 
 @dataclass
@@ -78,10 +97,14 @@ class Operator:
     principals: list[str]
 
 
-def _next_ca(ca_dir: Path) -> tuple[UserCA, UserCA]:
-    """The one user CA hosts trust now, and the next generation's name."""
-    fps = trusted(ca_dir)
-    current = [p.stem for p in ca_dir.glob("user-ca-*.pub") if fingerprint(p) in fps]
+def _ca_pair(ca_dir: Path, ledger: Ledger) -> tuple[UserCA, UserCA]:
+    """The user CA hosts trust now and the next generation; or, for a rotation that stopped,
+    the two it was between."""
+    names = {fingerprint(p): p.stem for p in ca_dir.glob("user-ca-*.pub")}
+    resumed = pending(ledger, "ssh-user-ca")
+    if resumed is not None and {resumed.old, resumed.new} <= set(names):
+        return UserCA(ca_dir, names[resumed.old]), UserCA(ca_dir, names[resumed.new])
+    current = [names[fp] for fp in trusted(ca_dir) if fp in names]
     if len(current) != 1:
         raise StepFailed(
             f"{ca_dir}: hosts trust {len(current)} user CAs; rotating needs one "
@@ -117,7 +140,7 @@ def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> 
         op = opts.operator
 
         def user_ca() -> tuple[Rotation, str]:
-            old, new = _next_ca(site.state / "ssh-ca")
+            old, new = _ca_pair(site.state / "ssh-ca", ledger)
 
             def login(cert: Certificate) -> bool:
                 return all(
@@ -142,6 +165,13 @@ def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> 
     if kind == "tls":
         return [_tls(h, site.state / "pki", steps, ledger, opts.until)
                 for h in site.groups.get("role_app", [])]  # fmt: skip
+    if kind == "aws":
+        creds = site.state / "secrets" / "aws-credentials"
+        if not creds.exists():
+            raise Skip(f"no IAM access key is kept on the control node ({creds})")
+        endpoint, _ = site.aws()
+        return [_aws_key(p, site.state / "secrets", endpoint, ledger, opts.until)
+                for p in read_profiles(creds).sections()]  # fmt: skip
     if kind == "sftp-key":
         if opts.fund_key is None and pending(ledger, "sftp-key:fund") is None:
             raise Skip("the fund has sent no new key (--fund-key)")
@@ -166,11 +196,32 @@ def _tls(host: str, pki: Path, steps: Steps, ledger: Ledger, until: str) -> Buil
     return lambda: (tls_rotation(host, pki, steps, ledger), until)
 
 
+def _aws_key(profile: str, secrets_dir: Path, endpoint: Endpoint, ledger: Ledger,
+             until: str) -> Build:  # fmt: skip
+    return lambda: (access_key_rotation(profile, secrets_dir, endpoint, ledger), until)
+
+
+def check_aws(site: Site) -> Outcome:
+    """The backup key's automatic rotation: a check, recorded beside the rotations."""
+    endpoint, pair = site.aws()
+    key_id = str(site.vars.get("claims_dc_backup_kms_key_id", ""))
+    if not key_id:
+        return Outcome("kms:backup", "", None, "failed", None, "no claims_dc_backup_kms_key_id")
+    try:
+        return Outcome(
+            "kms:backup", "", None, "checked", None, check_kms_rotation(endpoint, key_id, pair)
+        )
+    except StepFailed as e:
+        return Outcome("kms:backup", "", None, "failed", None, str(e))
+
+
 def rotate_kinds(
     site: Site, kinds: list[str], *, ledger: Ledger, steps: Steps, opts: Options
 ) -> list[Outcome]:
     outcomes = []
     for kind in kinds:
+        if kind == "aws":
+            outcomes.append(check_aws(site))
         try:
             builds = plan(kind, site, steps, ledger, opts)
         except Skip as e:

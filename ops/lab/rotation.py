@@ -1,0 +1,155 @@
+"""The lab's side of key rotation (issue 9): what the other parties do, and what a real
+environment would already have.
+
+- The fund (the sender stand-in) makes its new SFTP key pair itself and hands over the public
+  half, learns the intake host's new host key, then switches to its new key.
+- The lab operator (L0001) keeps one IAM access key on the control node for the ops tools
+  (secrets/aws-credentials, 0600), the kind of remaining key the AWS rotation replaces.
+- The operators' user CA exists and is trusted before the first rotation.
+"""
+
+from __future__ import annotations
+
+import configparser
+import datetime as dt
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ops.lab import podman as pm
+from ops.lab.backups import lab_client
+from ops.lab.delivery import SENDER_USER
+from ops.lab.plan import LabPlan
+from ops.lab.playbook import run_playbook
+from ops.rotation.driver import KINDS, Operator, Options, Site, rotate_kinds
+from ops.rotation.ledger import Ledger
+from ops.rotation.machine import Outcome
+from ops.rotation.sshca import UserCA, set_trusted, trusted
+from ops.rotation.steps import Steps
+
+AUTOMATION_USER = "l0001"  # the lab operator's own IAM user; the roster's L0001
+OPERATOR_IDENTITY = "L0001 lab operator"
+OPERATOR_ACCOUNT = "opsadmin"
+SSH_DIR = f"/home/{SENDER_USER}/.ssh"
+
+
+def ensure_user_ca(inventory: Path) -> None:
+    """A trusted user CA, published to the hosts, if none is yet."""
+    ca_dir = inventory.parent / "ssh-ca"
+    if trusted(ca_dir):
+        return
+    set_trusted(ca_dir, [UserCA(ca_dir, "user-ca-1").create()])
+    run = run_playbook(inventory, "rotate_keys.yml")
+    if not run.ok:
+        raise RuntimeError(f"publishing the first user CA failed: {run.summary()}")
+
+
+def ensure_automation_key(state: Path, endpoint_url: str, ca_cert: str) -> str:
+    """L0001's IAM user and one access key, kept in secrets/aws-credentials; its key ID."""
+    iam = lab_client("iam", endpoint_url, ca_cert, region="us-east-1")
+    creds = state / "secrets" / "aws-credentials"
+    try:
+        iam.get_user(UserName=AUTOMATION_USER)
+    except iam.exceptions.NoSuchEntityException:
+        iam.create_user(UserName=AUTOMATION_USER, Tags=[{"Key": "StaffId", "Value": "L0001"}])
+    live = {
+        k["AccessKeyId"]
+        for k in iam.list_access_keys(UserName=AUTOMATION_USER)["AccessKeyMetadata"]
+    }
+    parser = configparser.ConfigParser(interpolation=None)
+    if creds.exists():
+        parser.read(creds)
+        if AUTOMATION_USER in parser and parser[AUTOMATION_USER]["aws_access_key_id"] in live:
+            return parser[AUTOMATION_USER]["aws_access_key_id"]
+    for key_id in live:  # a key whose secret the control node lost is of no use to anyone
+        iam.delete_access_key(UserName=AUTOMATION_USER, AccessKeyId=key_id)
+    made = iam.create_access_key(UserName=AUTOMATION_USER)["AccessKey"]
+    parser[AUTOMATION_USER] = {
+        "aws_access_key_id": made["AccessKeyId"],
+        "aws_secret_access_key": made["SecretAccessKey"],
+    }
+    fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        parser.write(f)
+    return str(made["AccessKeyId"])
+
+
+def _sender(plan: LabPlan, argv: list[str], **kw: Any) -> Any:
+    return pm.exec_in(
+        plan.first("sender").container, ["runuser", "-u", SENDER_USER, "--", *argv], **kw
+    )
+
+
+def fund_makes_new_key(plan: LabPlan, state: Path) -> Path:
+    """The fund's new key pair, made on the sender; the public half as the fund hands it over."""
+    _sender(plan, ["sh", "-c", f"test -e {SSH_DIR}/id_ed25519.new || ssh-keygen -q -t ed25519 "
+                   f"-N '' -C fund-next -f {SSH_DIR}/id_ed25519.new"])  # fmt: skip
+    sent = state / "fund_sftp.sent.pub"
+    sent.write_text(_sender(plan, ["cat", f"{SSH_DIR}/id_ed25519.new.pub"]).stdout)
+    return sent
+
+
+def fund_learns_host_keys(plan: LabPlan, state: Path) -> None:
+    """The intake host's keys as the data center publishes them (both during an overlap)."""
+    intake = plan.first("intake")
+    lines = [ln for ln in (state / "known_hosts").read_text().splitlines()
+             if ln.split(" ", 1)[0].split(",")[0] == intake.name]  # fmt: skip
+    _sender(plan, ["sh", "-c", f"cat > {SSH_DIR}/known_hosts"], input_text="\n".join(lines) + "\n")
+
+
+def fund_switches(plan: LabPlan) -> None:
+    """The fund moves to its new key; the old pair is kept aside (for the lab to try)."""
+    moves = (
+        "mv id_ed25519 id_ed25519.old && mv id_ed25519.pub id_ed25519.old.pub && "
+        "mv id_ed25519.new id_ed25519 && mv id_ed25519.new.pub id_ed25519.pub"
+    )
+    _sender(plan, ["sh", "-c", f"cd {SSH_DIR} && if test -e id_ed25519.new; then {moves}; fi"])
+
+
+def fund_logs_in(plan: LabPlan, key: str = "id_ed25519") -> bool:
+    """One SFTP session from the sender with that key alone."""
+    proc = _sender(
+        plan,
+        ["sftp", "-b", "-", "-i", f"{SSH_DIR}/{key}", "-o", "IdentitiesOnly=yes",
+         "-o", "BatchMode=yes", f"{SENDER_USER}@{plan.first('intake').address}"],
+        input_text="ls\n", check=False, timeout=60,
+    )  # fmt: skip
+    return bool(proc.returncode == 0)
+
+
+def operator_cert_key(state: Path) -> Path:
+    """The key the lab operator's certificates are for: not the key Ansible logs in with, so
+    the break-glass path (plain keys) never depends on the CA being rotated."""
+    key = state / "operator_cert_ed25519"
+    if not key.exists():
+        keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", OPERATOR_IDENTITY, "-f"]
+        subprocess.run([*keygen, str(key)], check=True, timeout=30)
+    return key.with_name(key.name + ".pub")
+
+
+def rotate_everything(
+    plan: LabPlan, inventory: Path, endpoint_url: str, ca_cert: str,
+    ansible_args: tuple[str, ...] = (),
+) -> tuple[list[Outcome], list[Outcome]]:  # fmt: skip
+    """Every secret to `published` first; then the fund learns the intake host's new key and
+    switches to its new SFTP key, and confirms; then everything resumes to `retired`."""
+    state = inventory.parent
+    ensure_user_ca(inventory)
+    ensure_automation_key(state, endpoint_url, ca_cert)
+    sent = fund_makes_new_key(plan, state)
+    site = Site.read(inventory)
+    ledger = Ledger(state / "rotation" / "ledger.jsonl")
+    steps = Steps(site.inventory, state / "rotation" / "ansible.log", ansible_args)
+    op = Operator(operator_cert_key(state), OPERATOR_IDENTITY, [OPERATOR_ACCOUNT])
+    window = dt.timedelta(days=14)
+    first = rotate_kinds(site, list(KINDS), ledger=ledger, steps=steps,
+                         opts=Options(op, sent, window, False, "published"))  # fmt: skip
+    fund_learns_host_keys(plan, state)
+    fund_switches(plan)
+    if not fund_logs_in(plan):
+        raise RuntimeError("the fund cannot log in with its new key during the overlap")
+    second = rotate_kinds(site, list(KINDS), ledger=ledger, steps=steps,
+                          opts=Options(op, None, window, True, "retired"))  # fmt: skip
+    fund_learns_host_keys(plan, state)  # the intake host's new key alone, from now on
+    return first, second
