@@ -17,7 +17,7 @@ from claimapp.generate import claim_file
 from claimapp.uke import parse
 from infra.check import main as check_main
 from infra.config import ConfigError, StackConfig, load_stack
-from ops.lab import backups, lab, review
+from ops.lab import backups, lab, review, rotation
 from ops.lab.delivery import (
     create_caseworker,
     db_scalar,
@@ -164,6 +164,27 @@ def _review_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url
     return got == want and r["verdict"] == "FINDINGS" and not problems
 
 
+def _rotation_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url: str) -> bool:
+    """Step 8: every key rotated: all to `published`, the fund switches, all to `retired`."""
+    plan = build_plan(config)
+    started = time.monotonic()
+    first, second = rotation.rotate_everything(plan, Path(inventory), endpoint_url, ca_cert)
+    seconds = time.monotonic() - started
+    for o in first:
+        if o.outcome not in ("ok", "checked"):
+            print(f"  {o.secret:22} {o.outcome} {o.error}")
+    print(f"  pass 1: {len(first)} secrets to published (both credentials work); the fund "
+          "learns the intake host's new key and switches to its new SFTP key")  # fmt: skip
+    for o in second:
+        what = o.error if o.outcome == "checked" else f"{o.old[:28]} -> {o.new[:28]}"
+        print(f"  {o.secret:22} {o.outcome:8} {o.reached or '-':9} {what}")
+    ledger = Path(inventory).parent / "rotation" / "ledger.jsonl"
+    print(f"  rotated everything in {seconds:.0f}s; ledger {ledger}")
+    print(f"  the fund's old key refused: {not rotation.fund_logs_in(plan, 'id_ed25519.old')}; "
+          f"its new key works: {rotation.fund_logs_in(plan)}")  # fmt: skip
+    return all(o.outcome in ("ok", "checked") for o in second) and rotation.fund_logs_in(plan)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ops.demo",
@@ -236,7 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         return 1
 
-    _step(8, "where everything is")
+    _step(8, "rotate every key: SSH user CA, host keys, DB login, TLS, AWS key, the fund's key")
+    if not _rotation_step(config, report.inventory, report.ca_cert, report.endpoint_url):
+        print("FAILED: the rotation step")
+        return 1
+
+    _step(9, "where everything is")
     st = lab.status(config)
     for h in st["hosts"]:
         print(f"  {h['name']:12} {h['zone']:10} {h['address']:15} {h['state']}/{h['systemd']}")
@@ -251,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  access review  {Path(report.inventory).parent / review.REPORTS}/<time>/review.html; "
         "on bastion-1 `sudo -u claims-dc-review claims-dc-access-review --help`"
+    )
+    print(
+        f"  key rotation   python -m ops.rotation -i {report.inventory} rotate all --help; "
+        "ledger in rotation/ledger.jsonl beside the inventory"
     )
     print("  tear down      make lab-down")
     print(

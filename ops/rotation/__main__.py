@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         args,
         {"revoked": args.serial},
         f"revoked serials {args.serial} in "
-        f"{args.ca_dir / 'revoked.krl'}\npublish: ansible-playbook playbooks/rotate_keys.yml",
+        f"{args.ca_dir / 'revoked.krl'}\npublish to every host at once: "
+        "ansible-playbook playbooks/rotate_keys.yml -e key_rotation_serial=100%",
     )
     return 0
 

@@ -53,6 +53,8 @@ class Outcome:
     outcome: str  # ok | interrupted | rolled-back | rollback-failed
     resumed_from: str | None = None
     error: str = ""
+    old: str = ""  # the credentials' public identities, as in the ledger
+    new: str = ""
 
 
 def rotate(rotation: Rotation, ledger: Ledger, *, until: str = "retired") -> Outcome:
@@ -75,21 +77,45 @@ def rotate(rotation: Rotation, ledger: Ledger, *, until: str = "retired") -> Out
             rotation.do[phase]()
         except Interrupted as e:
             note = f"{phase} interrupted: {e}; rerun to resume at {phase}"
-            ledger.append(Entry(rotation.secret, rid, phase, "failed", rotation.old,
-                                rotation.new, note[:500]))  # fmt: skip
-            return Outcome(rotation.secret, rid, done[-1] if done else None, "interrupted",
-                           PHASES[start - 1] if start else None, note)  # fmt: skip
+            ledger.append(
+                Entry(rotation.secret, rid, phase, "failed", rotation.old, rotation.new, note[:500])
+            )
+            return Outcome(
+                rotation.secret,
+                rid,
+                done[-1] if done else None,
+                "interrupted",
+                PHASES[start - 1] if start else None,
+                note,
+                old=rotation.old,
+                new=rotation.new,
+            )
         except Exception as e:
-            return _roll_back(rotation, ledger, rid, done, phase, e,
-                              PHASES[start - 1] if start else None)  # fmt: skip
+            return _roll_back(
+                rotation, ledger, rid, done, phase, e, PHASES[start - 1] if start else None
+            )
         ledger.append(Entry(rotation.secret, rid, phase, "ok", rotation.old, rotation.new))
         done.append(phase)
-    return Outcome(rotation.secret, rid, done[-1] if done else None, "ok",
-                   PHASES[start - 1] if start else None)  # fmt: skip
+    return Outcome(
+        rotation.secret,
+        rid,
+        done[-1] if done else None,
+        "ok",
+        PHASES[start - 1] if start else None,
+        old=rotation.old,
+        new=rotation.new,
+    )
 
 
-def _roll_back(rotation: Rotation, ledger: Ledger, rid: str, done: list[str], failed: str,
-               error: Exception, resumed_from: str | None) -> Outcome:  # fmt: skip
+def _roll_back(
+    rotation: Rotation,
+    ledger: Ledger,
+    rid: str,
+    done: list[str],
+    failed: str,
+    error: Exception,
+    resumed_from: str | None,
+) -> Outcome:
     why = f"{failed} failed: {type(error).__name__}: {error}"
     for phase in reversed(done):
         undo = rotation.undo.get(phase)
@@ -99,19 +125,58 @@ def _roll_back(rotation: Rotation, ledger: Ledger, rid: str, done: list[str], fa
             undo()
         except Exception as e:
             note = f"{why}; undoing {phase} failed: {type(e).__name__}: {e}"
-            ledger.append(Entry(rotation.secret, rid, phase, "rollback-failed", rotation.old,
-                                rotation.new, note[:500]))  # fmt: skip
-            return Outcome(rotation.secret, rid, phase, "rollback-failed", resumed_from, note)
-    ledger.append(Entry(rotation.secret, rid, done[0] if done else "staged", "rolled-back",
-                        rotation.old, rotation.new, why[:500]))  # fmt: skip
-    return Outcome(rotation.secret, rid, None, "rolled-back", resumed_from, why)
+            ledger.append(
+                Entry(
+                    rotation.secret,
+                    rid,
+                    phase,
+                    "rollback-failed",
+                    rotation.old,
+                    rotation.new,
+                    note[:500],
+                )
+            )
+            return Outcome(
+                rotation.secret,
+                rid,
+                phase,
+                "rollback-failed",
+                resumed_from,
+                note,
+                old=rotation.old,
+                new=rotation.new,
+            )
+    ledger.append(
+        Entry(
+            rotation.secret,
+            rid,
+            done[0] if done else "staged",
+            "rolled-back",
+            rotation.old,
+            rotation.new,
+            why[:500],
+        )
+    )
+    return Outcome(
+        rotation.secret,
+        rid,
+        None,
+        "rolled-back",
+        resumed_from,
+        why,
+        old=rotation.old,
+        new=rotation.new,
+    )
 
 
 def _last_ok(ledger: Ledger, secret: str, rotation_id: str) -> Entry | None:
     """After an interruption: the last phase of that rotation that completed, if any. With
     none, the rotation had not begun, and the next run starts afresh."""
-    done = [e for e in ledger.entries() if e.secret == secret and e.rotation == rotation_id
-            and e.outcome == "ok"]  # fmt: skip
+    done = [
+        e
+        for e in ledger.entries()
+        if e.secret == secret and e.rotation == rotation_id and e.outcome == "ok"
+    ]
     return done[-1] if done else None
 
 

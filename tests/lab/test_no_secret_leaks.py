@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ops.lab.playbook import PlaybookRun, run_playbook
+from ops.rotation.db_login import in_use
 from tests.lab.conftest import SiteRuns
 
 pytestmark = pytest.mark.lab
@@ -28,7 +29,9 @@ def canary_run(converged: SiteRuns) -> Iterator[tuple[PlaybookRun, list[str]]]:
     shutil.copytree(real, copy, ignore=shutil.ignore_patterns("secrets"))
     (copy / "secrets").mkdir(mode=0o700)
     canaries = []
-    for name in ("db-claims_owner", "db-claims_app_a"):
+    if (real / "secrets" / "db-app-login").exists():
+        shutil.copy(real / "secrets" / "db-app-login", copy / "secrets" / "db-app-login")
+    for name in ("db-claims_owner", f"db-{in_use(real / 'secrets')}"):
         canary = f"CANARY{secrets.token_hex(12)}"
         canaries.append(canary)
         (copy / "secrets" / name).write_text(canary + "\n")

@@ -16,6 +16,7 @@ from ops.lab import lab
 from ops.lab import podman as pm
 from ops.lab.plan import LabPlan
 from ops.lab.probes import observe, start_policy_listeners, stop_policy_listeners
+from ops.rotation.db_login import in_use
 from tests.lab.conftest import SiteRuns
 
 pytestmark = pytest.mark.lab
@@ -178,18 +179,21 @@ def test_pg_hba_admits_only_the_application_hosts_over_tls(hosts: dict[str, Any]
     ]
 
 
-def test_the_application_role_is_not_owner_or_superuser(hosts: dict[str, Any]) -> None:
+def test_the_application_role_is_not_owner_or_superuser(
+    hosts: dict[str, Any], converged: SiteRuns
+) -> None:
     out = hosts["db-1"].check_output(
         "runuser -u postgres -- psql -XtA -F'|' -c \"SELECT rolname, rolsuper, rolcreaterole, "
         "rolcreatedb, rolcanlogin, pg_has_role(oid, 'claims_app', 'MEMBER') "
         "FROM pg_roles WHERE rolname LIKE 'claims%' ORDER BY 1\""
     )
     # The application's grants are claims_app's, which cannot log in; the application logs
-    # in as claims_app_a (claims_app_b waits for the next rotation, disabled).
+    # in as one of its two logins (the one a key rotation left in use), the other disabled.
+    serving = in_use(converged.inventory.parent / "secrets")
     assert out.splitlines() == [
         "claims_app|f|f|f|f|t",
-        "claims_app_a|f|f|f|t|t",
-        "claims_app_b|f|f|f|f|t",
+        f"claims_app_a|f|f|f|{'t' if serving == 'claims_app_a' else 'f'}|t",
+        f"claims_app_b|f|f|f|{'t' if serving == 'claims_app_b' else 'f'}|t",
         "claims_owner|f|f|f|t|f",
     ]
     owner = hosts["db-1"].check_output(

@@ -45,3 +45,60 @@ def test_the_login_in_use_must_be_one_of_the_two(tmp_path: Path) -> None:
     (tmp_path / "db-app-login").write_text("postgres\n")
     with pytest.raises(StepFailed, match="'postgres' is not one of"):
         in_use(tmp_path)
+
+
+def test_a_new_tls_pair_keeps_the_names_matches_its_key_and_chains(tmp_path: Path) -> None:
+    import ipaddress
+    import shutil
+
+    from cryptography import x509
+
+    from ops.lab.pki import ensure_ca, ensure_server_cert
+    from ops.rotation.tls import check_pair, issue_like
+
+    ca = ensure_ca(tmp_path)
+    cert, _ = ensure_server_cert(tmp_path, "app-1", ipaddress.IPv4Address("10.0.0.1"))
+    new = issue_like(cert, ca, tmp_path / "pki" / "ca.key", tmp_path / "pki" / "app-1.next")
+    old = x509.load_pem_x509_certificate(cert.read_bytes())
+    assert new.subject == old.subject and new.serial_number != old.serial_number
+    assert new.extensions.get_extension_for_class(x509.SubjectAlternativeName) == (
+        old.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    )
+    assert (tmp_path / "pki" / "app-1.next.key").stat().st_mode & 0o077 == 0
+    # A key that is not the certificate's, and a certificate of another CA, are refused.
+    shutil.copy(tmp_path / "pki" / "app-1.key", tmp_path / "pki" / "app-1.next.key")
+    with pytest.raises(StepFailed, match="does not match"):
+        check_pair(tmp_path / "pki" / "app-1.next", ca)
+    other = ensure_ca(tmp_path / "other")
+    with pytest.raises(StepFailed, match="does not chain"):
+        check_pair(tmp_path / "pki" / "app-1", other)
+
+
+def test_the_funds_new_key_is_checked_before_anything_changes(tmp_path: Path) -> None:
+    import subprocess
+
+    from ops.rotation.sftp_key import check_public_key, parse_window
+
+    def keypair(name: str, *args: str) -> Path:
+        subprocess.run(["ssh-keygen", "-q", "-N", "", "-f", str(tmp_path / name), *args],
+                       check=True)  # fmt: skip
+        return tmp_path / name
+
+    current = keypair("old", "-t", "ed25519").with_suffix(".pub").read_text()
+    good = keypair("new", "-t", "ed25519").with_suffix(".pub")
+    assert check_public_key(good, current).startswith("ssh-ed25519 ")
+    with pytest.raises(StepFailed, match="a private key"):
+        check_public_key(tmp_path / "new", current)
+    with pytest.raises(StepFailed, match="the key in use already"):
+        check_public_key(tmp_path / "old.pub", current)
+    weak = keypair("weak", "-t", "rsa", "-b", "2048").with_suffix(".pub")
+    with pytest.raises(StepFailed, match="RSA 2048 bits"):
+        check_public_key(weak, current)
+    two = tmp_path / "two.pub"
+    two.write_text(good.read_text() + (tmp_path / "old.pub").read_text())
+    with pytest.raises(StepFailed, match="2 keys"):
+        check_public_key(two, current)
+    assert parse_window("14d").days == 14 and parse_window("48h").total_seconds() == 48 * 3600
+    for bad in ("0d", "2w", "91d", ""):
+        with pytest.raises(StepFailed, match="window"):
+            parse_window(bad)

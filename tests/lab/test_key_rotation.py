@@ -1,0 +1,466 @@
+"""Key rotation on the lab (issue 9): every secret rotated through the phase machine, the new
+credential tried and working, the old one tried and refused; faults injected (an sshd config
+that fails validation, a host stopped mid-rotation, a database refusing the switch) with
+nobody losing access and the ledger saying whether the rotation rolled back or resumed; the
+fund's old key refused by sshd itself when its window ends; and no secret in the rotation's
+output at -vvv --diff."""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from ops.lab import podman as pm
+from ops.lab.plan import LabPlan
+from ops.lab.playbook import BIN
+from ops.lab.rotation import (
+    OPERATOR_ACCOUNT,
+    OPERATOR_IDENTITY,
+    ensure_automation_key,
+    ensure_user_ca,
+    fund_logs_in,
+    fund_makes_new_key,
+    fund_switches,
+    operator_cert_key,
+    rotate_everything,
+)
+from ops.rotation.aws_keys import identity
+from ops.rotation.db_login import db_login_rotation, in_use
+from ops.rotation.driver import Site
+from ops.rotation.host_keys import KnownHosts, host_key_rotation, served_key
+from ops.rotation.ledger import PHASES, Ledger
+from ops.rotation.machine import Outcome, rotate
+from ops.rotation.sftp_key import sftp_key_rotation
+from ops.rotation.sshca import Certificate, UserCA, fingerprint, trusted
+from ops.rotation.steps import Steps
+from ops.rotation.user_ca import try_login
+from tests.lab.conftest import SiteRuns
+
+pytestmark = pytest.mark.lab
+
+
+@dataclass
+class Before:
+    """What the credentials were before everything was rotated (kept in memory only)."""
+
+    host_keys: dict[str, str]
+    db_login: str
+    db_password: str
+    tls_serial: int
+    aws_pair: dict[str, str]
+    old_ca_cert: Certificate
+    secrets: list[str] = field(default_factory=list)  # values that must appear nowhere
+
+
+@dataclass
+class Rotated:
+    site: Site
+    plan: LabPlan
+    before: Before
+    first: list[Outcome]
+    second: list[Outcome]
+    output: str  # the driver's own stdout and stderr, and Ansible's -vvv --diff log
+
+
+def _aws_pair(state: Path) -> dict[str, str]:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(state / "secrets" / "aws-credentials")
+    return dict(parser["l0001"])
+
+
+def _tls_serial(plan: LabPlan) -> int:
+    """The serial the web host serves, from the LGWAN terminal over a fresh TLS connection."""
+    app = plan.first("app")
+    proc = pm.exec_in(
+        plan.first("terminal").container,
+        [
+            "sh",
+            "-c",
+            f"openssl s_client -connect {app.address}:443 -servername {app.name} "
+            "-verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial",
+        ],
+    )
+    return int(proc.stdout.strip().removeprefix("serial="), 16)
+
+
+def _db_check_as(plan: LabPlan, login: str, password: str) -> subprocess.CompletedProcess[str]:
+    """The application host asks the database to admit `login` with `password`."""
+    return pm.exec_in(
+        plan.first("app").container,
+        [
+            "runuser",
+            "-u",
+            "claimapp",
+            "--",
+            "/opt/claimapp/current/bin/python",
+            "-m",
+            "claimapp.db",
+            "check",
+            "--as-login",
+            login,
+        ],
+        input_text=password + "\n",
+        check=False,
+    )
+
+
+def _ssh_with_only(
+    key_line: str, host: str, address: str, tmp: Path
+) -> subprocess.CompletedProcess[str]:
+    known = tmp / f"known-{host}"
+    known.write_text(f"{host},{address} {key_line}\n")
+    return subprocess.run(
+        [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ControlPath=none",
+            "-o",
+            "ConnectTimeout=10",
+            f"nobody@{address}",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def rotated(converged: SiteRuns, lab_plan: LabPlan) -> Iterator[Rotated]:
+    inventory = converged.inventory
+    state = inventory.parent
+    site = Site.read(inventory)
+    ensure_user_ca(inventory)
+    ensure_automation_key(state, lab_plan.endpoint_url, str(state / "pki" / "ca.crt"))
+    known = KnownHosts(state / "known_hosts")
+    login = in_use(state / "secrets")
+    ca_dir = state / "ssh-ca"
+    old_ca = next(
+        UserCA(ca_dir, p.stem)
+        for p in ca_dir.glob("user-ca-*.pub")
+        if fingerprint(p) in trusted(ca_dir)
+    )
+    cert_key = operator_cert_key(state)
+    old_cert = old_ca.issue(cert_key, OPERATOR_IDENTITY, [OPERATOR_ACCOUNT], "+2h")
+    kept = state / "rotation" / "before-cert"
+    kept.parent.mkdir(exist_ok=True)
+    for src, dst in ((cert_key.with_suffix(""), kept), (old_cert.path, Path(f"{kept}-cert.pub"))):
+        dst.write_bytes(src.read_bytes())
+        dst.chmod(0o600)
+    aws = _aws_pair(state)
+    before = Before(
+        host_keys={h: known.keys(h)[0] for h in site.hosts},
+        db_login=login,
+        db_password=(state / "secrets" / f"db-{login}").read_text().strip(),
+        tls_serial=_tls_serial(lab_plan),
+        aws_pair=aws,
+        old_ca_cert=Certificate.read(Path(f"{kept}-cert.pub")),
+    )
+    log = state / "rotation" / "ansible.log"
+    start = log.stat().st_size if log.exists() else 0
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        first, second = rotate_everything(
+            lab_plan,
+            inventory,
+            lab_plan.endpoint_url,
+            str(state / "pki" / "ca.crt"),
+            ansible_args=("-vvv", "--diff"),
+        )
+    with log.open() as f:
+        f.seek(start)
+        output = captured.getvalue() + f.read()
+    new_login = in_use(state / "secrets")
+    before.secrets = [
+        before.db_password,
+        (state / "secrets" / f"db-{new_login}").read_text().strip(),
+        aws["aws_secret_access_key"],
+        _aws_pair(state)["aws_secret_access_key"],
+    ]
+    yield Rotated(site, lab_plan, before, first, second, output)
+
+
+def test_everything_is_rotated_through_every_phase_and_the_ledger_says_so(rotated: Rotated) -> None:
+    assert all(o.outcome in ("ok", "checked") for o in rotated.first + rotated.second), [
+        (o.secret, o.outcome, o.error) for o in rotated.first + rotated.second
+    ]
+    secrets = {o.secret for o in rotated.second if o.outcome == "ok"}
+    assert secrets == {
+        "ssh-user-ca",
+        "db-login:claims_app",
+        "tls:app-1",
+        "aws-key:l0001",
+        "sftp-key:fund",
+        *(f"host-key:{h}" for h in rotated.site.hosts),
+    }
+    assert all(o.reached == "published" for o in rotated.first if o.outcome == "ok")
+    entries = Ledger(rotated.site.state / "rotation" / "ledger.jsonl").entries()
+    for o in rotated.second:
+        if o.outcome != "ok":
+            continue
+        phases = [e.phase for e in entries if e.rotation == o.rotation and e.outcome == "ok"]
+        assert phases == list(PHASES), (o.secret, phases)  # resumed, not restarted
+        assert o.resumed_from == "published"
+
+
+def test_every_host_presents_its_new_key_and_the_old_one_is_refused(
+    rotated: Rotated, tmp_path: Path
+) -> None:
+    for host, address in rotated.site.hosts.items():
+        old = rotated.before.host_keys[host]
+        now = served_key(address)
+        assert now != old
+        assert KnownHosts(rotated.site.state / "known_hosts").keys(host) == [now]
+        proc = _ssh_with_only(old, host, address, tmp_path)
+        assert "Host key verification failed" in proc.stderr, proc.stderr
+
+
+def test_the_application_uses_its_other_login_and_the_old_one_is_refused(rotated: Rotated) -> None:
+    plan = rotated.plan
+    now = json_out(
+        pm.exec_in(
+            plan.first("app").container,
+            [
+                "runuser",
+                "-u",
+                "claimapp",
+                "--",
+                "/opt/claimapp/current/bin/python",
+                "-m",
+                "claimapp.db",
+                "check",
+            ],
+        )
+    )
+    assert now["session_user"] != rotated.before.db_login and now["current_user"] == "claims_app"
+    refused = _db_check_as(plan, rotated.before.db_login, rotated.before.db_password)
+    assert refused.returncode == 1 and "not permitted to log in" in refused.stderr, refused.stderr
+
+
+def test_a_certificate_of_the_retired_ca_is_refused_and_one_of_the_new_ca_works(
+    rotated: Rotated,
+) -> None:
+    state = rotated.site.state
+    known = state / "known_hosts"
+    addresses = list(rotated.site.hosts.values())
+    old = rotated.before.old_ca_cert
+    assert not any(try_login(old, a, known, OPERATOR_ACCOUNT) for a in addresses)
+    new = Certificate.read(operator_cert_key(state).with_name("operator_cert_ed25519-cert.pub"))
+    assert new.serial != old.serial
+    assert all(try_login(new, a, known, OPERATOR_ACCOUNT) for a in addresses)
+
+
+def test_the_web_host_serves_a_new_certificate_that_chains_to_the_internal_ca(
+    rotated: Rotated,
+) -> None:
+    served = _tls_serial(rotated.plan)  # verified by the terminal against the lab CA
+    pki = rotated.site.state / "pki"
+    assert served != rotated.before.tls_serial
+    assert served == x509.load_pem_x509_certificate((pki / "app-1.crt").read_bytes()).serial_number
+    previous = x509.load_pem_x509_certificate((pki / "app-1.prev.crt").read_bytes())
+    assert previous.serial_number == rotated.before.tls_serial  # kept for rollback
+
+
+def test_the_old_aws_key_no_longer_signs_in(rotated: Rotated) -> None:
+    endpoint, _ = rotated.site.aws()
+    now = _aws_pair(rotated.site.state)
+    assert now["aws_access_key_id"] != rotated.before.aws_pair["aws_access_key_id"]
+    assert identity(endpoint, now).endswith(":user/l0001")
+    assert not identity(endpoint, rotated.before.aws_pair).endswith(":user/l0001")
+
+
+def test_the_funds_old_key_is_refused_and_its_new_one_works(rotated: Rotated) -> None:
+    assert fund_logs_in(rotated.plan)
+    assert not fund_logs_in(rotated.plan, "id_ed25519.old")
+
+
+def test_no_secret_appears_in_the_rotations_output_at_vvv_diff(rotated: Rotated) -> None:
+    out = rotated.output
+    assert "TASK [key_rotation" in out and "<10." in out  # it is -vvv output, of every step
+    assert "PRIVATE KEY" not in out
+    for value in rotated.before.secrets:
+        assert len(value) >= 20 and value not in out
+    ledger = (rotated.site.state / "rotation" / "ledger.jsonl").read_text()
+    assert "PRIVATE KEY" not in ledger
+    assert not any(value in ledger for value in rotated.before.secrets)
+
+
+def json_out(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    return dict(json.loads(proc.stdout))
+
+
+# Faults. Each leaves the lab as it found it.
+
+
+def _parts(rotated: Rotated) -> tuple[Ledger, Steps, KnownHosts]:
+    state = rotated.site.state
+    return (
+        Ledger(state / "rotation" / "ledger.jsonl"),
+        Steps(rotated.site.inventory, state / "rotation" / "ansible.log"),
+        KnownHosts(state / "known_hosts"),
+    )
+
+
+def test_an_sshd_config_that_fails_validation_rolls_the_host_key_back(rotated: Rotated) -> None:
+    ledger, steps, known = _parts(rotated)
+    app = rotated.plan.first("app")
+    before = served_key(str(app.address))
+    pm.exec_in(app.container, ["sh", "-c", "echo 'NoSuchDirective yes' >> /etc/ssh/sshd_config"])
+    try:
+        out = rotate(
+            host_key_rotation(
+                app.name, str(app.address), steps, known, rotated.site.state / "rotation", ledger
+            ),
+            ledger,
+        )
+    finally:
+        pm.exec_in(app.container, ["sed", "-i", "/NoSuchDirective/d", "/etc/ssh/sshd_config"])
+    assert out.outcome == "rolled-back" and "NoSuchDirective" in out.error, out.error
+    last = ledger.last(f"host-key:{app.name}")
+    assert last is not None and last.outcome == "rolled-back" and "switched failed" in last.note
+    assert served_key(str(app.address)) == before and known.keys(app.name) == [before]
+    assert _ansible_ping(rotated, app.name)  # nobody lost access
+
+
+def test_a_host_stopped_mid_rotation_is_resumed_where_it_stopped(rotated: Rotated) -> None:
+    ledger, steps, known = _parts(rotated)
+    db = rotated.plan.first("db")
+    out_dir = rotated.site.state / "rotation"
+
+    def rotation() -> Any:
+        return host_key_rotation(db.name, str(db.address), steps, known, out_dir, ledger)
+
+    first = rotate(rotation(), ledger, until="published")
+    assert first.outcome == "ok" and len(known.keys(db.name)) == 2
+    pm.podman("pause", db.container)
+    try:
+        stopped = rotate(rotation(), ledger)
+    finally:
+        pm.podman("unpause", db.container)
+    assert stopped.outcome == "interrupted" and stopped.reached == "published", stopped.error
+    last = ledger.last(f"host-key:{db.name}")
+    assert last is not None and last.outcome == "failed" and "resume at switched" in last.note
+    assert _ansible_ping(rotated, db.name)  # both keys known: in either state it is reachable
+    resumed = rotate(rotation(), ledger)
+    assert resumed.outcome == "ok" and resumed.rotation == first.rotation
+    assert resumed.resumed_from == "published"
+    assert known.keys(db.name) == [served_key(str(db.address))]
+
+
+def test_a_database_refusing_the_switch_rolls_the_login_back(rotated: Rotated) -> None:
+    ledger, steps, _ = _parts(rotated)
+    secrets = rotated.site.state / "secrets"
+    db = rotated.plan.first("db")
+    serving = in_use(secrets)
+    published = rotate(db_login_rotation(steps, secrets, ledger), ledger, until="published")
+    assert published.outcome == "ok"
+    # The database refuses the new login from here on (a DBA's change the rotation did not
+    # expect); the switch asks before it moves the application.
+    pm.exec_in(
+        db.container,
+        [
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-Xq",
+            "-c",
+            f'ALTER ROLE "{published.new}" NOLOGIN',
+        ],
+    )
+    out = rotate(db_login_rotation(steps, secrets, ledger), ledger)
+    assert out.outcome == "rolled-back" and "switched failed" in out.error, out.error
+    assert in_use(secrets) == serving and not (secrets / f"db-{published.new}").exists()
+    now = json_out(
+        pm.exec_in(
+            rotated.plan.first("app").container,
+            [
+                "runuser",
+                "-u",
+                "claimapp",
+                "--",
+                "/opt/claimapp/current/bin/python",
+                "-m",
+                "claimapp.db",
+                "check",
+            ],
+        )
+    )
+    assert now["session_user"] == serving  # the application never moved
+    last = ledger.last("db-login:claims_app")
+    assert last is not None and last.outcome == "rolled-back"
+
+
+def test_the_funds_old_key_is_refused_by_sshd_when_the_window_ends(rotated: Rotated) -> None:
+    ledger, steps, _ = _parts(rotated)
+    state = rotated.site.state
+    plan = rotated.plan
+    pm.exec_in(
+        plan.first("sender").container,
+        ["rm", "-f", "/home/fund/.ssh/id_ed25519.new", "/home/fund/.ssh/id_ed25519.new.pub"],
+    )
+    sent = fund_makes_new_key(plan, state)
+    window = dt.timedelta(hours=2)
+    rotation, stop = sftp_key_rotation(
+        state, steps, ledger, new_key=sent, window=window, confirmed=False
+    )
+    assert stop == "published"
+    assert rotate(rotation, ledger, until=stop).outcome == "ok"
+    assert fund_logs_in(plan) and fund_logs_in(plan, "id_ed25519.new")  # both, in the window
+    # The window ends (the end moved to a minute ago); sshd refuses the old key by itself.
+    ended = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    (state / "fund_sftp.retiring.until").write_text(ended.strftime("%Y%m%d%H%M") + "\n")
+    fps = [rotation.new, rotation.old]
+    steps.run("sftp-keys", "role_intake", key_rotation_sftp_fingerprints=fps)
+    assert not fund_logs_in(plan) and fund_logs_in(plan, "id_ed25519.new")
+    # The next run retires it without the fund's confirmation: the window has ended.
+    rotation, stop = sftp_key_rotation(
+        state, steps, ledger, new_key=None, window=window, confirmed=False
+    )
+    assert stop == "retired"
+    out = rotate(rotation, ledger, until=stop)
+    assert out.outcome == "ok" and out.reached == "retired"
+    assert not (state / "fund_sftp.retiring.pub").exists()
+    fund_switches(plan)  # the fund moves to its new key, for the tests after this one
+    assert fund_logs_in(plan)
+
+
+def _ansible_ping(rotated: Rotated, host: str) -> bool:
+    proc = subprocess.run(
+        [
+            str(BIN / "ansible"),
+            "-i",
+            str(rotated.site.inventory),
+            host,
+            "-m",
+            "ansible.builtin.ping",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "ANSIBLE_SSH_ARGS": "-o ControlMaster=no -o ControlPath=none"},
+    )
+    return proc.returncode == 0
