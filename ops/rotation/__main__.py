@@ -13,6 +13,7 @@ and the rotation ledger.
         --identity "D0101 佐藤" --principal opsadmin [--validity +8h]
     python -m ops.rotation --ca-dir DIR revoke --ca NAME SERIAL [SERIAL ...]
     python -m ops.rotation --ledger FILE ledger [--secret ssh-user-ca]
+    python -m ops.rotation --ledger FILE abandon host-key:app-1 --reason "host remade"
 
 `rotate` takes each secret through staged, published, switched, verified and retired, and
 records each phase in INVENTORY's rotation/ledger.jsonl (who, when, which secret, old and new
@@ -38,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from ops.rotation.driver import KINDS
-from ops.rotation.ledger import PHASES, Ledger, LedgerError
+from ops.rotation.ledger import PHASES, Entry, Ledger, LedgerError
+from ops.rotation.machine import pending
 from ops.rotation.sshca import CAError, UserCA, fingerprint, set_trusted, trusted
 from ops.rotation.steps import StepFailed
 
@@ -57,6 +59,21 @@ def _ca(args: argparse.Namespace, name: str) -> UserCA:
 def run(args: argparse.Namespace) -> int:
     if args.command == "rotate":
         return _rotate(args)
+    if args.command == "abandon":
+        stopped = pending(Ledger(args.ledger), args.secret)
+        if stopped is None:
+            raise LedgerError(f"{args.secret}: no rotation under way in {args.ledger}")
+        Ledger(args.ledger).append(
+            Entry(args.secret, stopped.rotation, stopped.phase, "rolled-back", stopped.old,
+                  stopped.new, f"abandoned by the operator: {args.reason}"[:500])
+        )  # fmt: skip
+        _emit(
+            args,
+            {"abandoned": args.secret, "rotation": stopped.rotation, "phase": stopped.phase},
+            f"{args.secret}: rotation {stopped.rotation} (stopped at {stopped.phase}) closed; "
+            "nothing on the hosts was changed by this",
+        )
+        return 0
     if args.command == "ledger":
         entries = [
             asdict(e) for e in Ledger(args.ledger).entries() if args.secret in (None, e.secret)
@@ -116,7 +133,6 @@ def _rotate(args: argparse.Namespace) -> int:
     from ops.rotation.sftp_key import parse_window
     from ops.rotation.steps import Steps
 
-    site = Site.read(args.inventory)
     kinds = list(KINDS) if "all" in args.kinds else args.kinds
     operator = None
     if args.operator_key:
@@ -124,8 +140,13 @@ def _rotate(args: argparse.Namespace) -> int:
             print("ops.rotation: --operator-key needs --identity and --principal", file=sys.stderr)
             return 2
         operator = Operator(args.operator_key, args.identity, args.principal)
-    opts = Options(operator, args.fund_key, parse_window(args.fund_window), args.fund_confirmed,
-                   args.until)  # fmt: skip
+    try:
+        window = parse_window(args.fund_window)
+    except StepFailed as e:
+        print(f"ops.rotation: --fund-window: {e}", file=sys.stderr)
+        return 2
+    opts = Options(operator, args.fund_key, window, args.fund_confirmed, args.until)
+    site = Site.read(args.inventory)
     ledger = Ledger(site.state / "rotation" / "ledger.jsonl")
     steps = Steps(site.inventory, site.state / "rotation" / "ansible.log", tuple(args.ansible_arg))
     outcomes = rotate_kinds(site, kinds, ledger=ledger, steps=steps, opts=opts)
@@ -180,19 +201,24 @@ def main(argv: list[str] | None = None) -> int:
     rot.add_argument(
         "--ansible-arg", action="append", default=[], help="passed to ansible-playbook"
     )
+    abandon = sub.add_parser(
+        "abandon", help="close a stopped rotation whose hosts were remade or fixed by hand"
+    )
+    abandon.add_argument("secret", help="e.g. host-key:app-1")
+    abandon.add_argument("--reason", required=True, help="why, for the ledger")
     ledger = sub.add_parser("ledger", help="what the ledger says")
     ledger.add_argument("--secret")
     try:
         args = p.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code not in (0, None) else 0
-    if args.command == "ledger" and args.ledger is None:
-        print("ops.rotation: ledger needs --ledger FILE", file=sys.stderr)
+    if args.command in ("ledger", "abandon") and args.ledger is None:
+        print(f"ops.rotation: {args.command} needs --ledger FILE", file=sys.stderr)
         return 2
     if args.command == "rotate" and args.inventory is None:
         print("ops.rotation: rotate needs -i INVENTORY", file=sys.stderr)
         return 2
-    if args.command not in ("ledger", "rotate") and args.ca_dir is None:
+    if args.command not in ("ledger", "abandon", "rotate") and args.ca_dir is None:
         print(f"ops.rotation: {args.command} needs --ca-dir DIR", file=sys.stderr)
         return 2
     try:

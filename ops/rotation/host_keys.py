@@ -88,11 +88,15 @@ def host_key_rotation(
         raise StepFailed(
             f"{known_hosts.path}: {len(known)} keys for {host}; expected the one served"
         )
-    old_key = (
-        known[0]
-        if resumed is None
-        else next(k for k in known if line_fingerprint(k) == resumed.old)
-    )
+    old_key = known[0] if known else ""
+    if resumed is not None:
+        old_key = next((k for k in known if line_fingerprint(k) == resumed.old), "")
+        if not old_key:
+            raise StepFailed(
+                f"rotation {resumed.rotation} of {secret} stopped at {resumed.phase}, but "
+                f"{known_hosts.path} no longer knows its old key {resumed.old}: the host was "
+                "remade? Mark it done or rolled back in the ledger before rotating again"
+            )
     rotation = Rotation(secret, line_fingerprint(old_key), resumed.new if resumed else "", {}, {})
 
     def new_key() -> str:

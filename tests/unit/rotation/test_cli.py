@@ -38,3 +38,30 @@ def test_mistakes_are_named_with_their_exit_codes(tmp_path: Path, capsys: Any) -
     assert main(["ca", "init", "x"]) == 2 and "needs --ca-dir" in capsys.readouterr().err
     assert main(["ledger"]) == 2
     assert main([*ca, "issue", "--ca", "x"]) == 2  # argparse: --key, --identity missing
+
+
+def test_a_stopped_rotation_can_be_closed_by_the_operator_with_a_reason(
+    tmp_path: Path, capsys: Any
+) -> None:
+    from ops.rotation.machine import pending
+
+    ledger = tmp_path / "ledger.jsonl"
+    Ledger(ledger).append(Entry("host-key:app-1", "r1", "published", old="o", new="n"))
+    assert pending(Ledger(ledger), "host-key:app-1") is not None
+    args = ["--ledger", str(ledger), "abandon", "host-key:app-1"]
+    assert main(args) == 2  # the reason is required
+    assert main([*args, "--reason", "host remade"]) == 0
+    assert pending(Ledger(ledger), "host-key:app-1") is None
+    last = Ledger(ledger).last("host-key:app-1")
+    assert last is not None and last.outcome == "rolled-back" and "host remade" in last.note
+    assert main([*args, "--reason", "again"]) == 1
+    assert "no rotation under way" in capsys.readouterr().err
+
+
+def test_rotate_needs_an_inventory_and_names_what_it_lacks(capsys: Any) -> None:
+    assert main(["rotate", "all"]) == 2 and "needs -i INVENTORY" in capsys.readouterr().err
+    assert main(["-i", "x.yml", "rotate", "everything"]) == 2  # not a kind
+    assert main(["-i", "x.yml", "rotate", "ssh-user-ca", "--operator-key", "k.pub"]) == 2
+    assert "needs --identity and --principal" in capsys.readouterr().err
+    assert main(["-i", "x.yml", "rotate", "sftp-key", "--fund-window", "3w"]) == 2
+    assert "window '3w'" in capsys.readouterr().err
