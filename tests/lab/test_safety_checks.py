@@ -62,8 +62,18 @@ def test_a_kernel_setting_that_drifted_is_caught(converged: SiteRuns, lab_plan: 
     assert f"{key} = 1 in effect, 0 wanted" in out
 
 
-def test_a_password_instead_of_a_scram_verifier_is_refused(converged: SiteRuns) -> None:
-    run = _check(converged, "db-1", {"postgresql_app_verifier": "plain-text-password"})
+@pytest.mark.parametrize(
+    "logins",
+    [
+        [{"name": "claims_app_a", "verifier": "plain-text-password"}],  # a password, not SCRAM
+        [{"name": "claims_app_a", "verifier": ""}, {"name": "claims_app_b", "verifier": ""}],
+    ],
+    ids=["password", "no-login-enabled"],
+)
+def test_a_password_instead_of_a_scram_verifier_is_refused(
+    converged: SiteRuns, logins: list[dict[str, str]]
+) -> None:
+    run = _check(converged, "db-1", {"postgresql_app_logins": logins})
     out = _stopped_at(run, "db-1", "postgresql : Refuse to run without both verifiers")
     assert "plain-text-password" not in out  # the guard itself is no_log
 
