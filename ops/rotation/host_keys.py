@@ -95,7 +95,8 @@ def host_key_rotation(
             raise StepFailed(
                 f"rotation {resumed.rotation} of {secret} stopped at {resumed.phase}, but "
                 f"{known_hosts.path} no longer knows its old key {resumed.old}: the host was "
-                "remade? Mark it done or rolled back in the ledger before rotating again"
+                "remade? Close that rotation first: python -m ops.rotation --ledger "
+                f"{ledger.path} abandon {secret} --reason '...'"
             )
     rotation = Rotation(secret, line_fingerprint(old_key), resumed.new if resumed else "", {}, {})
 

@@ -102,3 +102,20 @@ def test_the_funds_new_key_is_checked_before_anything_changes(tmp_path: Path) ->
     for bad in ("0d", "2w", "91d", ""):
         with pytest.raises(StepFailed, match="window"):
             parse_window(bad)
+
+
+def test_a_host_key_rotation_refuses_a_known_hosts_it_cannot_read_one_way(tmp_path: Path) -> None:
+    from ops.rotation.host_keys import host_key_rotation
+    from ops.rotation.ledger import Entry, Ledger
+    from ops.rotation.steps import Steps
+
+    path = tmp_path / "known_hosts"
+    path.write_text(f"app-1,10.0.0.1 {OLD}\napp-1,10.0.0.1 {NEW}\n")
+    ledger, steps = Ledger(tmp_path / "ledger.jsonl"), Steps(tmp_path / "inv.yml", tmp_path / "log")
+    with pytest.raises(StepFailed, match="2 keys for app-1"):  # which one is served?
+        host_key_rotation("app-1", "10.0.0.1", steps, KnownHosts(path), tmp_path, ledger)
+    # A stopped rotation whose old key known_hosts no longer has (the host was remade).
+    path.write_text(f"app-1,10.0.0.1 {NEW}\n")
+    ledger.append(Entry("host-key:app-1", "r1", "published", old="SHA256:gone", new="SHA256:x"))
+    with pytest.raises(StepFailed, match=r"no longer knows its old key SHA256:gone(.|\n)*abandon"):
+        host_key_rotation("app-1", "10.0.0.1", steps, KnownHosts(path), tmp_path, ledger)
