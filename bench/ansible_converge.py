@@ -21,7 +21,7 @@ from ops import bundle
 from ops.lab import lab
 from ops.lab import podman as pm
 from ops.lab.plan import build_plan
-from ops.lab.playbook import run_playbook
+from ops.playbook import run_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 from infra.config import load_stack  # noqa: E402
 from ops.lab.lab import state_dir  # noqa: E402
 from ops.lab.plan import build_plan  # noqa: E402
-from ops.lab.playbook import BIN, run_playbook  # noqa: E402
 from ops.lab.rotation import OPERATOR_ACCOUNT, ensure_user_ca, rotate_everything  # noqa: E402
+from ops.playbook import BIN, run_playbook  # noqa: E402
 from ops.rotation.sshca import Certificate, UserCA, fingerprint, trusted  # noqa: E402
 from ops.rotation.user_ca import try_login  # noqa: E402
 

@@ -28,7 +28,6 @@ from ops.lab.delivery import (
     wait_for,
 )
 from ops.lab.plan import build_plan
-from ops.lab.playbook import run_playbook
 from ops.lab.probes import (
     mismatches,
     observe,
@@ -36,6 +35,7 @@ from ops.lab.probes import (
     start_policy_listeners,
     stop_policy_listeners,
 )
+from ops.playbook import run_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import configparser
 import datetime as dt
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from ops.lab import podman as pm
 from ops.lab.backups import lab_client
 from ops.lab.delivery import SENDER_USER
 from ops.lab.plan import LabPlan
-from ops.lab.playbook import run_playbook
+from ops.playbook import run_playbook
+from ops.rotation.aws_keys import write_profile
 from ops.rotation.driver import KINDS, Operator, Options, Site, rotate_kinds
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Outcome
@@ -65,13 +65,9 @@ def ensure_automation_key(state: Path, endpoint_url: str, ca_cert: str) -> str:
     for key_id in live:  # a key whose secret the control node lost is of no use to anyone
         iam.delete_access_key(UserName=AUTOMATION_USER, AccessKeyId=key_id)
     made = iam.create_access_key(UserName=AUTOMATION_USER)["AccessKey"]
-    parser[AUTOMATION_USER] = {
-        "aws_access_key_id": made["AccessKeyId"],
-        "aws_secret_access_key": made["SecretAccessKey"],
-    }
-    fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        parser.write(f)
+    pair = {"aws_access_key_id": made["AccessKeyId"]}
+    pair["aws_secret_access_key"] = made["SecretAccessKey"]
+    write_profile(creds, AUTOMATION_USER, pair)
     return str(made["AccessKeyId"])
 
 

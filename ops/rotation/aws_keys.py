@@ -19,7 +19,7 @@ above and nowhere else.
 from __future__ import annotations
 
 import configparser
-import os
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ops.rotation.files import write_private
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Rotation, pending
 from ops.rotation.steps import StepFailed
@@ -75,16 +76,15 @@ def read_profiles(path: Path) -> configparser.ConfigParser:
     return parser
 
 
-def _write_pair(path: Path, profile: str, pair: dict[str, str]) -> None:
+def write_profile(path: Path, profile: str, pair: dict[str, str]) -> None:
+    """Set one profile of a shared-credentials file, the file replaced whole at 0600."""
     parser = configparser.ConfigParser(interpolation=None)
     if path.exists():
         parser.read(path)
     parser[profile] = pair
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        parser.write(f)
-    tmp.replace(path)  # whole: never half a profile
+    text = io.StringIO()
+    parser.write(text)
+    write_private(path, text.getvalue())
 
 
 def _read_pair(path: Path, profile: str) -> dict[str, str]:
@@ -136,7 +136,7 @@ def access_key_rotation(profile: str, secrets_dir: Path, endpoint: Endpoint, led
         made = iam.create_access_key(UserName=user)["AccessKey"]
         pair = {"aws_access_key_id": made["AccessKeyId"]}
         pair["aws_secret_access_key"] = made["SecretAccessKey"]
-        _write_pair(staged_file, profile, pair)
+        write_profile(staged_file, profile, pair)
         rotation.new = made["AccessKeyId"]
 
     def unstage() -> None:
@@ -155,15 +155,15 @@ def access_key_rotation(profile: str, secrets_dir: Path, endpoint: Endpoint, led
 
     def switch() -> None:
         if staged_file.exists():
-            _write_pair(previous_file, profile, old)
-            _write_pair(creds, profile, new_pair())
+            write_profile(previous_file, profile, old)
+            write_profile(creds, profile, new_pair())
             staged_file.unlink()
 
     def unswitch() -> None:
         if previous_file.exists():
             new = _read_pair(creds, profile)
-            _write_pair(staged_file, profile, new)  # back to waiting, for the undo of staged
-            _write_pair(creds, profile, old)
+            write_profile(staged_file, profile, new)  # back to waiting, for the undo of staged
+            write_profile(creds, profile, old)
             previous_file.unlink()
 
     def verify() -> None:

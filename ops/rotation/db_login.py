@@ -18,11 +18,11 @@ disables the new login again. The ledger records login names only.
 
 from __future__ import annotations
 
-import os
 import secrets
 import string
 from pathlib import Path
 
+from ops.rotation.files import write_private
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Rotation, pending
 from ops.rotation.steps import StepFailed, Steps
@@ -30,14 +30,6 @@ from ops.rotation.steps import StepFailed, Steps
 LOGINS = ("claims_app_a", "claims_app_b")
 APP_HOSTS = "role_app:role_intake"
 DB_HOSTS = "role_db"
-
-
-def _write_secret(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    tmp.replace(path)
 
 
 def in_use(secrets_dir: Path) -> str:
@@ -59,8 +51,8 @@ def db_login_rotation(steps: Steps, secrets_dir: Path, ledger: Ledger) -> Rotati
     def stage() -> None:
         if not password.exists():
             alphabet = string.ascii_letters + string.digits
-            _write_secret(staged, "".join(secrets.choice(alphabet) for _ in range(32)) + "\n")
-            _write_secret(
+            write_private(staged, "".join(secrets.choice(alphabet) for _ in range(32)) + "\n")
+            write_private(
                 salt, "".join(secrets.choice("0123456789abcdef") for _ in range(32)) + "\n"
             )
 
@@ -85,11 +77,11 @@ def db_login_rotation(steps: Steps, secrets_dir: Path, ledger: Ledger) -> Rotati
             key_rotation_db_login=new,
             key_rotation_db_password_file=str(password),
         )
-        _write_secret(marker, new + "\n")
+        write_private(marker, new + "\n")
         steps.run("db-switch", APP_HOSTS)
 
     def unswitch() -> None:
-        _write_secret(marker, old + "\n")
+        write_private(marker, old + "\n")
         steps.run("db-switch", APP_HOSTS)
 
     def verify() -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.lab.playbook import BIN
+from ops.playbook import BIN
 from ops.rotation.aws_keys import Endpoint, access_key_rotation, check_kms_rotation, read_profiles
 from ops.rotation.db_login import db_login_rotation
 from ops.rotation.host_keys import KnownHosts, host_key_rotation

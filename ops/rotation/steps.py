@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ops.lab.playbook import run_playbook
+from ops.playbook import run_playbook
 from ops.rotation.machine import Interrupted
 
 FATAL = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\].*?=> (?P<result>\{.*\})$", re.M)

@@ -18,7 +18,6 @@ Rolling back `switched` puts the previous pair back on both sides and reloads ng
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ops.rotation.files import write_private
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Rotation, pending
 from ops.rotation.steps import StepFailed, Steps
@@ -41,13 +41,6 @@ def _file(stem: Path, ext: str) -> Path:
 
 def _serial(cert: x509.Certificate) -> str:
     return format(cert.serial_number, "X")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path.with_name(path.name + ".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    path.with_name(path.name + ".tmp").replace(path)
 
 
 def issue_like(current: Path, ca_cert: Path, ca_key: Path, out: Path) -> x509.Certificate:
@@ -73,7 +66,7 @@ def issue_like(current: Path, ca_cert: Path, ca_key: Path, out: Path) -> x509.Ce
         if not isinstance(ext.value, x509.SubjectKeyIdentifier | x509.AuthorityKeyIdentifier):
             builder = builder.add_extension(ext.value, ext.critical)
     cert = builder.sign(signer, hashes.SHA256())
-    _write_private(
+    write_private(
         _file(out, ".key"),
         key.private_bytes(
             serialization.Encoding.PEM,

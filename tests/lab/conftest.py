@@ -14,7 +14,7 @@ from ops.lab import lab
 from ops.lab import podman as pm
 from ops.lab.lab import UpReport
 from ops.lab.plan import LabPlan, build_plan
-from ops.lab.playbook import PlaybookRun, run_playbook
+from ops.playbook import PlaybookRun, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]
 

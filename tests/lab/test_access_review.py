@@ -17,7 +17,7 @@ from ops.lab import podman as pm
 from ops.lab import review
 from ops.lab.lab import UpReport
 from ops.lab.plan import LabPlan
-from ops.lab.playbook import PlaybookRun, run_playbook
+from ops.playbook import PlaybookRun, run_playbook
 from tests.lab.conftest import SiteRuns
 
 pytestmark = pytest.mark.lab

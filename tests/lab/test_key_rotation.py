@@ -24,7 +24,6 @@ from cryptography import x509
 
 from ops.lab import podman as pm
 from ops.lab.plan import LabPlan
-from ops.lab.playbook import BIN
 from ops.lab.rotation import (
     OPERATOR_ACCOUNT,
     OPERATOR_IDENTITY,
@@ -36,6 +35,7 @@ from ops.lab.rotation import (
     operator_cert_key,
     rotate_everything,
 )
+from ops.playbook import BIN
 from ops.rotation.aws_keys import identity
 from ops.rotation.db_login import db_login_rotation, in_use
 from ops.rotation.driver import Site

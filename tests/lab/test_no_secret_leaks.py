@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.lab.playbook import PlaybookRun, run_playbook
+from ops.playbook import PlaybookRun, run_playbook
 from ops.rotation.db_login import in_use
 from tests.lab.conftest import SiteRuns
 

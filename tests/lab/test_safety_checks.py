@@ -18,7 +18,7 @@ from ops import bundle
 from ops.lab import lab
 from ops.lab import podman as pm
 from ops.lab.plan import LabPlan
-from ops.lab.playbook import PlaybookRun, run_playbook
+from ops.playbook import PlaybookRun, run_playbook
 from tests.lab.conftest import SiteRuns
 
 pytestmark = pytest.mark.lab

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ops.lab.plan import LabPlan
-from ops.lab.playbook import run_playbook
+from ops.playbook import run_playbook
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import rotate
 from ops.rotation.sshca import Certificate, UserCA, set_trusted, trusted

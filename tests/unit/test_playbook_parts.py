@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from infra.config import load_stack
 from ops import bundle
 from ops.lab.plan import build_plan, inventory
-from ops.lab.playbook import parse_recap
+from ops.playbook import parse_recap
 from tests.conftest import render_template
 
 REPO = Path(__file__).resolve().parents[2]
