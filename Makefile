@@ -9,7 +9,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
-SYSTEM_STAMP := /var/lib/claims-dc/.system-$(shell sha256sum ops/lab/setup-host.sh | cut -c1-12)
+SYSTEM_STAMP := /var/lib/claims-dc/.system-$(shell sha256sum lab/setup-host.sh | cut -c1-12)
 
 .PHONY: help setup bundle demo test test-fast test-lab lint lab-up lab-down lab-status clean
 
@@ -24,8 +24,8 @@ help:
 
 setup: $(SYSTEM_STAMP) $(STAMP)
 
-$(SYSTEM_STAMP): ops/lab/setup-host.sh
-	ops/lab/setup-host.sh
+$(SYSTEM_STAMP): lab/setup-host.sh
+	lab/setup-host.sh
 	mkdir -p $(dir $@) && rm -f $(dir $@).system-* && touch $@
 
 $(STAMP): pyproject.toml constraints.txt
@@ -38,7 +38,7 @@ bundle: setup
 	$(BIN)/python -m ops.bundle build --product all
 
 demo: setup bundle
-	$(BIN)/python -m ops.demo --stack $(STACK)
+	$(BIN)/python -m lab.demo --stack $(STACK)
 
 test: setup lint test-fast test-lab
 
@@ -56,13 +56,13 @@ lint: setup
 	$(BIN)/ansible-lint --profile production playbooks/
 
 lab-up: setup
-	$(BIN)/python -m ops.lab --stack $(STACK) up
+	$(BIN)/python -m lab --stack $(STACK) up
 
 lab-down: setup
-	$(BIN)/python -m ops.lab --stack $(STACK) down
+	$(BIN)/python -m lab --stack $(STACK) down
 
 lab-status: setup
-	$(BIN)/python -m ops.lab --stack $(STACK) status
+	$(BIN)/python -m lab --stack $(STACK) status
 
 clean: lab-down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -28,9 +28,9 @@ import boto3  # noqa: E402
 import psycopg  # noqa: E402
 from motoproc import moto_server  # noqa: E402
 
-from claimapp.localpg import local_cluster  # noqa: E402
 from ops.reviewlib import checks, database, iam  # noqa: E402
 from ops.reviewlib.roster import parse_roster  # noqa: E402
+from tests.support.localpg import local_cluster  # noqa: E402
 
 
 def main() -> int:
@@ -110,8 +110,8 @@ print(json.dumps({"seconds": time.perf_counter() - t, "accounts": len(accounts),
 def bench_hosts(n: int) -> str:
     """The host collector on the lab's bastion against n targets (the lab's sshd, reused)."""
     from infra.config import load_stack
-    from ops.lab import podman as pm
-    from ops.lab.plan import build_plan
+    from lab import podman as pm
+    from lab.plan import build_plan
 
     plan = build_plan(load_stack("lab", REPO))
     bastion = plan.first("bastion").container

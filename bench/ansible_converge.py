@@ -2,7 +2,7 @@
 idempotent rerun after it, each with SSH pipelining on and off, side by side in one run.
 
 Fresh means the data-center containers are removed and made again from the golden image
-(`python -m ops.lab up` repairs what is missing), so every converge starts from the same state.
+(`python -m lab up` repairs what is missing), so every converge starts from the same state.
 The lab must be up (`make lab-up`) and the bundle built (`make bundle`).
 
     python bench/ansible_converge.py            # both modes
@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 from infra.config import load_stack
+from lab import lab
+from lab import podman as pm
+from lab.plan import build_plan
 from ops import bundle
-from ops.lab import lab
-from ops.lab import podman as pm
-from ops.lab.plan import build_plan
 from ops.playbook import run_playbook
 
 REPO = Path(__file__).resolve().parent.parent

@@ -27,9 +27,9 @@ import psycopg
 from claimapp.accounts import Policy, create_user
 from claimapp.generate import claim_file
 from claimapp.intake import ingest
-from claimapp.localpg import local_cluster
 from claimapp.uke import parse
 from claimapp.web import create_app
+from tests.support.localpg import local_cluster
 
 MONTH = dt.date(2026, 10, 1)
 

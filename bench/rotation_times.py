@@ -1,6 +1,6 @@
 """Key rotation times on the lab (issue 9).
 
-Needs a converged lab (`make demo`, or `python -m ops.lab up` and site.yml). Measures, in one
+Needs a converged lab (`make demo`, or `python -m lab up` and site.yml). Measures, in one
 run:
 - revoking one operator everywhere, two ways on the same hosts: ours (the certificate's
   serial into the KRL, rotate_keys.yml to every data-center host at once, as a revocation
@@ -9,7 +9,7 @@ run:
   host with one ad-hoc Ansible run, all hosts at once); each followed by a fresh login
   refused on every host. Prints the ratio.
 - rotating everything: every secret of every kind to `published`, the fund switching, then
-  everything to `retired` (ops/lab/rotation.rotate_everything), with the time per kind.
+  everything to `retired` (lab/rotation.rotate_everything), with the time per kind.
 
     python bench/rotation_times.py
 """
@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from infra.config import load_stack  # noqa: E402
-from ops.lab.lab import state_dir  # noqa: E402
-from ops.lab.plan import build_plan  # noqa: E402
-from ops.lab.rotation import OPERATOR_ACCOUNT, ensure_user_ca, rotate_everything  # noqa: E402
+from lab.lab import state_dir  # noqa: E402
+from lab.plan import build_plan  # noqa: E402
+from lab.rotation import OPERATOR_ACCOUNT, ensure_user_ca, rotate_everything  # noqa: E402
 from ops.playbook import BIN, run_playbook  # noqa: E402
 from ops.rotation.sshca import Certificate, UserCA, fingerprint, trusted  # noqa: E402
 from ops.rotation.user_ca import try_login  # noqa: E402

@@ -149,10 +149,12 @@ def run_program(
     stack_file: Path,
     mocks: pulumi.runtime.Mocks,
     transformation: pulumi.ResourceTransformation | None = None,
+    exports: dict[str, Any] | None = None,
 ) -> StackConfig:
     """Run the Pulumi program for `Pulumi.<stack>.yaml` under `mocks`, with the stack's config
-    handed over as the engine would; returns the config the program read. Raises ConfigError on
-    a bad config, and whatever the mocks raise."""
+    handed over as the engine would; returns the config the program read. `exports`, if given,
+    receives the stack outputs resolved to plain values, as `pulumi stack output --json` prints
+    them. Raises ConfigError on a bad config, and whatever the mocks raise."""
     from infra.program import run
 
     stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
@@ -165,7 +167,14 @@ def run_program(
         if transformation is not None:
             pulumi.runtime.register_stack_transformation(transformation)
         holder["config"] = from_pulumi()
-        run(holder["config"])
+        if exports is None:
+            run(holder["config"])
+            return
+
+        def record(name: str, value: Any) -> None:
+            pulumi.Output.from_input(value).apply(lambda v: exports.__setitem__(name, v))
+
+        run(holder["config"], export=record)
 
     program()
     return holder["config"]

@@ -6,6 +6,7 @@ audit trail, composed from the one StackConfig. Stand-in hosts of the lab are ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -36,7 +37,13 @@ def outputs(config: StackConfig) -> dict[str, Any]:
     }
 
 
-def run(config: StackConfig) -> None:
+Export = Callable[[str, Any], None]
+
+
+def run(config: StackConfig, export: Export = pulumi.export) -> None:
+    """Declare the environment; `export` receives the stack outputs (the engine's by default,
+    a recorder when the program runs offline, so that the lab sees what `pulumi stack output
+    --json` prints)."""
     account = aws.get_caller_identity().account_id
     keys = EnvironmentKeys("keys", EnvironmentKeysArgs(config=config, account_id=account))
     segment = ClosedSegment("segment", ClosedSegmentArgs(config=config, logs_key_arn=keys.logs.arn))
@@ -80,20 +87,20 @@ def run(config: StackConfig) -> None:
         "audit", AuditTrailArgs(config=config, account_id=account, logs_key_arn=keys.logs.arn)
     )
     for key, value in outputs(config).items():
-        pulumi.export(key, value)
-    pulumi.export("vpcId", segment.vpc.id)
-    pulumi.export("subnetIds", subnet_ids)
-    pulumi.export("backupBucket", backup.bucket.bucket)
-    pulumi.export("backupBreakGlassRoleArn", backup.break_glass_role.arn)
-    pulumi.export("storageKeyArn", keys.storage.arn)
-    pulumi.export("logsKeyArn", keys.logs.arn)
-    pulumi.export("instanceIds", {n: i.id for n, i in hosts.instances.items()})
-    pulumi.export("privateIps", {n: i.private_ip for n, i in hosts.instances.items()})
-    pulumi.export("roleArns", {r: role.arn for r, role in hosts.roles.items()})
-    pulumi.export("endpointDnsNames", {
+        export(key, value)
+    export("vpcId", segment.vpc.id)
+    export("subnetIds", subnet_ids)
+    export("backupBucket", backup.bucket.bucket)
+    export("backupBreakGlassRoleArn", backup.break_glass_role.arn)
+    export("storageKeyArn", keys.storage.arn)
+    export("logsKeyArn", keys.logs.arn)
+    export("instanceIds", {n: i.id for n, i in hosts.instances.items()})
+    export("privateIps", {n: i.private_ip for n, i in hosts.instances.items()})
+    export("roleArns", {r: role.arn for r, role in hosts.roles.items()})
+    export("endpointDnsNames", {
         s: e.dns_entries.apply(lambda d: [x["dns_name"] for x in (d or [])])
         for s, e in segment.interface_endpoints.items()
     })  # fmt: skip
-    pulumi.export("transitGateways", {
+    export("transitGateways", {
         "lgwan": lgwan.transit_gateway.id, "fund": fund.transit_gateway.id})  # fmt: skip
-    pulumi.export("auditTrailArn", audit.trail.arn)
+    export("auditTrailArn", audit.trail.arn)

@@ -26,8 +26,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def postgres() -> Any:
-    """One private PostgreSQL 15 for the whole run (claimapp/localpg.py)."""
-    from claimapp.localpg import local_cluster
+    """One private PostgreSQL 15 for the whole run (tests/support/localpg.py)."""
+    from tests.support.localpg import local_cluster
 
     try:
         with local_cluster() as dsns:

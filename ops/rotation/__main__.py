@@ -23,7 +23,7 @@ resumes it. --until PHASE stops early; --ansible-arg passes options to ansible-p
 Ansible's output goes to rotation/ansible.log. `all` skips, and says so, the user CA without
 --operator-key and the fund's key until the fund has sent a new one.
 
-After `ca trust` or `revoke`, publish with `ansible-playbook playbooks/rotate_keys.yml`
+After `ca trust` or `revoke`, publish with `ansible-playbook -i INVENTORY playbooks/rotate_keys.yml`
 (the inventory's claims_dc_ssh_ca_dir is DIR; the lab's is .lab/lab/ssh-ca). Results on
 stdout (--json for machines), progress on stderr; exit codes: 0 ok (or skipped), 1 a failure,
 a rollback or an interrupted rotation, 2 usage.
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             {"trusted": fps},
             "hosts are to trust: "
             + ", ".join(fps)
-            + "\npublish: ansible-playbook playbooks/rotate_keys.yml",
+            + "\npublish: ansible-playbook -i INVENTORY playbooks/rotate_keys.yml",
         )
         return 0
     if args.command == "issue":
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         {"revoked": args.serial},
         f"revoked serials {args.serial} in "
         f"{args.ca_dir / 'revoked.krl'}\npublish to every host at once: "
-        "ansible-playbook playbooks/rotate_keys.yml -e key_rotation_serial=100%",
+        "ansible-playbook -i INVENTORY playbooks/rotate_keys.yml -e key_rotation_serial=100%",
     )
     return 0
 

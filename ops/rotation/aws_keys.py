@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -43,19 +44,27 @@ class Endpoint:
     url: str | None  # None: AWS itself
     region: str
     ca_bundle: str | None
+    # The control node's own AWS configuration file (AWS_CONFIG_FILE's format), if not the
+    # default credential chain's.
+    config_file: str | None = None
 
     def client(self, service: str, pair: dict[str, str] | None = None) -> Any:
-        session = boto3.session.Session(
-            aws_access_key_id=pair["aws_access_key_id"] if pair else None,
-            aws_secret_access_key=pair["aws_secret_access_key"] if pair else None,
-            region_name=self.region,
-        )
+        if pair is None and self.config_file:
+            core = botocore.session.Session()
+            core.set_config_variable("config_file", self.config_file)
+            session = boto3.session.Session(botocore_session=core, region_name=self.region)
+        else:
+            session = boto3.session.Session(
+                aws_access_key_id=pair["aws_access_key_id"] if pair else None,
+                aws_secret_access_key=pair["aws_secret_access_key"] if pair else None,
+                region_name=self.region,
+            )
         return session.client(
             service, endpoint_url=self.url, verify=self.ca_bundle or True, config=TIMEOUTS
         )
 
 
-def check_kms_rotation(endpoint: Endpoint, key_id: str, pair: dict[str, str] | None) -> str:
+def check_kms_rotation(endpoint: Endpoint, key_id: str, pair: dict[str, str] | None = None) -> str:
     """The backup key rotates its material yearly by itself; refuse to call it fine if not."""
     try:
         enabled = endpoint.client("kms", pair).get_key_rotation_status(KeyId=key_id)[

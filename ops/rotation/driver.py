@@ -74,18 +74,16 @@ class Site:
         hosts = {h: hostvars[h].get("ansible_host", h) for h in dc}
         return cls(inventory, hosts, groups, hostvars[dc[0]])
 
-    def aws(self) -> tuple[Endpoint, dict[str, str] | None]:
-        """The AWS endpoint, and the lab's placeholder key (moto does not authenticate; in
-        production the default credential chain answers for the operator)."""
-        lab = bool(self.vars.get("claims_dc_lab"))
-        endpoint = Endpoint(
+    def aws(self) -> Endpoint:
+        """The AWS API as the inventory describes it for the control node: its endpoint (none:
+        AWS's own), the CA that endpoint's certificate comes from, and an AWS config file
+        instead of the default credential chain, where the inventory names one."""
+        return Endpoint(
             self.vars.get("claims_dc_aws_endpoint_url") or None,
             str(self.vars.get("claims_dc_aws_region", "ap-northeast-1")),
-            str(self.state / "pki" / "ca.crt") if lab else None,
+            self.vars.get("claims_dc_aws_ca_cert_file") or None,
+            self.vars.get("claims_dc_aws_config_file") or None,
         )
-        placeholder = "lab-placeholder-moto-does-not-authenticate"
-        pair = {"aws_access_key_id": placeholder, "aws_secret_access_key": placeholder}
-        return endpoint, pair if lab else None
 
 
 @dataclass
@@ -169,7 +167,7 @@ def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> 
         creds = site.state / "secrets" / "aws-credentials"
         if not creds.exists():
             raise Skip(f"no IAM access key is kept on the control node ({creds})")
-        endpoint, _ = site.aws()
+        endpoint = site.aws()
         return [_aws_key(p, site.state / "secrets", endpoint, ledger, opts.until)
                 for p in read_profiles(creds).sections()]  # fmt: skip
     if kind == "sftp-key":
@@ -203,13 +201,13 @@ def _aws_key(profile: str, secrets_dir: Path, endpoint: Endpoint, ledger: Ledger
 
 def check_aws(site: Site) -> Outcome:
     """The backup key's automatic rotation: a check, recorded beside the rotations."""
-    endpoint, pair = site.aws()
+    endpoint = site.aws()
     key_id = str(site.vars.get("claims_dc_backup_kms_key_id", ""))
     if not key_id:
         return Outcome("kms:backup", "", None, "failed", None, "no claims_dc_backup_kms_key_id")
     try:
         return Outcome(
-            "kms:backup", "", None, "checked", None, check_kms_rotation(endpoint, key_id, pair)
+            "kms:backup", "", None, "checked", None, check_kms_rotation(endpoint, key_id)
         )
     except StepFailed as e:
         return Outcome("kms:backup", "", None, "failed", None, str(e))

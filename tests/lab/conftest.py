@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from infra.config import StackConfig, load_stack
+from lab import lab
+from lab import podman as pm
+from lab.lab import UpReport
+from lab.plan import LabPlan, build_plan
 from ops import bundle
-from ops.lab import lab
-from ops.lab import podman as pm
-from ops.lab.lab import UpReport
-from ops.lab.plan import LabPlan, build_plan
 from ops.playbook import PlaybookRun, run_playbook
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from ops.lab import podman as pm
-from ops.lab import review
-from ops.lab.lab import UpReport
-from ops.lab.plan import LabPlan
+from lab import podman as pm
+from lab import review
+from lab.lab import UpReport
+from lab.plan import LabPlan
 from ops.playbook import PlaybookRun, run_playbook
 from tests.lab.conftest import SiteRuns
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from ops.lab import podman as pm
-from ops.lab.lab import UpReport
-from ops.lab.plan import LabPlan
+from lab import podman as pm
+from lab.lab import UpReport
+from lab.plan import LabPlan
 
 pytestmark = pytest.mark.lab
 

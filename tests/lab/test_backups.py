@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from ops.lab import backups
-from ops.lab import podman as pm
-from ops.lab.delivery import db_scalar
-from ops.lab.lab import UpReport
-from ops.lab.plan import LabPlan
+from lab import backups
+from lab import podman as pm
+from lab.delivery import db_scalar
+from lab.lab import UpReport
+from lab.plan import LabPlan
 from ops.playbook import PlaybookRun, run_playbook
 from tests.lab.conftest import SiteRuns
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ops.lab import lab
-from ops.lab.lab import UpReport
-from ops.lab.plan import LabPlan
+from lab import lab
+from lab.lab import UpReport
+from lab.plan import LabPlan
 
 pytestmark = pytest.mark.lab
 DEAD_END = "cdc-deadend"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from infra.config import StackConfig
-from ops.lab import lab
-from ops.lab import podman as pm
-from ops.lab.lab import UpReport
-from ops.lab.plan import LabPlan
+from lab import lab
+from lab import podman as pm
+from lab.lab import UpReport
+from lab.plan import LabPlan
 
 pytestmark = [pytest.mark.lab, pytest.mark.destroys_lab]
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def test_down_removes_exactly_the_lab(
     pm.podman("network", "create", "--internal", "--subnet", "10.239.99.0/24", DECOY)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "ops.lab", "down"],
+            [sys.executable, "-m", "lab", "down"],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -45,7 +45,7 @@ def test_down_removes_exactly_the_lab(
         assert pm.inspect_network(DECOY) is not None
         # A second down finds nothing and is fine with that.
         again = subprocess.run(
-            [sys.executable, "-m", "ops.lab", "down", "--json"],
+            [sys.executable, "-m", "lab", "down", "--json"],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -9,8 +9,8 @@ import pytest
 
 from claimapp.generate import claim_file
 from claimapp.uke import parse
-from ops.lab import podman as pm
-from ops.lab.delivery import (
+from lab import podman as pm
+from lab.delivery import (
     create_caseworker,
     db_scalar,
     quarantined,
@@ -19,8 +19,8 @@ from ops.lab.delivery import (
     terminal_get,
     wait_for,
 )
-from ops.lab.plan import LabPlan
-from ops.lab.probes import probe
+from lab.plan import LabPlan
+from lab.probes import probe
 from tests.lab.conftest import SiteRuns
 
 pytestmark = pytest.mark.lab

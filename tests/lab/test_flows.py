@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from infra.config import StackConfig, load_file
-from ops.lab import lab
-from ops.lab import podman as pm
-from ops.lab.lab import UpReport
-from ops.lab.plan import LabPlan
-from ops.lab.probes import (
+from lab import lab
+from lab import podman as pm
+from lab.lab import UpReport
+from lab.plan import LabPlan
+from lab.probes import (
     UNLISTED_PORT,
     mismatches,
     observe,

@@ -9,7 +9,7 @@ import pytest
 import testinfra
 
 from infra.config import StackConfig
-from ops.lab.lab import UpReport
+from lab.lab import UpReport
 
 pytestmark = pytest.mark.lab
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.config import StackConfig
-from ops.lab.lab import UpReport
+from lab.lab import UpReport
 
 pytestmark = pytest.mark.lab
 BIN = Path(sys.executable).parent

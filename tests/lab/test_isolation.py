@@ -8,10 +8,10 @@ import ipaddress
 import pytest
 
 from infra.config import StackConfig
-from ops.lab import podman as pm
-from ops.lab.lab import UpReport
-from ops.lab.plan import MOTO_PORT, LabPlan
-from ops.lab.probes import probe
+from lab import podman as pm
+from lab.lab import UpReport
+from lab.plan import MOTO_PORT, LabPlan
+from lab.probes import probe
 
 pytestmark = pytest.mark.lab
 

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from ops.lab import podman as pm
-from ops.lab.plan import LabPlan
-from ops.lab.rotation import (
+from lab import podman as pm
+from lab.plan import LabPlan
+from lab.rotation import (
     OPERATOR_ACCOUNT,
     OPERATOR_IDENTITY,
     ensure_automation_key,
@@ -265,7 +265,7 @@ def test_the_web_host_serves_a_new_certificate_that_chains_to_the_internal_ca(
 
 
 def test_the_old_aws_key_no_longer_signs_in(rotated: Rotated) -> None:
-    endpoint, _ = rotated.site.aws()
+    endpoint = rotated.site.aws()
     now = _aws_pair(rotated.site.state)
     assert now["aws_access_key_id"] != rotated.before.aws_pair["aws_access_key_id"]
     assert identity(endpoint, now).endswith(":user/l0001")

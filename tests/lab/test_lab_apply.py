@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.config import StackConfig
-from ops.lab.apply import SKIPPED
-from ops.lab.lab import UpReport
+from lab.apply import SKIPPED
+from lab.lab import UpReport
 
 pytestmark = pytest.mark.lab
 

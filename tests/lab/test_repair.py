@@ -8,18 +8,18 @@ import sys
 import pytest
 
 from infra.config import StackConfig
-from ops.lab import lab
-from ops.lab import podman as pm
-from ops.lab.lab import UpReport
-from ops.lab.plan import NFT_ROUTER_TABLE, LabPlan
-from ops.lab.probes import probe
+from lab import lab
+from lab import podman as pm
+from lab.lab import UpReport
+from lab.plan import NFT_ROUTER_TABLE, LabPlan
+from lab.probes import probe
 
 pytestmark = pytest.mark.lab
 
 
 def _status_cli() -> int:
     return subprocess.run(
-        [sys.executable, "-m", "ops.lab", "status"], capture_output=True, timeout=120
+        [sys.executable, "-m", "lab", "status"], capture_output=True, timeout=120
     ).returncode
 
 

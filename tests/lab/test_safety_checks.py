@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from lab import lab
+from lab import podman as pm
+from lab.plan import LabPlan
 from ops import bundle
-from ops.lab import lab
-from ops.lab import podman as pm
-from ops.lab.plan import LabPlan
 from ops.playbook import PlaybookRun, run_playbook
 from tests.lab.conftest import SiteRuns
 

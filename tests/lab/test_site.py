@@ -12,10 +12,10 @@ import pytest
 import testinfra
 
 from infra.config import StackConfig
-from ops.lab import lab
-from ops.lab import podman as pm
-from ops.lab.plan import LabPlan
-from ops.lab.probes import observe, start_policy_listeners, stop_policy_listeners
+from lab import lab
+from lab import podman as pm
+from lab.plan import LabPlan
+from lab.probes import observe, start_policy_listeners, stop_policy_listeners
 from ops.rotation.db_login import in_use
 from tests.lab.conftest import SiteRuns
 

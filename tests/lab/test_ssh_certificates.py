@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.lab.plan import LabPlan
+from lab.plan import LabPlan
 from ops.playbook import run_playbook
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import rotate

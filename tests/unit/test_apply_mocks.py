@@ -8,7 +8,7 @@ import boto3
 import pulumi
 import pytest
 
-from ops.lab.apply import SKIPPED, MotoApplyMocks, UnsupportedTypeError
+from lab.apply import SKIPPED, MotoApplyMocks, UnsupportedTypeError
 
 
 def _mocks() -> MotoApplyMocks:
@@ -61,7 +61,7 @@ def test_an_unknown_invoke_fails() -> None:
 
 def test_a_policy_whose_deny_moto_cannot_evaluate_is_named() -> None:
     from infra.datacenter.backup import backup_bucket_policy
-    from ops.lab.apply import unsupplied_condition_keys
+    from lab.apply import unsupplied_condition_keys
 
     arn = "arn:aws:s3:::claims-dc-x-backup"
     policy = backup_bucket_policy(arn, "vpce-1", "arn:aws:iam::1:role/break-glass")

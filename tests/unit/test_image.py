@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ops.lab.image import IMAGE_REPO, ImageRecipe
+from lab.image import IMAGE_REPO, ImageRecipe
 
 
 def test_same_recipe_same_tag() -> None:

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from ops.lab import lab
+from lab import lab
 
 
 def _backend(name: str) -> object:

@@ -13,14 +13,17 @@ import pytest
 import yaml
 
 from infra.config import load_stack, parse
-from ops.lab.plan import (
+from lab.plan import (
     MOTO_PORT,
     build_plan,
     host_guard_ruleset,
-    inventory,
+    inventory_layer,
     router_ruleset,
-    ssh_config,
 )
+from ops.inventory.generate import write_inventory
+from ops.inventory.operators import load_operators
+from ops.inventory.outputs import load_outputs
+from tests.support.inventory import make_key, write_operators, write_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 ACCEPT = re.compile(
@@ -106,25 +109,73 @@ def test_generated_rulesets_are_valid_nftables(tmp_path: Path) -> None:
         assert proc.returncode == 0, f"{name}: {proc.stderr}"
 
 
-def test_inventory_groups_hosts_by_zone_and_role(tmp_path: Path) -> None:
+def _lab_inventory(tmp_path: Path) -> Path:
+    """The lab's inventory as lab up writes it: the generator plus the lab's layer."""
     config = load_stack("lab", REPO)
     plan = build_plan(config)
-    inv = inventory(config, plan, tmp_path)["all"]
+    key = make_key(tmp_path / "operator_ed25519")
+    write_inventory(
+        config,
+        load_outputs(write_outputs(config, tmp_path / "stack-outputs.json"), config),
+        load_operators(write_operators(tmp_path / "operators.yml", ("opsadmin", "L0001", key))),
+        tmp_path / "inv",
+        connect="direct",
+        identity=tmp_path / "operator_ed25519",
+        layer=inventory_layer(config, plan, tmp_path / "inv"),
+    )
+    return tmp_path / "inv"
+
+
+def test_lab_inventory_groups_hosts_by_zone_and_role(tmp_path: Path) -> None:
+    inv_dir = _lab_inventory(tmp_path)
+    inv = yaml.safe_load((inv_dir / "inventory.yml").read_text())["all"]
     assert inv["hosts"]["db-1"]["ansible_host"] == "10.231.20.10"
     assert set(inv["children"]["zone_app"]["hosts"]) == {"app-1"}
     assert set(inv["children"]["role_bastion"]["hosts"]) == {"bastion-1"}
     assert set(inv["children"]["datacenter"]["hosts"]) == {"app-1", "db-1", "intake-1", "bastion-1"}
     assert set(inv["children"]["stand_ins"]["hosts"]) == {"terminal-1", "sender-1", "endpoints-1"}
-    assert inv["vars"]["ansible_user"] == "opsadmin"
-    yaml.safe_dump(inv)  # plain data only
+    stack = yaml.safe_load((inv_dir / "group_vars" / "all" / "00-stack.yml").read_text())
+    assert stack["ansible_user"] == "opsadmin"
 
 
-def test_ssh_config_pins_host_keys(tmp_path: Path) -> None:
+def test_the_lab_layer_gives_every_variable_a_reason_and_no_role_reads_a_lab_name(
+    tmp_path: Path,
+) -> None:
+    text = (_lab_inventory(tmp_path) / "group_vars" / "all" / "50-lab.yml").read_text()
+    lines = [line for line in text.splitlines()[2:] if line.strip()]
+    names = [line.split(":")[0] for line in lines if not line.startswith(("#", " ", "-"))]
+    for name in names:
+        before = lines[lines.index(next(x for x in lines if x.startswith(name + ":"))) - 1]
+        assert before.startswith("# "), f"{name} has no reason"
+        assert "lab" not in name
+    assert "firewall_admin_sources" in names
+    roles = REPO / "playbooks"
+    for path in roles.rglob("*"):
+        if path.is_file() and path.suffix in (".yml", ".j2"):
+            for word in re.findall(r"\b[a-z_]*lab[a-z_]*\b", path.read_text()):
+                assert not word.startswith(
+                    (
+                        "claims_dc_",
+                        "backup_",
+                        "access_review_",
+                        "base_",
+                        "hardening_",
+                        "firewall_",
+                        "claim_app_",
+                        "postgresql_",
+                        "intake_sftp_",
+                        "key_rotation_",
+                    )
+                ), f"{path.relative_to(REPO)} reads a lab variable: {word}"
+
+
+def test_lab_ssh_config_pins_host_keys(tmp_path: Path) -> None:
+    inv_dir = _lab_inventory(tmp_path)
+    text = (inv_dir / "ssh_config").read_text()
     plan = build_plan(load_stack("lab", REPO))
-    text = ssh_config(plan, tmp_path)
     assert text.count("StrictHostKeyChecking yes") == len(plan.hosts)
     assert "StrictHostKeyChecking no" not in text
-    assert f"UserKnownHostsFile {tmp_path / 'known_hosts'}" in text
+    assert f"UserKnownHostsFile {inv_dir / 'known_hosts'}" in text
 
 
 def test_names_are_scoped_to_the_stack(lab_raw: dict[str, Any]) -> None:
@@ -136,7 +187,7 @@ def test_names_are_scoped_to_the_stack(lab_raw: dict[str, Any]) -> None:
 
 
 def test_policy_mismatch_check_fires_on_every_kind_of_wrong_outcome() -> None:
-    from ops.lab.probes import mismatches
+    from lab.probes import mismatches
 
     config = load_stack("lab", REPO)
     right = {

@@ -17,7 +17,8 @@ from botocore.exceptions import ClientError
 from ops.backuplib import archiver, crypto
 from ops.backuplib.repository import Busy, KeyOptions, Repository, pack_key
 from ops.backuplib.sources import SourceSpec
-from ops.backuplib.storage import FaultyStorage, InjectedFault, LocalStorage, S3Storage, Unreachable
+from ops.backuplib.storage import LocalStorage, S3Storage, Unreachable
+from tests.support.faults import FaultyStorage, InjectedFault
 
 from .conftest import make_tree, tree_digest
 

@@ -53,7 +53,7 @@ def test_a_new_tls_pair_keeps_the_names_matches_its_key_and_chains(tmp_path: Pat
 
     from cryptography import x509
 
-    from ops.lab.pki import ensure_ca, ensure_server_cert
+    from lab.pki import ensure_ca, ensure_server_cert
     from ops.rotation.tls import check_pair, issue_like
 
     ca = ensure_ca(tmp_path)

@@ -26,23 +26,28 @@ from typing import Any
 import yaml
 
 from infra.config import StackConfig, load_stack
-from ops.lab import image, pki, review
-from ops.lab import podman as pm
-from ops.lab.apply import ApplyRecord, apply_once
-from ops.lab.image import OPERATOR_USER
-from ops.lab.plan import (
+from lab import image, pki, review
+from lab import podman as pm
+from lab.apply import ApplyRecord, apply_once
+from lab.image import OPERATOR_USER
+from lab.plan import (
+    AWS_PLACEHOLDER_CONFIG,
     MOTO_PORT,
     NFT_ROUTER_TABLE,
     LabHost,
     LabPlan,
+    aws_placeholder_config,
     build_plan,
     host_guard_ruleset,
-    inventory_yaml,
+    inventory_layer,
+    operators_yaml,
     router_ruleset,
-    ssh_config,
 )
+from ops.inventory.generate import write_inventory
+from ops.inventory.operators import load_operators
+from ops.inventory.outputs import load_outputs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 LAB_ROOT = REPO / ".lab"
 BOOT_TIMEOUT = 90.0
 
@@ -376,7 +381,7 @@ def require_netavark() -> None:
         raise RuntimeError(
             f"podman's network backend is {backend!r}, not 'netavark': its internal networks "
             "would give the control node no address on the lab bridges, and traffic for lab "
-            "addresses would leave the machine. Run ops/lab/setup-host.sh (make setup)."
+            "addresses would leave the machine. Run lab/setup-host.sh (make setup)."
         )
 
 
@@ -452,6 +457,29 @@ def _aws_summary(record: ApplyRecord, applied_now: bool) -> dict[str, Any]:
     }
 
 
+def write_lab_inventory(
+    config: StackConfig, plan: LabPlan, sdir: Path, record: ApplyRecord, public_key: str
+) -> None:
+    """The lab's inventory, by the generator every environment uses: from the stack outputs
+    that the lab apply returned and the lab's operators file, plus the lab's layer."""
+    outputs_file = sdir / "stack-outputs.json"
+    outputs_file.write_text(json.dumps(record.stack_outputs, indent=2, default=str) + "\n")
+    (sdir / "operators.yml").write_text(operators_yaml(public_key), encoding="utf-8")
+    (sdir / AWS_PLACEHOLDER_CONFIG).write_text(aws_placeholder_config(config))
+    write_inventory(
+        config,
+        load_outputs(outputs_file, config),
+        load_operators(sdir / "operators.yml"),
+        sdir,
+        operator_name=OPERATOR_USER,
+        # The control node sits on every zone's network, as a node inside the management
+        # network would; it does not yet come in through the bastion.
+        connect="direct",
+        identity=sdir / "operator_ed25519",
+        layer=inventory_layer(config, plan, sdir),
+    )
+
+
 def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
     started = time.monotonic()
     plan = build_plan(config)
@@ -518,7 +546,6 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
         hostkey = pm.exec_in(c, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout.split()
         known.append(f"{host.name},{host.address} {hostkey[0]} {hostkey[1]}")
     (sdir / "known_hosts").write_text("\n".join(known) + "\n")
-    (sdir / "ssh_config").write_text(ssh_config(plan, sdir))
 
     progress("AWS endpoints")
     _ensure_moto(plan, sdir)
@@ -533,7 +560,7 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
     )
 
     aws_summary = _aws_summary(record, applied_now)
-    (sdir / "inventory.yml").write_text(inventory_yaml(config, plan, sdir, aws_summary))
+    write_lab_inventory(config, plan, sdir, record, public_key)
     review.write_inputs(sdir, [h for h, spec in config.hosts.items() if not spec.stand_in])
     report = UpReport(
         image=image_ref,

@@ -11,8 +11,8 @@ from typing import Any
 
 import boto3
 
-from ops.lab import podman as pm
-from ops.lab.plan import LabHost
+from lab import podman as pm
+from lab.plan import LabHost
 
 COMMAND = "/usr/local/sbin/claims-dc-backup"
 STATE = "/var/lib/claims-dc-backup"

@@ -28,7 +28,7 @@ AS_POSTGRES = ["runuser", "-u", "postgres", "--"]
 def local_cluster() -> Iterator[dict[str, str]]:
     """Yields {"owner": dsn, "app": dsn}; stops and removes the cluster afterwards."""
     if not (PG_BIN / "initdb").exists():
-        raise RuntimeError("PostgreSQL 15 is not installed (ops/lab/setup-host.sh installs it)")
+        raise RuntimeError("PostgreSQL 15 is not installed (lab/setup-host.sh installs it)")
     base = Path(tempfile.mkdtemp(prefix="claims-dc-pg-"))
     data, sock = base / "data", base / "sock"
     sock.mkdir()

@@ -10,12 +10,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from infra.config import DATACENTER_ZONES, Flow, StackConfig
-from ops.lab.image import OPERATOR_USER
+from infra.config import Flow, StackConfig
+from lab.image import OPERATOR_USER
+from ops.inventory.generate import Layer
 
 # The moto server listens on the endpoints network's gateway (the control node); the endpoint
 # stand-in terminates TLS on 443 and forwards to it, as a VPC interface endpoint would.
@@ -219,105 +219,83 @@ def host_guard_ruleset(plan: LabPlan, bridges: dict[str, str]) -> str:
 """  # noqa: E501
 
 
-def inventory(
-    config: StackConfig, plan: LabPlan, state_dir: Path, aws: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The Ansible inventory of the running lab: groups per zone and per role; `aws` is what
-    the lab apply created (the backup bucket and key)."""
-    aws = aws or {}
-    hosts: dict[str, Any] = {
-        h.name: {
-            "ansible_host": str(h.address),
-            "claims_dc_zone": h.zone,
-            "claims_dc_role": h.role,
-            # In the lab, Ansible runs on the control node, which sits on every zone's network
-            # at its gateway address; in production it runs from the bastion (mgmt zone).
-            "claims_dc_control_node": str(plan.network(h.zone).gateway),
-        }
-        for h in plan.hosts
-    }
-    children: dict[str, Any] = {}
-    for zone in config.zones:
-        members = {h.name: None for h in plan.hosts if h.zone == zone}
-        if members:
-            children[f"zone_{zone}"] = {"hosts": members}
-    for role in sorted({h.role for h in plan.hosts}):
-        children[f"role_{role}"] = {"hosts": {h.name: None for h in plan.hosts if h.role == role}}
-    children["datacenter"] = {
-        "hosts": {h.name: None for h in plan.hosts if not config.hosts[h.name].stand_in}
-    }
-    children["stand_ins"] = {
-        "hosts": {h.name: None for h in plan.hosts if config.hosts[h.name].stand_in}
-    }
-    return {
-        "all": {
-            "vars": {
-                "ansible_user": OPERATOR_USER,
-                "ansible_python_interpreter": "/usr/bin/python3",
-                "ansible_ssh_private_key_file": str(state_dir / "operator_ed25519"),
-                "ansible_ssh_common_args": f"-F {state_dir / 'ssh_config'}",
-                "claims_dc_stack": config.stack,
-                "claims_dc_datacenter_zones": list(DATACENTER_ZONES),
-                "claims_dc_aws_endpoint_url": plan.endpoint_url,
-                "claims_dc_aws_region": config.region,
-                "claims_dc_lab": True,
-                "claims_dc_backup_bucket": aws.get("backup_bucket") or "",
-                "claims_dc_backup_kms_key_id": aws.get("storage_key_arn") or "",
-                "claims_dc_backup_lock_days": config.backup.retention_days,
-                # One named operator in the lab: the account Ansible runs as.
-                "base_operators": [
-                    {
-                        "name": OPERATOR_USER,
-                        "comment": "lab operator, runs Ansible",
-                        "public_keys": [
-                            "{{ lookup('ansible.builtin.file', inventory_dir ~ "
-                            "'/operator_ed25519.pub') }}"
-                        ],
-                    }
-                ],
-                # The flow policy, for the host firewalls: the same zones and flows as the
-                # Pulumi program and the lab router, never a second copy.
-                "claims_dc_zones": {z.name: str(z.cidr) for z in config.zones.values()},
-                "claims_dc_flows": [
-                    {
-                        "from": list(f.sources),
-                        "to": list(f.destinations),
-                        "port": f.port,
-                        "protocol": f.protocol,
-                        "service": f.service or "",
-                        "why": f.why,
-                    }
-                    for f in config.flows
-                ],
-            },
-            "hosts": hosts,
-            "children": children,
-        }
-    }
+LAB_OPERATOR_STAFF_ID = "L0001"  # the roster's lab operator (lab/review.py)
+AWS_PLACEHOLDER_CONFIG = "aws-placeholder.conf"
 
 
-def inventory_yaml(
-    config: StackConfig, plan: LabPlan, state_dir: Path, aws: dict[str, Any] | None = None
-) -> str:
-    header = f"# Written by `python -m ops.lab up` from {config.source}; regenerated on every up.\n"
-    return header + yaml.safe_dump(
-        inventory(config, plan, state_dir, aws), sort_keys=False, allow_unicode=True
+def operators_yaml(public_key: str) -> str:
+    """The lab's operators file: one named operator, the account Ansible runs as."""
+    document = {
+        "operators": [
+            {
+                "name": OPERATOR_USER,
+                "staff_id": LAB_OPERATOR_STAFF_ID,
+                "comment": "lab operator, runs Ansible",
+                "public_keys": [public_key.strip()],
+            }
+        ]
+    }
+    header = "# Written by `python -m lab up`: the lab's one operator.\n"
+    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def aws_placeholder_config(config: StackConfig) -> str:
+    """The control node's AWS config in the lab: moto accepts any key, and these are none."""
+    return (
+        "# Written by `python -m lab up`. Placeholders, not secrets: the lab's AWS API (moto)\n"
+        "# does not authenticate.\n"
+        f"[default]\nregion = {config.region}\n"
+        "aws_access_key_id = placeholder-the-lab-api-does-not-authenticate\n"
+        "aws_secret_access_key = placeholder-the-lab-api-does-not-authenticate\n"
     )
 
 
-def ssh_config(plan: LabPlan, state_dir: Path) -> str:
-    """OpenSSH client config for the lab: the lab key, strict host keys from the lab's own file."""
-    blocks = []
-    for h in plan.hosts:
-        blocks.append(
-            f"Host {h.name} {h.address}\n"
-            f"    HostName {h.address}\n"
-            f"    User {OPERATOR_USER}\n"
-            f"    IdentityFile {state_dir / 'operator_ed25519'}\n"
-            f"    IdentitiesOnly yes\n"
-            f"    UserKnownHostsFile {state_dir / 'known_hosts'}\n"
-            f"    StrictHostKeyChecking yes\n"
-            f"    PasswordAuthentication no\n"
-            f"    ConnectTimeout 5\n"
-        )
-    return "\n".join(blocks)
+def inventory_layer(config: StackConfig, plan: LabPlan, state_dir: Path) -> Layer:
+    """What the lab adds to the inventory that `ops.inventory` writes for every environment:
+    the stand-ins, and the few inputs that differ because the lab's hosts are containers on
+    this machine and its AWS is moto. Each with the reason."""
+    gateways = {n.zone: str(n.gateway) for n in plan.networks}
+    stand_ins = [h for h in plan.hosts if config.hosts[h.name].stand_in]
+    return Layer(
+        name="50-lab",
+        title="the local lab's layer (lab/plan.py inventory_layer)",
+        variables={
+            "claims_dc_aws_endpoint_url": (
+                plan.endpoint_url,
+                "the endpoint stand-in plays the VPC interface endpoints; in AWS the services' "
+                "own names resolve to them",
+            ),
+            "claims_dc_aws_ca_cert_file": (
+                str(state_dir / "pki" / "ca.crt"),
+                "the endpoint stand-in's TLS certificate comes from the lab CA",
+            ),
+            "claims_dc_aws_placeholder_credentials": (
+                True,
+                "moto does not authenticate, and containers have no instance profile (IMDS) "
+                "to take credentials from",
+            ),
+            "claims_dc_aws_config_file": (
+                str(state_dir / AWS_PLACEHOLDER_CONFIG),
+                "the control node's AWS calls go to moto, which takes placeholder keys",
+            ),
+            "claims_dc_in_container": (
+                True,
+                "the hosts are podman containers: the clock, kernel settings and auditd "
+                "belong to this machine",
+            ),
+            "firewall_admin_sources": (
+                "{{ [" + repr(gateways) + "[claims_dc_zone]] }}",
+                "the control node administers each host over the host's own network, from "
+                "its gateway address there",
+            ),
+        },
+        hosts={
+            h.name: {
+                "ansible_host": str(h.address),
+                "claims_dc_zone": h.zone,
+                "claims_dc_role": h.role,
+            }
+            for h in stand_ins
+        },
+        groups={"stand_ins": [h.name for h in stand_ins]},
+    )

@@ -1,4 +1,4 @@
-"""python -m ops.lab: the local data-center lab.
+"""python -m lab: the local data-center lab.
 
 Exit codes: 0 ok, 1 failure (or an unhealthy lab for `status`), 2 usage or a bad config.
 """
@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from infra.config import ConfigError
-from ops.lab import lab
+from lab import lab
 
 DESCRIPTION = """\
 The local data-center lab for one stack: real Debian 12 hosts (podman, systemd, sshd) on one
@@ -24,11 +24,11 @@ uplink, a caseworker's terminal in lgwan, the fund's sender in fund, and the AWS
 
 EPILOG = """\
 examples:
-  python -m ops.lab up                 build the image if needed, then create or repair the lab
-  python -m ops.lab status --json      hosts, addresses and health, for machines
-  python -m ops.lab ssh app-1          a shell on app-1 as the lab operator
-  python -m ops.lab ssh db-1 -- systemctl is-system-running
-  python -m ops.lab down               remove every container, network and process of the lab
+  python -m lab up                 build the image if needed, then create or repair the lab
+  python -m lab status --json      hosts, addresses and health, for machines
+  python -m lab ssh app-1          a shell on app-1 as the lab operator
+  python -m lab ssh db-1 -- systemctl is-system-running
+  python -m lab down               remove every container, network and process of the lab
 
 files (under .lab/<stack>/, git-ignored, private keys mode 0600):
   inventory.yml   Ansible inventory: groups zone_<zone>, role_<role>, datacenter, stand_ins
@@ -39,7 +39,7 @@ files (under .lab/<stack>/, git-ignored, private keys mode 0600):
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ops.lab",
+        prog="python -m lab",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if st["healthy"] else 1
     if args.command == "router":
         if args.action == "show":
-            from ops.lab.plan import router_ruleset
+            from lab.plan import router_ruleset
 
             print(router_ruleset(config), end="")
         else:
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         cfg = lab.state_dir(config.stack) / "ssh_config"
         if not cfg.exists():
-            print(f"error: {cfg} missing; run `python -m ops.lab up` first", file=sys.stderr)
+            print(f"error: {cfg} missing; run `python -m lab up` first", file=sys.stderr)
             return 1
         remote = [a for a in args.remote if a != "--"]
         os.execvp("ssh", ["ssh", "-F", str(cfg), args.host, *remote])  # noqa: S606 - replaces us

@@ -1,4 +1,4 @@
-"""python -m ops.demo: a day in the life of one municipality, on the local lab.
+"""python -m lab.demo: a day in the life of one municipality, on the local lab.
 
 Each capability adds its step. Results go to stdout, progress to stderr; exit 0 when every step
 passed, 1 when one failed.
@@ -17,8 +17,8 @@ from claimapp.generate import claim_file
 from claimapp.uke import parse
 from infra.check import main as check_main
 from infra.config import ConfigError, StackConfig, load_stack
-from ops.lab import backups, lab, review, rotation
-from ops.lab.delivery import (
+from lab import backups, lab, review, rotation
+from lab.delivery import (
     create_caseworker,
     db_scalar,
     quarantined,
@@ -27,8 +27,8 @@ from ops.lab.delivery import (
     terminal_get,
     wait_for,
 )
-from ops.lab.plan import build_plan
-from ops.lab.probes import (
+from lab.plan import build_plan
+from lab.probes import (
     mismatches,
     observe,
     policy_ports,
@@ -187,7 +187,7 @@ def _rotation_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_u
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ops.demo",
+        prog="python -m lab.demo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     for h in st["hosts"]:
         print(f"  {h['name']:12} {h['zone']:10} {h['address']:15} {h['state']}/{h['systemd']}")
     print(f"  inventory      {report.inventory}")
-    print(f"  ssh            python -m ops.lab ssh <host>   (config {report.state_dir}/ssh_config)")
+    print(f"  ssh            python -m lab ssh <host>   (config {report.state_dir}/ssh_config)")
     print(f"  AWS endpoints  {report.endpoint_url}  (CA {report.ca_cert})")
     print(f"  linkage report {reports / 'linkage-report.html'}")
     print(

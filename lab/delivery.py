@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ops.lab import podman as pm
-from ops.lab.plan import LabPlan
+from lab import podman as pm
+from lab.plan import LabPlan
 
 SENDER_USER = "fund"  # the sender's own account; lab_stand_ins.yml makes its key
 

@@ -16,10 +16,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ops.lab import podman as pm
-from ops.lab.backups import lab_client
-from ops.lab.delivery import SENDER_USER
-from ops.lab.plan import LabPlan
+from lab import podman as pm
+from lab.backups import lab_client
+from lab.delivery import SENDER_USER
+from lab.plan import LabPlan
 from ops.playbook import run_playbook
 from ops.rotation.aws_keys import write_profile
 from ops.rotation.driver import KINDS, Operator, Options, Site, rotate_kinds

@@ -10,8 +10,8 @@ import json
 import time
 
 from infra.config import StackConfig
-from ops.lab import podman as pm
-from ops.lab.plan import LabPlan
+from lab import podman as pm
+from lab.plan import LabPlan
 
 PROBE = r"""
 import errno, json, socket, sys

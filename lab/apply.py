@@ -54,6 +54,8 @@ class ApplyRecord:
     created: dict[str, str] = field(default_factory=dict)  # "type name" -> id
     skipped: dict[str, str] = field(default_factory=dict)  # "type name" -> reason
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The program's stack outputs, as `pulumi stack output --json` prints them.
+    stack_outputs: dict[str, Any] = field(default_factory=dict)
 
 
 def _tags(inputs: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
@@ -139,7 +141,7 @@ class MotoApplyMocks(pulumi.runtime.Mocks):
         handler = self.handlers.get(args.typ)
         if handler is None:
             raise UnsupportedTypeError(
-                f"{key}: the lab apply cannot create {args.typ}; teach ops/lab/apply.py to "
+                f"{key}: the lab apply cannot create {args.typ}; teach lab/apply.py to "
                 "create it or add it to SKIPPED with the reason"
             )
         resource_id, outputs = handler(args.name, inputs)
@@ -489,7 +491,8 @@ def apply(
         region_name=region,
     )
     mocks = MotoApplyMocks(session, endpoint_url, verify, region)
-    return run_program(stack_file, mocks), mocks.record
+    config = run_program(stack_file, mocks, exports=mocks.record.stack_outputs)
+    return config, mocks.record
 
 
 def apply_once(
@@ -499,10 +502,12 @@ def apply_once(
     if record_path.exists():
         saved = json.loads(record_path.read_text())
         if saved.get("moto_pid") == moto_pid:
-            record = ApplyRecord(saved["created"], saved["skipped"], saved["outputs"])
+            record = ApplyRecord(saved["created"], saved["skipped"], saved["outputs"],
+                                 saved.get("stack_outputs") or {})  # fmt: skip
             return record, False
     _, record = apply(stack_file, endpoint_url, verify)
     record_path.write_text(json.dumps({"moto_pid": moto_pid, "created": record.created,
-                                       "skipped": record.skipped, "outputs": record.outputs},
+                                       "skipped": record.skipped, "outputs": record.outputs,
+                                       "stack_outputs": record.stack_outputs},
                                       indent=2, default=str) + "\n")  # fmt: skip
     return record, True

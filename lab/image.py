@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops.lab import podman as pm
+from lab import podman as pm
 
 IMAGE_REPO = "localhost/claims-dc-host"
 IMAGE_LABEL = "claims-dc.image=host"

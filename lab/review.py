@@ -25,9 +25,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ops.lab import podman as pm
-from ops.lab.backups import lab_client
-from ops.lab.plan import LabPlan
+from lab import podman as pm
+from lab.backups import lab_client
+from lab.plan import LabPlan
 from ops.reviewlib.model import Finding
 
 LAB_OPERATOR = "L0001"

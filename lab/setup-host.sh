@@ -26,13 +26,13 @@ if ((${#missing[@]})); then
 fi
 
 # crun fails on these hosts (cgroups v1/hybrid) and the default open-files limit is above the
-# machine's hard limit (LAB-NOTES.md). ops.lab passes these flags itself; the file is for
+# machine's hard limit (LAB-NOTES.md). lab passes these flags itself; the file is for
 # anyone running podman (or Ansible's podman modules) by hand.
 conf=/etc/containers/containers.conf
 if [[ ! -e $conf ]]; then
     install -d /etc/containers
     cat > "$conf" <<'CONF'
-# Written by claims-dc (ops/lab/setup-host.sh).
+# Written by claims-dc (lab/setup-host.sh).
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 
@@ -45,7 +45,7 @@ fi
 # Pin the network backend whatever containers.conf says or podman cached on this machine.
 install -d /etc/containers/containers.conf.d
 cat > /etc/containers/containers.conf.d/50-claims-dc.conf <<'CONF'
-# Written by claims-dc (ops/lab/setup-host.sh): the lab needs netavark, never CNI.
+# Written by claims-dc (lab/setup-host.sh): the lab needs netavark, never CNI.
 [network]
 network_backend = "netavark"
 CONF
