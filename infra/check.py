@@ -20,9 +20,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from infra.config import ConfigError
 from infra.offline import evaluate
-from infra.policy.rules import RULES, Settings, evaluate_rules
+from infra.policy.rules import RULES, Settings, evaluate_rules, evaluate_stack_file
 from infra.proof import prove_evaluation
 from infra.proof.fleet import check_fleet
 from infra.proof.report import write_report
@@ -81,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     evaluated = time.monotonic() - started
     settings = Settings(min_retention_days=ev.config.backup.retention_days)
-    violations = evaluate_rules(ev.policy_view(), settings)
+    violations = evaluate_rules(ev.policy_view(), settings) + evaluate_stack_file(
+        yaml.safe_load(stack_file.read_text(encoding="utf-8")), stack_file.name, settings
+    )
     proof_started = time.monotonic()
     proof = prove_evaluation(ev)
     proof_seconds = time.monotonic() - proof_started

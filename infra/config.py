@@ -248,13 +248,23 @@ def municipality_check_digit(first_five: str) -> int:
     return (11 - total % 11) % 10
 
 
+# Key names whose values are secrets: a message about such a key never repeats its value.
+SECRET_KEY_NAME = re.compile(
+    r"(pass(word|wd|phrase)?|secret|token|private[_-]?key|api[_-]?key|credential|salt|psk"
+    r"|pre[_-]?shared)",
+    re.I,
+)
+
+
 class _Problems:
     def __init__(self, source: str) -> None:
         self.source = source
         self.lines: list[str] = []
 
     def add(self, key: str, value: object, why: str) -> None:
-        self.lines.append(f"{self.source}: {key} = {value!r}: {why}")
+        leaf = key.rsplit(".", 1)[-1].rsplit(":", 1)[-1]
+        shown = "(not shown: a secret's name)" if SECRET_KEY_NAME.search(leaf) else repr(value)
+        self.lines.append(f"{self.source}: {key} = {shown}: {why}")
 
 
 def _network(problems: _Problems, key: str, value: object) -> ipaddress.IPv4Network | None:

@@ -65,6 +65,9 @@ def _stack_policy(rule: Rule) -> StackValidationPolicy:
 
 
 def policies() -> list[Policy]:
+    # Rules over the stack file run in `python -m infra.check`: a pack never sees stack config.
     return [
-        _resource_policy(rule) if rule.check is not None else _stack_policy(rule) for rule in RULES
+        _resource_policy(rule) if rule.check is not None else _stack_policy(rule)
+        for rule in RULES
+        if rule.check is not None or rule.stack_check is not None
     ]

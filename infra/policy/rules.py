@@ -11,11 +11,12 @@ to, where one exists ("claims-dc" where neither has one).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.config import ALLOWED_REGIONS
+from infra.config import ALLOWED_REGIONS, SECRET_KEY_NAME
 
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 DEFAULT_MIN_RETENTION_DAYS = 30
@@ -40,6 +41,9 @@ class Settings:
 
 ResourceCheck = Callable[[Res, Settings], list[str]]
 StackCheck = Callable[[Sequence[Res], Settings], list[tuple[str, str]]]
+# Over the stack settings file itself (Pulumi.<stack>.yaml as a mapping): what a policy pack
+# cannot see, since the engine hands it resources, never the stack's config.
+FileCheck = Callable[[Mapping[str, Any], Settings], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Rule:
     corresponds_to: str
     check: ResourceCheck | None = None
     stack_check: StackCheck | None = None
+    file_check: FileCheck | None = None
 
 
 def _get(props: Mapping[str, Any], *path: str) -> Any:
@@ -358,6 +363,68 @@ def flow_logs_everywhere(resources: Sequence[Res], s: Settings) -> list[tuple[st
 
 
 MHLW = "MHLW medical information security guideline 6.0 (network separation)"
+# --- the stack settings file ----------------------------------------------------------------
+
+SECRET_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("a private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
+    ("an AWS access key ID", re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("an AWS secret access key",
+     re.compile(r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]*[a-z])(?=[A-Za-z0-9/+]*[A-Z])"
+                r"(?=[A-Za-z0-9/+]*[0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")),
+    ("a password in a URL", re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.I)),
+    ("a bearer or API token", re.compile(r"\b(ghp_|glpat-|xox[abp]-|pul-)[A-Za-z0-9_-]{16,}")),
+)  # fmt: skip
+
+
+def _plain_values(node: Any, path: str) -> Iterable[tuple[str, str]]:
+    """Every plain string in a config value, with its key path; `{secure: ...}` values are
+    ciphertext from `pulumi config set --secret`, and are skipped."""
+    if isinstance(node, Mapping):
+        if set(node) == {"secure"}:
+            return
+        for key, value in node.items():
+            yield from _plain_values(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _plain_values(value, f"{path}[{i}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
+def no_plain_secret(document: Mapping[str, Any], s: Settings) -> list[tuple[str, str]]:
+    found = []
+    config = document.get("config")
+    for top, value in config.items() if isinstance(config, Mapping) else []:
+        for path, text in _plain_values(value, str(top)):
+            leaf = path.rsplit(".", 1)[-1]
+            if SECRET_KEY_NAME.search(leaf) and text:
+                found.append((path, f"{path} is a plain value under a secret's name; "
+                                    "it would be stored unencrypted"))  # fmt: skip
+                continue
+            for what, shape in SECRET_SHAPES:
+                if shape.search(text):
+                    found.append((path, f"{path} holds what looks like {what}, in plain text"))
+                    break
+    return found
+
+
+AWSKMS = re.compile(r"^awskms://(?P<key>[^?]+)\?region=(?P<region>[a-z0-9-]+)$")
+
+
+def awskms_secrets_provider(document: Mapping[str, Any], s: Settings) -> list[tuple[str, str]]:
+    provider = document.get("secretsprovider")
+    if not isinstance(provider, str) or not provider:
+        return [("secretsprovider", "no secretsprovider: secrets would use the passphrase or "
+                                    "service default, not the organisation's KMS key")]  # fmt: skip
+    match = AWSKMS.match(provider)
+    if match is None:
+        return [("secretsprovider", f"secretsprovider {provider!r} is not awskms://KEY?region=R")]
+    if match["region"] not in s.allowed_regions:
+        return [("secretsprovider", f"secretsprovider's key is in {match['region']}, outside "
+                                    f"{', '.join(s.allowed_regions)}")]  # fmt: skip
+    return []
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "CDC-NET-001",
@@ -487,6 +554,24 @@ RULES: tuple[Rule, ...] = (
         "checkov CKV2_AWS_11; Trivy AVD-AWS-0178",
         stack_check=flow_logs_everywhere,
     ),
+    Rule(
+        "CDC-CFG-001",
+        "critical",
+        "No secret in the stack file's plain config",
+        "Set it with `pulumi config set --secret` (encrypted by the stack's KMS key), or keep it "
+        "out of the stack entirely (Ansible Vault on the control node).",
+        "claims-dc (checkov's secrets scan and Trivy's secret scanner look for the same shapes)",
+        file_check=no_plain_secret,
+    ),
+    Rule(
+        "CDC-CFG-002",
+        "high",
+        "Stack secrets encrypted with a KMS key in Tokyo or Osaka",
+        "pulumi stack init --secrets-provider 'awskms://alias/claims-dc-pulumi-secrets"
+        "?region=ap-northeast-1' (or change-secrets-provider for an existing stack).",
+        f"claims-dc ({MHLW}); no checkov/Trivy equivalent",
+        file_check=awskms_secrets_provider,
+    ),
 )
 
 
@@ -497,6 +582,19 @@ class Violation:
     resource: str
     message: str
     fix: str
+
+
+def evaluate_stack_file(
+    document: Mapping[str, Any], source: str, settings: Settings | None = None
+) -> list[Violation]:
+    """The rules over the stack settings file itself; the resource is the file and key."""
+    settings = settings or Settings()
+    return [
+        Violation(rule.id, rule.severity, f"{source}: {key}", msg, rule.fix)
+        for rule in RULES
+        if rule.file_check is not None
+        for key, msg in rule.file_check(document, settings)
+    ]
 
 
 def evaluate_rules(resources: Sequence[Res], settings: Settings | None = None) -> list[Violation]:

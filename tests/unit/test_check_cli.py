@@ -16,7 +16,7 @@ from infra.config import StackConfig
 def test_clean_stack_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--stack", "lab", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["violations"] == [] and out["rules"] == 16
+    assert out["violations"] == [] and out["rules"] == 18
     assert [v["status"] for v in out["proof"]] == ["HOLDS", "HOLDS", "HOLDS"]
     assert {"segment", "lgwan", "fund", "hosts", "backup", "audit", "keys"} <= set(
         out["components"]

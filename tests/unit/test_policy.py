@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pulumi_policy import (
     PolicyResource,
     PolicyResourceOptions,
@@ -133,7 +134,7 @@ def _rule(rule_id: str) -> Any:
 def test_every_rule_has_cases_and_metadata() -> None:
     ids = [r.id for r in RULES]
     assert len(ids) == len(set(ids))
-    assert set(ids) == set(RESOURCE_CASES) | set(STACK_FAILURES)
+    assert set(ids) == set(RESOURCE_CASES) | set(STACK_FAILURES) | set(FILE_FAILURES)
     for rule in RULES:
         assert rule.severity in ("low", "medium", "high", "critical")
         assert rule.fix and rule.corresponds_to and rule.title
@@ -153,6 +154,89 @@ def test_stack_rule_fails_and_passes(rule_id: str) -> None:
     assert check(_bucket_set(), S) == []
     for override in STACK_FAILURES[rule_id]:
         assert check(_bucket_set(**override), S), f"{rule_id} did not fire on {override}"
+
+
+# --- rules over the stack settings file ------------------------------------------------------
+
+GOOD_FILE: dict[str, Any] = {
+    "secretsprovider": "awskms://alias/claims-dc-pulumi-secrets?region=ap-northeast-1",
+    "encryptedkey": "AQICAHh...",
+    "config": {
+        "aws:region": "ap-northeast-1",
+        "claims-dc:lines": {"fund": {"type": "vpn", "customerGatewayIp": "203.0.113.20"}},
+        "claims-dc:dbPassword": {"secure": "v1:abcdefghijklmnop"},
+        "claims-dc:connectionId": "dxcon-fg5abc12",
+    },
+}
+_AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+FILE_FAILURES: dict[str, list[dict[str, Any]]] = {
+    "CDC-CFG-001": [
+        {"config": {"claims-dc:dbPassword": "hunter2hunter2"}},
+        {"config": {"claims-dc:lines": {"fund": {"psk": "x", "preSharedKey": "abc"}}}},
+        {"config": {"aws:accessKey": "AKIAIOSFODNN7EXAMPLE"}},
+        {"config": {"claims-dc:notes": f"ops key {_AWS_SECRET}"}},
+        {"config": {"claims-dc:extra": ["-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl"]}},
+        {"config": {"claims-dc:dsn": "postgresql://app:s3cret@db-1/claims"}},
+        {"config": {"claims-dc:tokens": {"git": "ghp_abcdefghijklmnopqrstuvwx"}}},
+    ],
+    "CDC-CFG-002": [
+        {"secretsprovider": None},
+        {"secretsprovider": "passphrase"},
+        {"secretsprovider": "awskms://alias/x?region=us-east-1"},
+        {"secretsprovider": "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k"},
+    ],
+}
+
+
+def _file(**override: Any) -> dict[str, Any]:
+    document = {**GOOD_FILE, "config": dict(GOOD_FILE["config"])}
+    for key, value in override.items():
+        if key == "config":
+            document["config"].update(value)
+        elif value is None:
+            document.pop(key)
+        else:
+            document[key] = value
+    return document
+
+
+@pytest.mark.parametrize("rule_id", sorted(FILE_FAILURES))
+def test_stack_file_rule_fails_and_passes(rule_id: str) -> None:
+    check = _rule(rule_id).file_check
+    assert check(_file(), S) == []
+    for override in FILE_FAILURES[rule_id]:
+        found = check(_file(**override), S)
+        assert found, f"{rule_id} did not fire on {override}"
+        for _, message in found:  # the message names the key, never the value
+            assert "hunter2" not in message and _AWS_SECRET not in message
+            assert "AKIAIOSFODNN7EXAMPLE" not in message and "s3cret" not in message
+
+
+def test_a_plain_secret_in_a_stack_file_fails_the_check_without_showing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import infra.check
+
+    text = (REPO / "Pulumi.lab.yaml").read_text()
+    region = "  aws:region: ap-northeast-1\n"
+    leaky = text.replace(region, f"{region}  aws:secretKey: {_AWS_SECRET}\n")
+    (tmp_path / "Pulumi.lab.yaml").write_text(leaky)
+    monkeypatch.setattr(infra.check, "REPO", tmp_path)
+    assert infra.check.main(["--stack", "lab"]) == 1
+    out = capsys.readouterr().out
+    assert "VIOLATION CDC-CFG-001 [critical] Pulumi.lab.yaml: aws:secretKey" in out
+    assert _AWS_SECRET not in out
+
+
+def test_the_config_loader_never_repeats_a_secret_named_value() -> None:
+    from infra.config import ConfigError, parse
+
+    raw = yaml.safe_load((REPO / "Pulumi.lab.yaml").read_text())["config"]
+    raw["claims-dc:adminPassword"] = "hunter2hunter2"
+    with pytest.raises(ConfigError) as info:
+        parse(raw, stack="lab", source="Pulumi.lab.yaml")
+    assert "claims-dc:adminPassword = (not shown: a secret's name): unknown key" in str(info.value)
+    assert "hunter2" not in str(info.value)
 
 
 @pytest.mark.parametrize("stack", ["lab", "omuta-prod"])
