@@ -31,13 +31,16 @@ from lab.lab import state_dir  # noqa: E402
 from lab.plan import build_plan  # noqa: E402
 from lab.rotation import OPERATOR_ACCOUNT, ensure_user_ca, rotate_everything  # noqa: E402
 from ops.playbook import BIN, run_playbook  # noqa: E402
+from ops.rotation.reach import proxy_options  # noqa: E402
 from ops.rotation.sshca import Certificate, UserCA, fingerprint, trusted  # noqa: E402
 from ops.rotation.user_ca import try_login  # noqa: E402
 
 
 def plain_login(key: Path, address: str, known_hosts: Path) -> bool:
+    via = known_hosts.parent / "ssh_config"  # the inventory's way in, through the bastion
     proc = subprocess.run(
-        ["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes",
+        ["ssh", "-F", "/dev/null", *proxy_options(via, address), "-i", str(key),
+         "-o", "IdentitiesOnly=yes",
          "-o", "IdentityAgent=none", "-o", "BatchMode=yes", "-o", "ControlPath=none",
          "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
          "-o", "ConnectTimeout=10", f"{OPERATOR_ACCOUNT}@{address}", "true"],
@@ -73,12 +76,21 @@ def main() -> int:
         pub = key.with_suffix(".pub").read_text().strip()
 
         cert = ca.issue(key.with_suffix(".pub"), "D0102 leaver", [OPERATOR_ACCOUNT], "+1h")
-        assert all(try_login(cert, str(h.address), known, OPERATOR_ACCOUNT) for h in hosts)
+        assert all(
+            try_login(cert, str(h.address), known, OPERATOR_ACCOUNT, sdir / "ssh_config")
+            for h in hosts
+        )
         t = time.perf_counter()
         ca.revoke([cert.serial])
         run = run_playbook(inventory, "rotate_keys.yml", "-e", "key_rotation_serial=100%")
         refused = run.ok and not any(
-            try_login(Certificate.read(cert.path), str(h.address), known, OPERATOR_ACCOUNT)
+            try_login(
+                Certificate.read(cert.path),
+                str(h.address),
+                known,
+                OPERATOR_ACCOUNT,
+                sdir / "ssh_config",
+            )
             for h in hosts
         )
         ours = time.perf_counter() - t

@@ -472,9 +472,9 @@ def write_lab_inventory(
         load_operators(sdir / "operators.yml"),
         sdir,
         operator_name=OPERATOR_USER,
-        # The control node sits on every zone's network, as a node inside the management
-        # network would; it does not yet come in through the bastion.
-        connect="direct",
+        # The bastion on its own address stands in for the Session Manager leg; every other
+        # data-center host is reached through it, as in production.
+        connect="bastion",
         identity=sdir / "operator_ed25519",
         layer=inventory_layer(config, plan, sdir),
     )

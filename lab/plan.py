@@ -21,6 +21,9 @@ from ops.inventory.generate import Layer
 # stand-in terminates TLS on 443 and forwards to it, as a VPC interface endpoint would.
 MOTO_PORT = 4566
 NFT_ROUTER_TABLE = "claims_dc_router"
+# Stand-ins for what is outside the data center's hosts, which the lab drives over SSH: the
+# city's terminal, the fund's sender, and AWS's endpoints.
+OUTSIDE_PARTY_ROLES = ("terminal", "sender", "endpoint")
 
 
 @dataclass(frozen=True)
@@ -176,8 +179,16 @@ table inet {NFT_ROUTER_TABLE} {{
 
 
 def host_guard_ruleset(plan: LabPlan, bridges: dict[str, str]) -> str:
-    """The control node's own guard: lab hosts may not start connections to it or through it,
-    and the control node sends nothing for a lab address anywhere but into the lab.
+    """The control node's own guard: lab hosts may not start connections to it or through it;
+    the control node sends nothing for a lab address anywhere but into the lab; and into the
+    lab it may start only what production has:
+
+    - the bastion's SSH port: the stand-in for the Session Manager leg, the operators' only
+      way in (every other host is reached through the bastion);
+    - the endpoint stand-in's HTTPS: the control node's own AWS calls (AWS's API in
+      production);
+    - the stand-ins for outside parties (the city's terminal, the fund's sender, AWS's
+      endpoints), which the lab plays over SSH: they are not data-center hosts.
 
     Each lab network has the control node on its gateway address (podman's bridge), which would
     otherwise be a way out of the closed segment. Only the endpoint stand-in may reach the moto
@@ -189,6 +200,8 @@ def host_guard_ruleset(plan: LabPlan, bridges: dict[str, str]) -> str:
     same_bridge = ", ".join(f'"{b}" . "{b}"' for b in (bridges[n.name] for n in plan.networks))
     endpoints_bridge = bridges[plan.network("endpoints").name]
     endpoint = plan.endpoint_host().address
+    bastion = plan.first("bastion").address
+    outside_parties = ", ".join(str(h.address) for h in plan.hosts if h.role in OUTSIDE_PARTY_ROLES)
     # Whatever the routing table says, nothing the control node sends to a lab address may
     # leave through anything but the lab's own bridges: never out of the machine.
     cidrs = ", ".join(str(n.subnet) for n in plan.networks)
@@ -207,6 +220,15 @@ def host_guard_ruleset(plan: LabPlan, bridges: dict[str, str]) -> str:
     chain output {{
         type filter hook output priority filter - 10; policy accept;
         ip daddr {{ {cidrs} }} oifname != {{ {names}, "lo" }} counter reject with icmpx type admin-prohibited
+        oifname {{ {names} }} jump into_lab
+    }}
+
+    chain into_lab {{
+        ct state established,related accept
+        ip daddr {bastion} tcp dport 22 accept
+        ip daddr {endpoint} tcp dport 443 accept
+        ip daddr {{ {outside_parties} }} tcp dport 22 accept
+        counter reject with icmpx type admin-prohibited
     }}
 
     chain forward {{
@@ -284,9 +306,10 @@ def inventory_layer(config: StackConfig, plan: LabPlan, state_dir: Path) -> Laye
                 "belong to this machine",
             ),
             "firewall_admin_sources": (
-                "{{ [" + repr(gateways) + "[claims_dc_zone]] }}",
-                "the control node administers each host over the host's own network, from "
-                "its gateway address there",
+                "{{ ['" + gateways[plan.first("bastion").zone] + "'] "
+                "if claims_dc_role == 'bastion' else [] }}",
+                "the control node reaches the bastion from its gateway address on the "
+                "management network, where Session Manager would arrive on the bastion itself",
             ),
         },
         hosts={

@@ -52,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
                    "the SSH agent's")  # fmt: skip
     p.add_argument("--connect", choices=CONNECT_MODES, default="ssm",
                    help="ssm: the bastion by Session Manager, the rest through it (default); "
+                   "bastion: the bastion on its address, the rest through it; "
                    "direct: this node is inside the management network")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="the inventory directory")
     p.add_argument("--json", action="store_true", help="print what was written as JSON")

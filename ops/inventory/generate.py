@@ -7,10 +7,12 @@
     DIR/ssh_config               how the operator reaches every host
     DIR/known_hosts              the hosts' keys (kept; never written from an unverified scan)
 
-Two ways in (`connect`): `ssm`, the production road, reaches the bastion through AWS Systems
-Manager Session Manager port forwarding and every other host through the bastion (ProxyJump);
-`direct` is for a control node inside the data center's management network (the bastion
-itself), which reaches every host on its own address.
+Every data-center host is reached through the bastion (ProxyJump); the bastion itself is
+reached one of two ways (`connect`): `ssm`, the production road, through AWS Systems Manager
+Session Manager port forwarding (no inbound port, no public address); `bastion`, on its own
+address, for a control node that has a network path to it alone (the lab's stand-in for the
+Session Manager leg). `direct` is for a control node inside the management network (the
+bastion itself), which reaches every host on its own address.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from ops.inventory.operators import Operator
 from ops.inventory.outputs import StackOutputs
 
 GENERATED = "# Written by `python -m ops.inventory`"
-Connect = Literal["ssm", "direct"]
-CONNECT_MODES: tuple[Connect, ...] = ("ssm", "direct")
+Connect = Literal["ssm", "bastion", "direct"]
+CONNECT_MODES: tuple[Connect, ...] = ("ssm", "bastion", "direct")
 
 
 @dataclass(frozen=True)
@@ -144,9 +146,9 @@ def ssh_config(
     """OpenSSH client configuration: strict host keys from DIR/known_hosts, key only."""
     deployed = [n for n, h in config.hosts.items() if not h.stand_in]
     bastions = [n for n in deployed if config.hosts[n].role == "bastion"]
-    if connect == "ssm" and not bastions:
-        raise InventoryError([f"{config.source}: no host with role 'bastion'; the ssm way in "
-                              "needs one"])  # fmt: skip
+    if connect != "direct" and not bastions:
+        raise InventoryError([f"{config.source}: no host with role 'bastion'; the {connect} "
+                              "way in needs one"])  # fmt: skip
     bastion = bastions[0] if bastions else ""
     common = [
         f"    User {operator.name}",
@@ -173,7 +175,7 @@ def ssh_config(
                 f"{outputs.instance_ids[name]} --document-name AWS-StartSSHSession "
                 f"--parameters portNumber=%p --region {outputs.region}",
             ]
-        elif connect == "ssm":
+        elif connect != "direct" and name != bastion:
             lines.append(f"    ProxyJump {bastion}")
         blocks.append("\n".join(lines + common))
     for name, address in (extra_hosts or {}).items():

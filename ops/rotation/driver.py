@@ -53,6 +53,15 @@ class Site:
     def state(self) -> Path:
         return self.inventory.parent
 
+    @property
+    def ssh_config(self) -> Path | None:
+        """The SSH configuration Ansible uses (ansible_ssh_common_args' -F): the way in that
+        the rotation's own fresh connections take too."""
+        args = str(self.vars.get("ansible_ssh_common_args", "")).split()
+        if "-F" in args and args.index("-F") + 1 < len(args):
+            return Path(args[args.index("-F") + 1])
+        return None
+
     @classmethod
     def read(cls, inventory: Path) -> Site:
         inventory = inventory.resolve()  # files beside it are handed to Ansible by path
@@ -142,7 +151,8 @@ def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> 
 
             def login(cert: Certificate) -> bool:
                 return all(
-                    try_login(cert, a, known.path, op.principals[0]) for a in site.hosts.values()
+                    try_login(cert, a, known.path, op.principals[0], site.ssh_config)
+                    for a in site.hosts.values()
                 )
 
             def publish() -> None:
@@ -156,7 +166,7 @@ def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> 
         return [user_ca]
     if kind == "host-keys":
         out_dir = site.state / "rotation"
-        return [_host_key(h, a, steps, known, out_dir, ledger, opts.until)
+        return [_host_key(h, a, steps, known, out_dir, ledger, opts.until, site.ssh_config)
                 for h, a in site.hosts.items()]  # fmt: skip
     if kind == "db-login":
         return [lambda: (db_login_rotation(steps, site.state / "secrets", ledger), opts.until)]
@@ -186,8 +196,11 @@ def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> 
 
 
 def _host_key(host: str, address: str, steps: Steps, known: KnownHosts, out_dir: Path,
-              ledger: Ledger, until: str) -> Build:  # fmt: skip
-    return lambda: (host_key_rotation(host, address, steps, known, out_dir, ledger), until)
+              ledger: Ledger, until: str, ssh_config: Path | None) -> Build:  # fmt: skip
+    return lambda: (
+        host_key_rotation(host, address, steps, known, out_dir, ledger, ssh_config),
+        until,
+    )
 
 
 def _tls(host: str, pki: Path, steps: Steps, ledger: Ledger, until: str) -> Build:

@@ -5,7 +5,7 @@
                fund's stand-in read) holds the old and the new key
     switched   sshd serves the new key, after `sshd -t` passed with it; the old one is kept
                aside on the host
-    verified   a fresh connection presents the new key (ssh-keyscan, no session reused)
+    verified   a fresh connection, by the inventory's way in, presents the new key
     retired    the old key is deleted on the host and from known_hosts; the host no longer
                presents it
 
@@ -18,11 +18,11 @@ the unused key.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Rotation, pending
+from ops.rotation.reach import served_host_key
 from ops.rotation.sshca import line_fingerprint
 from ops.rotation.steps import StepFailed, Steps
 
@@ -62,23 +62,14 @@ class KnownHosts:
         tmp.replace(self.path)  # readers see the old file or the new one, never half
 
 
-def served_key(address: str) -> str:
-    """The ed25519 host key `address` presents now, over a fresh connection."""
-    proc = subprocess.run(
-        ["ssh-keyscan", "-T", "5", "-t", "ed25519", address],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    found = [" ".join(ln.split()[1:3]) for ln in proc.stdout.splitlines() if ln.strip()]
-    if not found:
-        raise StepFailed(f"{address}: presents no ed25519 host key ({proc.stderr.strip()[-200:]})")
-    return found[0]
-
-
 def host_key_rotation(
-    host: str, address: str, steps: Steps, known_hosts: KnownHosts, out_dir: Path, ledger: Ledger
+    host: str,
+    address: str,
+    steps: Steps,
+    known_hosts: KnownHosts,
+    out_dir: Path,
+    ledger: Ledger,
+    ssh_config: Path | None = None,
 ) -> Rotation:
     secret = f"host-key:{host}"
     next_pub = out_dir / f"{host}.next.pub"
@@ -115,13 +106,13 @@ def host_key_rotation(
         steps.run("host-key-switch", host)
 
     def verify() -> None:
-        if served_key(address) != new_key():
+        if served_host_key(ssh_config, address) != new_key():
             raise StepFailed(f"{host} ({address}) does not present the new host key")
 
     def retire() -> None:
         steps.run("host-key-retire", host)
         known_hosts.remove(host, old_key)
-        if served_key(address) == old_key:
+        if served_host_key(ssh_config, address) == old_key:
             raise StepFailed(f"{host} ({address}) still presents the old host key")
         next_pub.unlink(missing_ok=True)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ops.rotation.machine import Rotation
+from ops.rotation.reach import proxy_options
 from ops.rotation.sshca import Certificate, UserCA, fingerprint, set_trusted
 
 
@@ -74,12 +75,16 @@ def ca_rotation(old: UserCA, new: UserCA, operator_key: Path, identity: str,
     )  # fmt: skip
 
 
-def try_login(cert: Certificate, address: str, known_hosts: Path, user: str) -> bool:
+def try_login(
+    cert: Certificate, address: str, known_hosts: Path, user: str, via: Path | None = None
+) -> bool:
     """One fresh SSH connection with the certificate alone (no config, agent or multiplexed
-    session to lean on), host key checked: does it open `user` on `address`?"""
+    session to lean on), host key checked: does it open `user` on `address`? `via` is the
+    inventory's SSH configuration, whose way in (the bastion) the connection takes."""
     key = cert.path.with_name(cert.path.name[: -len("-cert.pub")])
     proc = subprocess.run(
-        ["ssh", "-F", "/dev/null", "-i", str(key), "-o", f"CertificateFile={cert.path}",
+        ["ssh", "-F", "/dev/null", *proxy_options(via, address),
+         "-i", str(key), "-o", f"CertificateFile={cert.path}",
          "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
          "-o", "ControlPath=none", "-o", f"UserKnownHostsFile={known_hosts}",
          "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",

@@ -136,18 +136,22 @@ def test_the_review_key_runs_the_probe_and_nothing_else(
     sudo = pm.exec_in(db.container, ["sudo", "-l", "-U", "claims-dc-review"]).stdout
     assert 'NOPASSWD: /usr/local/libexec/claims-dc-access-probe ""' in sudo
     assert "(ALL" not in sudo.split("may run the following commands")[-1]
-    # The key itself, from anywhere but the bastion (here: the control node), is refused.
-    key = tmp_path / "probe_ed25519"
-    key.write_bytes(pm.exec_in(bastion, ["cat", f"{HOME}/keys/probe_ed25519"]).stdout.encode())
-    key.chmod(0o600)
-    import subprocess
-
-    elsewhere = subprocess.run(
-        ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "ConnectTimeout=10", f"claims-dc-review@{db.address}", "true"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    # The key itself, from anywhere but the bastion, is refused (from=). The control node
+    # cannot reach db-1 at all (only the bastion), so "elsewhere" is db-1 itself, over loopback.
+    key = pm.exec_in(bastion, ["cat", f"{HOME}/keys/probe_ed25519"]).stdout
+    pm.podman("exec", "-i", db.container, "sh", "-c",
+              "umask 077 && cat > /root/stolen_probe_key", input_bytes=key.encode())  # fmt: skip
+    try:
+        elsewhere = pm.exec_in(
+            db.container,
+            ["ssh", "-i", "/root/stolen_probe_key", "-o", "BatchMode=yes",
+             "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
+             "claims-dc-review@127.0.0.1", "true"],
+            check=False, timeout=60,
+        )  # fmt: skip
+    finally:
+        pm.exec_in(db.container, ["rm", "-f", "/root/stolen_probe_key"])
     assert elsewhere.returncode == 255 and "Permission denied" in elsewhere.stderr
 
 

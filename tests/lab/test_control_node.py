@@ -58,3 +58,25 @@ def test_guard_refuses_lab_traffic_routed_elsewhere(
         check=True,
     ).stdout
     assert "packets 0 " not in listing, listing
+
+
+def _connect(address: str, port: int) -> str:
+    with socket.socket() as s:
+        s.settimeout(5)
+        try:
+            s.connect((address, port))
+        except OSError as e:
+            return errno.errorcode.get(e.errno or 0, str(e))
+    return "open"
+
+
+def test_the_control_node_reaches_the_bastion_and_no_other_data_center_host(
+    lab_up: UpReport, lab_plan: LabPlan
+) -> None:
+    assert _connect(str(lab_plan.first("bastion").address), 22) == "open"
+    for role in ("app", "db", "intake"):
+        host = lab_plan.first(role)
+        # Refused by the control node's own guard, at once: nothing is sent.
+        assert _connect(str(host.address), 22) in ("EHOSTUNREACH", "EACCES", "EPERM"), role
+    assert _connect(str(lab_plan.first("bastion").address), 80) != "open"
+    assert _connect(str(lab_plan.first("app").address), 443) != "open"

@@ -39,9 +39,10 @@ from ops.playbook import BIN
 from ops.rotation.aws_keys import identity
 from ops.rotation.db_login import db_login_rotation, in_use
 from ops.rotation.driver import Site
-from ops.rotation.host_keys import KnownHosts, host_key_rotation, served_key
+from ops.rotation.host_keys import KnownHosts, host_key_rotation
 from ops.rotation.ledger import PHASES, Ledger
 from ops.rotation.machine import Outcome, rotate
+from ops.rotation.reach import proxy_options, served_host_key
 from ops.rotation.sftp_key import sftp_key_rotation
 from ops.rotation.sshca import Certificate, UserCA, fingerprint, trusted
 from ops.rotation.steps import Steps
@@ -111,7 +112,7 @@ def _app_session(plan: LabPlan) -> dict[str, Any]:
 
 
 def _ssh_with_only(
-    key_line: str, host: str, address: str, tmp: Path
+    key_line: str, host: str, address: str, tmp: Path, via: Path | None
 ) -> subprocess.CompletedProcess[str]:
     known = tmp / f"known-{host}"
     known.write_text(f"{host},{address} {key_line}\n")
@@ -120,6 +121,7 @@ def _ssh_with_only(
             "ssh",
             "-F",
             "/dev/null",
+            *proxy_options(via, address),
             "-o",
             f"UserKnownHostsFile={known}",
             "-o",
@@ -223,10 +225,10 @@ def test_every_host_presents_its_new_key_and_the_old_one_is_refused(
 ) -> None:
     for host, address in rotated.site.hosts.items():
         old = rotated.before.host_keys[host]
-        now = served_key(address)
+        now = served_host_key(rotated.site.ssh_config, address)
         assert now != old
         assert KnownHosts(rotated.site.state / "known_hosts").keys(host) == [now]
-        proc = _ssh_with_only(old, host, address, tmp_path)
+        proc = _ssh_with_only(old, host, address, tmp_path, rotated.site.ssh_config)
         assert "Host key verification failed" in proc.stderr, proc.stderr
 
 
@@ -247,10 +249,14 @@ def test_a_certificate_of_the_retired_ca_is_refused_and_one_of_the_new_ca_works(
     known = state / "known_hosts"
     addresses = list(rotated.site.hosts.values())
     old = rotated.before.old_ca_cert
-    assert not any(try_login(old, a, known, OPERATOR_ACCOUNT) for a in addresses)
+    assert not any(
+        try_login(old, a, known, OPERATOR_ACCOUNT, rotated.site.ssh_config) for a in addresses
+    )
     new = Certificate.read(operator_cert_key(state).with_name("operator_cert_ed25519-cert.pub"))
     assert new.serial != old.serial
-    assert all(try_login(new, a, known, OPERATOR_ACCOUNT) for a in addresses)
+    assert all(
+        try_login(new, a, known, OPERATOR_ACCOUNT, rotated.site.ssh_config) for a in addresses
+    )
 
 
 def test_the_web_host_serves_a_new_certificate_that_chains_to_the_internal_ca(
@@ -303,12 +309,18 @@ def _parts(rotated: Rotated) -> tuple[Ledger, Steps, KnownHosts]:
 def test_an_sshd_config_that_fails_validation_rolls_the_host_key_back(rotated: Rotated) -> None:
     ledger, steps, known = _parts(rotated)
     app = rotated.plan.first("app")
-    before = served_key(str(app.address))
+    before = served_host_key(rotated.site.ssh_config, str(app.address))
     pm.exec_in(app.container, ["sh", "-c", "echo 'NoSuchDirective yes' >> /etc/ssh/sshd_config"])
     try:
         out = rotate(
             host_key_rotation(
-                app.name, str(app.address), steps, known, rotated.site.state / "rotation", ledger
+                app.name,
+                str(app.address),
+                steps,
+                known,
+                rotated.site.state / "rotation",
+                ledger,
+                rotated.site.ssh_config,
             ),
             ledger,
         )
@@ -317,7 +329,9 @@ def test_an_sshd_config_that_fails_validation_rolls_the_host_key_back(rotated: R
     assert out.outcome == "rolled-back" and "NoSuchDirective" in out.error, out.error
     last = ledger.last(f"host-key:{app.name}")
     assert last is not None and last.outcome == "rolled-back" and "switched failed" in last.note
-    assert served_key(str(app.address)) == before and known.keys(app.name) == [before]
+    assert served_host_key(rotated.site.ssh_config, str(app.address)) == before and known.keys(
+        app.name
+    ) == [before]
     assert _ansible_ping(rotated, app.name)  # nobody lost access
 
 
@@ -327,7 +341,9 @@ def test_a_host_stopped_mid_rotation_is_resumed_where_it_stopped(rotated: Rotate
     out_dir = rotated.site.state / "rotation"
 
     def rotation() -> Any:
-        return host_key_rotation(db.name, str(db.address), steps, known, out_dir, ledger)
+        return host_key_rotation(
+            db.name, str(db.address), steps, known, out_dir, ledger, rotated.site.ssh_config
+        )
 
     first = rotate(rotation(), ledger, until="published")
     assert first.outcome == "ok" and len(known.keys(db.name)) == 2
@@ -343,7 +359,7 @@ def test_a_host_stopped_mid_rotation_is_resumed_where_it_stopped(rotated: Rotate
     resumed = rotate(rotation(), ledger)
     assert resumed.outcome == "ok" and resumed.rotation == first.rotation
     assert resumed.resumed_from == "published"
-    assert known.keys(db.name) == [served_key(str(db.address))]
+    assert known.keys(db.name) == [served_host_key(rotated.site.ssh_config, str(db.address))]
 
 
 def test_a_database_refusing_the_switch_rolls_the_login_back(rotated: Rotated) -> None:

@@ -42,7 +42,8 @@ class Lab:
         """One fresh SSH connection per host, with the certificate alone."""
         chosen = self.hosts if host is None else [h for h in self.hosts if h.name == host]
         known = self.state / "known_hosts"
-        return all(try_login(cert, str(h.address), known, user) for h in chosen)
+        via = self.state / "ssh_config"
+        return all(try_login(cert, str(h.address), known, user, via) for h in chosen)
 
 
 def keypair(tmp: Path, name: str) -> Path:

@@ -328,3 +328,51 @@ def test_a_layer_adds_reasoned_variables_and_goes_away_when_no_longer_asked(
     with pytest.raises(InventoryError, match="deployed hosts"):
         write_inventory(config, outputs, operators, out, connect="direct",
                         layer=Layer("x", "x", {}, hosts={"app-1": {}}))  # fmt: skip
+
+
+# --- the jump host ---------------------------------------------------------------------------
+
+
+def test_the_bastion_forwards_to_the_other_data_center_hosts_ssh_and_nothing_else(
+    omuta: Path,
+) -> None:
+    proc = subprocess.run(
+        [str(BIN / "ansible"), "datacenter", "-i", str(omuta / "inventory.yml"), "-o",
+         "--playbook-dir", str(REPO / "playbooks"), "-c", "local",
+         "-m", "ansible.builtin.debug", "-a", "var=hardening_ssh_jump_targets"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    seen = {
+        line.split(" | ")[0]: json.loads(line.split(" => ", 1)[1])
+        for line in proc.stdout.splitlines()
+        if " | SUCCESS => " in line
+    }
+    outputs = json.loads(OUTPUTS.read_text())
+    others = {a for n, a in outputs["privateIps"].items() if n != "bastion-1"}
+    assert sorted(seen["bastion-1"]["hardening_ssh_jump_targets"]) == sorted(
+        f"{a}:22" for a in others
+    )
+    # Every other host is no jump host at all: nothing sets it, so the role's default (none).
+    assert len(seen) == len(outputs["privateIps"])
+    for name, result in seen.items():
+        if name != "bastion-1":
+            assert "is undefined" in str(result["hardening_ssh_jump_targets"]), name
+
+
+def test_sshd_config_permits_forwarding_only_on_the_jump_host() -> None:
+    from tests.conftest import render_template
+
+    template = REPO / "playbooks" / "roles" / "hardening" / "templates" / "sshd_config.j2"
+    defaults = yaml.safe_load(
+        (REPO / "playbooks" / "roles" / "hardening" / "defaults" / "main.yml").read_text()
+    )
+    values = {**defaults, "hardening_ssh_user_ca_keys": [], "hardening_ssh_principals": {}}
+    plain = render_template(template, values)
+    assert "AllowTcpForwarding no" in plain and "AllowTcpForwarding local" not in plain
+    targets = ["10.0.1.10:22", "10.0.2.10:22"]
+    jump = render_template(template, {**values, "hardening_ssh_jump_targets": targets})
+    block = jump.split("Match Group operators", 1)[1]
+    assert "AllowTcpForwarding local" in block
+    assert "PermitOpen 10.0.1.10:22 10.0.2.10:22" in block
+    # The global setting stays closed for everyone else.
+    assert "AllowTcpForwarding no" in jump.split("Match Group operators", 1)[0]

@@ -88,10 +88,28 @@ def test_guard_lets_only_the_endpoint_reach_moto() -> None:
     plan = build_plan(config)
     bridges = {n.name: f"podman{i}" for i, n in enumerate(plan.networks, 1)}
     ruleset = host_guard_ruleset(plan, bridges)
-    accepts = [line.strip() for line in ruleset.splitlines() if line.strip().endswith("accept")]
+    from_lab = ruleset.split("chain from_lab")[1].split("chain output")[0]
+    accepts = [line.strip() for line in from_lab.splitlines() if line.strip().endswith("accept")]
     assert accepts[0] == "ct state established,related accept"
     assert f"ip saddr 10.231.50.10 ip daddr 10.231.50.1 tcp dport {MOTO_PORT} accept" in accepts[1]
     assert len([a for a in accepts if "dport" in a]) == 1
+
+
+def test_guard_lets_the_control_node_start_only_what_production_has() -> None:
+    plan = build_plan(load_stack("lab", REPO))
+    bridges = {n.name: f"podman{i}" for i, n in enumerate(plan.networks, 1)}
+    into_lab = host_guard_ruleset(plan, bridges).split("chain into_lab")[1].split("chain ")[0]
+    accepts = [x.strip() for x in into_lab.splitlines() if x.strip().endswith("accept")]
+    assert accepts == [
+        "ct state established,related accept",
+        "ip daddr 10.231.40.10 tcp dport 22 accept",  # the bastion: the way in
+        "ip daddr 10.231.50.10 tcp dport 443 accept",  # AWS's API, behind the endpoint
+        # the outside parties: the city's terminal, the fund's sender, AWS's endpoints
+        "ip daddr { 10.232.1.10, 10.233.1.10, 10.231.50.10 } tcp dport 22 accept",
+    ]
+    assert into_lab.strip().splitlines()[-2].strip() == (
+        "counter reject with icmpx type admin-prohibited"
+    )
 
 
 @pytest.mark.skipif(shutil.which("nft") is None, reason="nft not installed")
@@ -119,7 +137,7 @@ def _lab_inventory(tmp_path: Path) -> Path:
         load_outputs(write_outputs(config, tmp_path / "stack-outputs.json"), config),
         load_operators(write_operators(tmp_path / "operators.yml", ("opsadmin", "L0001", key))),
         tmp_path / "inv",
-        connect="direct",
+        connect="bastion",
         identity=tmp_path / "operator_ed25519",
         layer=inventory_layer(config, plan, tmp_path / "inv"),
     )
@@ -149,6 +167,7 @@ def test_the_lab_layer_gives_every_variable_a_reason_and_no_role_reads_a_lab_nam
         assert before.startswith("# "), f"{name} has no reason"
         assert "lab" not in name
     assert "firewall_admin_sources" in names
+    assert "''10.231.40.1''] if claims_dc_role == ''bastion'' else [] }}'" in text
     roles = REPO / "playbooks"
     for path in roles.rglob("*"):
         if path.is_file() and path.suffix in (".yml", ".j2"):
@@ -176,6 +195,12 @@ def test_lab_ssh_config_pins_host_keys(tmp_path: Path) -> None:
     assert text.count("StrictHostKeyChecking yes") == len(plan.hosts)
     assert "StrictHostKeyChecking no" not in text
     assert f"UserKnownHostsFile {inv_dir / 'known_hosts'}" in text
+    # The data-center hosts through the bastion; the bastion and the outside parties directly.
+    blocks = {b.split()[0]: b for b in text.split("\nHost ")[1:]}
+    for name in ("app-1", "db-1", "intake-1"):
+        assert "ProxyJump bastion-1" in blocks[name], name
+    for name in ("bastion-1", "terminal-1", "sender-1"):
+        assert "ProxyJump" not in blocks[name] and "ProxyCommand" not in blocks[name], name
 
 
 def test_names_are_scoped_to_the_stack(lab_raw: dict[str, Any]) -> None:
