@@ -1,4 +1,4 @@
-"""The lab's side of key rotation (issue 9): what the other parties do, and what a real
+"""The lab's side of key rotation: what the other parties do, and what a real
 environment would already have.
 
 - The fund (the sender stand-in) makes its new SFTP key pair itself and hands over the public
@@ -13,6 +13,7 @@ from __future__ import annotations
 import configparser
 import datetime as dt
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from lab.plan import LabPlan
 from ops.playbook import run_playbook
 from ops.rotation.aws_keys import write_profile
 from ops.rotation.driver import KINDS, Operator, Options, Site, rotate_kinds
-from ops.rotation.ledger import Ledger
-from ops.rotation.machine import Outcome
-from ops.rotation.sshca import UserCA, set_trusted, trusted
+from ops.rotation.host_keys import KnownHosts
+from ops.rotation.ledger import Entry, Ledger
+from ops.rotation.machine import Outcome, pending
+from ops.rotation.sshca import UserCA, line_fingerprint, set_trusted, trusted
 from ops.rotation.steps import Steps
 
 AUTOMATION_USER = "l0001"  # the lab operator's own IAM user; the roster's L0001
@@ -124,28 +126,79 @@ def operator_cert_key(state: Path) -> Path:
     return key.with_name(key.name + ".pub")
 
 
+def settle_remade_hosts(site: Site, ledger: Ledger) -> list[str]:
+    """The lab owns its ledger. A host-key rotation that stopped on a host the lab has since
+    made anew cannot be resumed: the key it started from is gone, and `lab up` pinned the one
+    the new host serves. Close it, as an operator would with `ops.rotation abandon`; every
+    other unfinished rotation resumes. Returns the secrets closed."""
+    known = KnownHosts(site.state / "known_hosts")
+    closed = []
+    for host in site.hosts:
+        secret = f"host-key:{host}"
+        stopped = pending(ledger, secret)
+        if stopped is None or stopped.old in {line_fingerprint(k) for k in known.keys(host)}:
+            continue
+        note = "abandoned by the lab: the host was made anew"
+        ledger.append(
+            Entry(secret, stopped.rotation, stopped.phase, "rolled-back", stopped.old,
+                  stopped.new, note)
+        )  # fmt: skip
+        closed.append(secret)
+    return closed
+
+
+@dataclass
+class Round:
+    """One rotation of everything, in the two passes the demo makes."""
+
+    plan: LabPlan
+    inventory: Path
+    endpoint_url: str
+    ca_cert: str
+    ansible_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.state = self.inventory.parent
+        ensure_user_ca(self.inventory)
+        ensure_automation_key(self.state, self.endpoint_url, self.ca_cert)
+        self.site = Site.read(self.inventory)
+        self.ledger = Ledger(self.state / "rotation" / "ledger.jsonl")
+        self.steps = Steps(self.site.inventory, self.state / "rotation" / "ansible.log",
+                           self.ansible_args)  # fmt: skip
+        self.operator = Operator(operator_cert_key(self.state), OPERATOR_IDENTITY,
+                                 [OPERATOR_ACCOUNT])  # fmt: skip
+        self.window = dt.timedelta(days=14)
+
+    def to_published(self) -> list[Outcome]:
+        """Every secret to `published`, where old and new both work; what an earlier round
+        left unfinished resumes (or, on a host made anew, is closed first)."""
+        settle_remade_hosts(self.site, self.ledger)
+        sent = fund_makes_new_key(self.plan, self.state)
+        opts = Options(self.operator, sent, self.window, False, "published")
+        return rotate_kinds(self.site, list(KINDS), ledger=self.ledger, steps=self.steps, opts=opts)
+
+    def to_retired(self) -> list[Outcome]:
+        """The fund learns the intake host's new key and switches to its new SFTP key, and
+        confirms; then everything resumes to `retired`."""
+        fund_learns_host_keys(self.plan, self.state)
+        fund_switches(self.plan)
+        if not fund_logs_in(self.plan):
+            raise RuntimeError("the fund cannot log in with its new key during the overlap")
+        opts = Options(self.operator, None, self.window, True, "retired")
+        second = rotate_kinds(
+            self.site, list(KINDS), ledger=self.ledger, steps=self.steps, opts=opts
+        )
+        fund_learns_host_keys(self.plan, self.state)  # the intake host's new key alone now
+        return second
+
+
 def rotate_everything(
     plan: LabPlan, inventory: Path, endpoint_url: str, ca_cert: str,
     ansible_args: tuple[str, ...] = (),
 ) -> tuple[list[Outcome], list[Outcome]]:  # fmt: skip
     """Every secret to `published` first; then the fund learns the intake host's new key and
-    switches to its new SFTP key, and confirms; then everything resumes to `retired`."""
-    state = inventory.parent
-    ensure_user_ca(inventory)
-    ensure_automation_key(state, endpoint_url, ca_cert)
-    sent = fund_makes_new_key(plan, state)
-    site = Site.read(inventory)
-    ledger = Ledger(state / "rotation" / "ledger.jsonl")
-    steps = Steps(site.inventory, state / "rotation" / "ansible.log", ansible_args)
-    op = Operator(operator_cert_key(state), OPERATOR_IDENTITY, [OPERATOR_ACCOUNT])
-    window = dt.timedelta(days=14)
-    first = rotate_kinds(site, list(KINDS), ledger=ledger, steps=steps,
-                         opts=Options(op, sent, window, False, "published"))  # fmt: skip
-    fund_learns_host_keys(plan, state)
-    fund_switches(plan)
-    if not fund_logs_in(plan):
-        raise RuntimeError("the fund cannot log in with its new key during the overlap")
-    second = rotate_kinds(site, list(KINDS), ledger=ledger, steps=steps,
-                          opts=Options(op, None, window, True, "retired"))  # fmt: skip
-    fund_learns_host_keys(plan, state)  # the intake host's new key alone, from now on
-    return first, second
+    switches to its new SFTP key, and confirms; then everything resumes to `retired`. A round
+    an earlier run left unfinished is resumed, not restarted."""
+    rotation_round = Round(plan, inventory, endpoint_url, ca_cert, ansible_args)
+    first = rotation_round.to_published()
+    return first, rotation_round.to_retired()
