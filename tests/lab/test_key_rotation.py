@@ -27,11 +27,11 @@ from lab.plan import LabPlan
 from lab.rotation import (
     OPERATOR_ACCOUNT,
     OPERATOR_IDENTITY,
+    Round,
     ensure_automation_key,
     ensure_user_ca,
     fund_logs_in,
     fund_makes_new_key,
-    Round,
     fund_switches,
     operator_cert_key,
     rotate_everything,
