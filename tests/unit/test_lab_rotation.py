@@ -21,8 +21,8 @@ def test_a_rerun_closes_only_the_rotations_of_hosts_made_anew(tmp_path: Path) ->
     (tmp_path / "rotation").mkdir()
     for host in ("app-1", "db-1"):
         for phase in ("staged", "published"):
-            ledger.append(Entry(f"host-key:{host}", f"r-{host}", phase, "ok",
-                                line_fingerprint(old[host]), line_fingerprint(new[host])))  # fmt: skip
+            fingerprints = line_fingerprint(old[host]), line_fingerprint(new[host])
+            ledger.append(Entry(f"host-key:{host}", f"r-{host}", phase, "ok", *fingerprints))
     ledger.append(Entry("db-login:claims_app", "r-db", "published", "ok", "claims_app_a",
                         "claims_app_b"))  # fmt: skip
     # app-1 still serves its old key beside the new one; db-1 was made anew by `lab up`.
