@@ -1,0 +1,19 @@
+"""Secrets at rest on the control node: Ansible Vault, with its password wrapped by KMS.
+
+Why KMS Decrypt of a wrapped key rather than an SSM Parameter Store SecureString: the control
+node sits outside the VPC and needs only one call, Decrypt, which CloudTrail records with the
+caller and the encryption context; the wrapped key lives beside the inventory, so an inventory
+copied elsewhere is useless without the KMS key's grant; and there is no second store to
+provision, name and keep in step per environment (a SecureString is itself KMS-encrypted, so it
+would add a service without adding protection).
+
+Modules: `keyring` (the wrapped vault password: made, unwrapped, rewrapped), `store` (the
+vaulted secrets file Ansible reads as group_vars and the tools write through), `client` (the
+vault-id client script Ansible runs for the password).
+"""
+
+from __future__ import annotations
+
+
+class VaultError(Exception):
+    """The vault could not be opened or written; the message names the file or the call."""

@@ -1,0 +1,126 @@
+"""The vault password, kept only wrapped by a KMS key beside the inventory.
+
+    <inventory>/vault/settings.json   which KMS key, region, endpoint (and CA), the context
+    <inventory>/vault/password.kms    the KMS ciphertext of the vault password (0600)
+
+The password is 48 random bytes (base64), made here and sent once to KMS Encrypt; it is never
+written anywhere in plain. The encryption context names the stack and the inventory's purpose,
+so a ciphertext moved to another environment does not decrypt there.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ops.vault import VaultError
+
+TIMEOUTS = Config(connect_timeout=10, read_timeout=30, retries={"max_attempts": 3})
+MAX_CIPHERTEXT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class KeyringSettings:
+    stack: str
+    kms_key_id: str
+    region: str
+    endpoint_url: str = ""  # empty: AWS's own KMS endpoint
+    ca_bundle: str = ""
+    config_file: str = ""  # an AWS config file instead of the default credential chain
+
+    @property
+    def context(self) -> dict[str, str]:
+        return {"claims-dc:stack": self.stack, "claims-dc:purpose": "ansible-vault"}
+
+
+def _dir(inventory_dir: Path) -> Path:
+    return inventory_dir / "vault"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def kms_client(settings: KeyringSettings) -> Any:
+    if settings.config_file:
+        core = botocore.session.Session()
+        core.set_config_variable("config_file", settings.config_file)
+        session = boto3.session.Session(botocore_session=core, region_name=settings.region)
+    else:
+        session = boto3.session.Session(region_name=settings.region)
+    return session.client(
+        "kms",
+        endpoint_url=settings.endpoint_url or None,
+        verify=settings.ca_bundle or True,
+        config=TIMEOUTS,
+    )
+
+
+def read_settings(inventory_dir: Path) -> KeyringSettings:
+    path = _dir(inventory_dir) / "settings.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return KeyringSettings(**{k: str(v) for k, v in raw.items()})
+    except FileNotFoundError:
+        raise VaultError(
+            f"{path}: no vault here; make one with `python -m ops.vault init`"
+        ) from None
+    except (OSError, ValueError, TypeError) as e:
+        raise VaultError(f"{path}: not the vault's settings ({e})") from None
+
+
+def create(inventory_dir: Path, settings: KeyringSettings, kms: Any = None) -> bool:
+    """Make the wrapped password once; False if there is one already (never replaced here)."""
+    wrapped = _dir(inventory_dir) / "password.kms"
+    if wrapped.exists():
+        return False
+    kms = kms or kms_client(settings)
+    password = base64.b64encode(secrets.token_bytes(48))
+    try:
+        blob = kms.encrypt(KeyId=settings.kms_key_id, Plaintext=password,
+                           EncryptionContext=settings.context)["CiphertextBlob"]  # fmt: skip
+    except (ClientError, BotoCoreError) as e:
+        raise VaultError(f"KMS Encrypt with {settings.kms_key_id}: {e}") from None
+    _write_private(_dir(inventory_dir) / "settings.json",
+                   (json.dumps(asdict(settings), indent=2) + "\n").encode())  # fmt: skip
+    _write_private(wrapped, blob)
+    return True
+
+
+def unwrap(inventory_dir: Path, kms: Any = None) -> bytes:
+    """The vault password, from KMS Decrypt of the wrapped one; held in memory only."""
+    settings = read_settings(inventory_dir)
+    path = _dir(inventory_dir) / "password.kms"
+    try:
+        if path.stat().st_mode & 0o077:
+            raise VaultError(f"{path}: readable by others; chmod 600 it")
+        with path.open("rb") as f:
+            blob = f.read(MAX_CIPHERTEXT + 1)
+    except FileNotFoundError:
+        raise VaultError(f"{path}: missing; the vault cannot be opened") from None
+    if len(blob) > MAX_CIPHERTEXT:
+        raise VaultError(f"{path}: larger than {MAX_CIPHERTEXT} bytes; not a KMS ciphertext")
+    kms = kms or kms_client(settings)
+    try:
+        answer = kms.decrypt(CiphertextBlob=blob, EncryptionContext=settings.context,
+                             KeyId=settings.kms_key_id)  # fmt: skip
+    except (ClientError, BotoCoreError) as e:
+        raise VaultError(f"KMS Decrypt of {path} with {settings.kms_key_id}: {e}") from None
+    return bytes(answer["Plaintext"])
