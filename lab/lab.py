@@ -546,6 +546,9 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
         hostkey = pm.exec_in(c, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout.split()
         known.append(f"{host.name},{host.address} {hostkey[0]} {hostkey[1]}")
     (sdir / "known_hosts").write_text("\n".join(known) + "\n")
+    # A shared session to a bastion made anew would lead nowhere: the next hop makes a new one.
+    for socket_path in sdir.glob("cm-*"):
+        socket_path.unlink(missing_ok=True)
 
     progress("AWS endpoints")
     _ensure_moto(plan, sdir)

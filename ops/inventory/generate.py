@@ -33,6 +33,8 @@ from ops.inventory.outputs import StackOutputs
 GENERATED = "# Written by `python -m ops.inventory`"
 Connect = Literal["ssm", "bastion", "direct"]
 CONNECT_MODES: tuple[Connect, ...] = ("ssm", "bastion", "direct")
+# The shared session to the bastion (ssh's %C: a hash of the connection), beside the inventory.
+CONTROL_SOCKETS = "cm-%C"
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,15 @@ def ssh_config(
                 "    ProxyCommand aws ssm start-session --target "
                 f"{outputs.instance_ids[name]} --document-name AWS-StartSSHSession "
                 f"--parameters portNumber=%p --region {outputs.region}",
+            ]
+        if connect != "direct" and name == bastion:
+            # Every hop through the bastion shares one session to it, so a fresh connection to
+            # a host behind it costs that host's handshake alone. A command line that asks for
+            # no multiplexing (a fresh connection to the bastion itself) still gets none.
+            lines += [
+                "    ControlMaster auto",
+                f"    ControlPath {out_dir / CONTROL_SOCKETS}",
+                "    ControlPersist 60s",
             ]
         elif connect != "direct" and name != bastion:
             lines.append(f"    ProxyJump {bastion}")
