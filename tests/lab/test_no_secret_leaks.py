@@ -26,7 +26,8 @@ def canary_run(converged: SiteRuns) -> Iterator[tuple[PlaybookRun, list[str]]]:
     real = converged.inventory.parent
     copy = real.parent / f"{real.name}-leaktest"
     shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(real, copy, ignore=shutil.ignore_patterns("secrets"))
+    # Not the shared SSH sessions to the bastion (cm-*): sockets, which belong to the real one.
+    shutil.copytree(real, copy, ignore=shutil.ignore_patterns("secrets", "cm-*"))
     (copy / "secrets").mkdir(mode=0o700)
     canaries = []
     if (real / "secrets" / "db-app-login").exists():
