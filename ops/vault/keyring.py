@@ -18,14 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ops.rotation.aws_keys import Endpoint
 from ops.vault import VaultError
 
-TIMEOUTS = Config(connect_timeout=10, read_timeout=30, retries={"max_attempts": 3})
 MAX_CIPHERTEXT = 64 * 1024
 
 
@@ -59,18 +56,10 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def kms_client(settings: KeyringSettings) -> Any:
-    if settings.config_file:
-        core = botocore.session.Session()
-        core.set_config_variable("config_file", settings.config_file)
-        session = boto3.session.Session(botocore_session=core, region_name=settings.region)
-    else:
-        session = boto3.session.Session(region_name=settings.region)
-    return session.client(
-        "kms",
-        endpoint_url=settings.endpoint_url or None,
-        verify=settings.ca_bundle or True,
-        config=TIMEOUTS,
-    )
+    # The control node's AWS API as the rotation reaches it: endpoint, CA, config file.
+    endpoint = Endpoint(settings.endpoint_url or None, settings.region,
+                        settings.ca_bundle or None, settings.config_file or None)  # fmt: skip
+    return endpoint.client("kms")
 
 
 def read_settings(inventory_dir: Path) -> KeyringSettings:
