@@ -36,6 +36,7 @@ from lab.probes import (
     stop_policy_listeners,
 )
 from ops.playbook import run_playbook
+from ops.vault.scan import plaintext_secrets
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -182,7 +183,13 @@ def _rotation_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_u
     print(f"  rotated everything in {seconds:.0f}s; ledger {ledger}")
     print(f"  the fund's old key refused: {not rotation.fund_logs_in(plan, 'id_ed25519.old')}; "
           f"its new key works: {rotation.fund_logs_in(plan)}")  # fmt: skip
-    return all(o.outcome in ("ok", "checked") for o in second) and rotation.fund_logs_in(plan)
+    # The new secrets went into the vault: nothing beside the inventory is a plaintext secret.
+    leaks = plaintext_secrets(Path(inventory).parent)
+    for leak in leaks:
+        print(f"  PLAINTEXT {leak}")
+    print(f"  plaintext secrets beside the inventory (python -m ops.vault check): {len(leaks)}")
+    ok = all(o.outcome in ("ok", "checked") for o in second) and rotation.fund_logs_in(plan)
+    return ok and not leaks
 
 
 def main(argv: list[str] | None = None) -> int:

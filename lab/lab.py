@@ -29,6 +29,7 @@ from infra.config import StackConfig, load_stack
 from lab import image, pki, review
 from lab import podman as pm
 from lab.apply import ApplyRecord, apply_once
+from lab.backups import lab_client
 from lab.image import OPERATOR_USER
 from lab.plan import (
     AWS_PLACEHOLDER_CONFIG,
@@ -46,6 +47,8 @@ from lab.plan import (
 from ops.inventory.generate import write_inventory
 from ops.inventory.operators import load_operators
 from ops.inventory.outputs import load_outputs
+from ops.vault.environment import init as vault_init
+from ops.vault.keyring import KeyringSettings
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_ROOT = REPO / ".lab"
@@ -58,6 +61,43 @@ def progress(msg: str) -> None:
 
 def state_dir(stack: str) -> Path:
     return LAB_ROOT / stack
+
+
+def operator_dir(stack: str) -> Path:
+    """The lab operator's own SSH key pair: the operator's, as ~/.ssh is, not the inventory's."""
+    return LAB_ROOT / f"{stack}.operator"
+
+
+# What the lab keeps sealed by its vault, or made with what is sealed: a vault whose KMS key
+# died with its moto server cannot be opened again, so a new server starts these afresh.
+SEALED_STATE = ("vault", "secrets", "pki", "ssh-ca", "rotation")
+VAULT_KEY_ALIAS = "alias/claims-dc-pulumi-secrets"  # the runbook's key (ops.statebackend)
+
+
+def _moto_alive(plan: LabPlan, sdir: Path) -> bool:
+    pid_file = sdir / "moto.pid"
+    mine = int(pid_file.read_text()) if pid_file.exists() else None
+    return mine in _moto_pids(plan) and _port_open(str(plan.moto_address), MOTO_PORT)
+
+
+def moto_url(plan: LabPlan) -> str:
+    return f"http://{plan.moto_address}:{MOTO_PORT}"
+
+
+def _ensure_vault(config: StackConfig, plan: LabPlan, sdir: Path) -> None:
+    """The inventory's vault as every environment has one (ops.vault), its password wrapped
+    by a KMS key of the lab's AWS API, which the control node reaches at moto's own address
+    as it reaches AWS's public KMS endpoint in production (not through the hosts' endpoint
+    stand-in, whose TLS key is itself sealed)."""
+    kms = lab_client("kms", moto_url(plan), "", region=config.region)
+    aliases = {a["AliasName"] for a in kms.list_aliases()["Aliases"]}
+    if VAULT_KEY_ALIAS not in aliases:
+        key = kms.create_key(Description="claims-dc: the lab's Pulumi secrets and vault key")
+        kms.create_alias(AliasName=VAULT_KEY_ALIAS, TargetKeyId=key["KeyMetadata"]["KeyId"])
+    settings = KeyringSettings(config.stack, VAULT_KEY_ALIAS, config.region, moto_url(plan),
+                               "", str(sdir / AWS_PLACEHOLDER_CONFIG))  # fmt: skip
+    vault_init(sdir, settings, sys.executable, REPO)
+    pki.seal_keys(sdir)
 
 
 def _sh(argv: list[str], what: str, *, input_text: str | None = None) -> str:
@@ -353,7 +393,7 @@ def _ensure_endpoint(plan: LabPlan, sdir: Path) -> None:
     c = host.container
     pm.exec_in(c, ["install", "-d", "-m", "0750", "/etc/nginx/tls"])
     _write_into(c, f"/etc/nginx/tls/{host.name}.crt", cert.read_text(), "0644")
-    _write_into(c, f"/etc/nginx/tls/{host.name}.key", key.read_text(), "0600")
+    _write_into(c, f"/etc/nginx/tls/{host.name}.key", pki.read_key(key).decode(), "0600")
     site = NGINX_SITE.format(
         address=host.address, name=host.name, moto=plan.moto_address, port=MOTO_PORT
     )
@@ -465,7 +505,6 @@ def write_lab_inventory(
     outputs_file = sdir / "stack-outputs.json"
     outputs_file.write_text(json.dumps(record.stack_outputs, indent=2, default=str) + "\n")
     (sdir / "operators.yml").write_text(operators_yaml(public_key), encoding="utf-8")
-    (sdir / AWS_PLACEHOLDER_CONFIG).write_text(aws_placeholder_config(config))
     write_inventory(
         config,
         load_outputs(outputs_file, config),
@@ -475,7 +514,7 @@ def write_lab_inventory(
         # The bastion on its own address stands in for the Session Manager leg; every other
         # data-center host is reached through it, as in production.
         connect="bastion",
-        identity=sdir / "operator_ed25519",
+        identity=operator_dir(config.stack) / "id_ed25519",
         layer=inventory_layer(config, plan, sdir),
     )
 
@@ -486,12 +525,15 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
     sdir = state_dir(config.stack)
     sdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(sdir, 0o700)
+    if not _moto_alive(plan, sdir):
+        for name in SEALED_STATE:
+            shutil.rmtree(sdir / name, ignore_errors=True)
     require_netavark()
     progress("golden image")
     image_ref, build_seconds = image.ensure()
     if build_seconds is not None:
         progress(f"built {image_ref} in {build_seconds:.0f}s")
-    public_key = pki.ensure_operator_key(sdir)
+    public_key = pki.ensure_operator_key(operator_dir(config.stack))
     ca_cert = pki.ensure_ca(sdir)
 
     progress("networks")
@@ -552,6 +594,9 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
 
     progress("AWS endpoints")
     _ensure_moto(plan, sdir)
+    (sdir / AWS_PLACEHOLDER_CONFIG).write_text(aws_placeholder_config(config))
+    progress("the inventory's vault")
+    _ensure_vault(config, plan, sdir)
     _ensure_endpoint(plan, sdir)
     progress("the stack's AWS resources, created by the program itself (lab apply)")
     record, applied_now = apply_once(
@@ -564,7 +609,8 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
 
     aws_summary = _aws_summary(record, applied_now)
     write_lab_inventory(config, plan, sdir, record, public_key)
-    review.write_inputs(sdir, [h for h, spec in config.hosts.items() if not spec.stand_in])
+    review.write_inputs(sdir, [h for h, spec in config.hosts.items() if not spec.stand_in],
+                        operator_dir(config.stack) / "id_ed25519.pub")  # fmt: skip
     report = UpReport(
         image=image_ref,
         image_build_seconds=build_seconds,
@@ -611,6 +657,7 @@ def down(config: StackConfig, *, images: bool = False) -> DownReport:
             pm.podman("rmi", "-f", row["Id"])
             removed_images += row.get("Names") or [row["Id"]]
     shutil.rmtree(state_dir(config.stack), ignore_errors=True)
+    shutil.rmtree(operator_dir(config.stack), ignore_errors=True)
     return DownReport(containers, networks, pids, table, removed_images)
 
 

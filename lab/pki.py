@@ -1,7 +1,9 @@
 """The lab's own keys: the operator's SSH key and a small CA for TLS inside the lab.
 
-Everything is generated at run time into the lab's state directory (git-ignored), private keys
-with mode 0600, and never printed.
+Everything is generated at run time, never printed, and git-ignored. The operator's key lives
+in the operator's own directory (.lab/<stack>.operator, as ~/.ssh would), not beside the
+inventory; the TLS keys are in the inventory's pki/, sealed by its vault like every secret
+there.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ops.vault import VaultError
+from ops.vault.sealed import inventory_of, is_sealed, read_secret, seal_in_place, write_secret
+
 
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret so that it is never readable by anyone else, not even for a moment."""
@@ -26,10 +31,35 @@ def write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def ensure_operator_key(state_dir: Path) -> str:
-    """The operator's ed25519 key pair; returns the public key line."""
-    key_path = state_dir / "operator_ed25519"
-    pub_path = state_dir / "operator_ed25519.pub"
+def _has_vault(path: Path) -> bool:
+    try:
+        inventory_of(path)
+    except VaultError:
+        return False
+    return True
+
+
+def write_key(path: Path, data: bytes) -> None:
+    """A TLS private key beside the inventory: sealed by the inventory's vault; made before
+    the vault exists only on the lab's first `up`, which seals it (seal_keys) straight after."""
+    if _has_vault(path):
+        write_secret(path, data)
+    else:
+        write_private(path, data)
+
+
+def read_key(path: Path) -> bytes:
+    return read_secret(path) if is_sealed(path) else path.read_bytes()
+
+
+def seal_keys(state_dir: Path) -> list[Path]:
+    return [key for key in sorted((state_dir / "pki").glob("*.key")) if seal_in_place(key)]
+
+
+def ensure_operator_key(operator_dir: Path) -> str:
+    """The operator's ed25519 key pair (id_ed25519 in `operator_dir`); the public key line."""
+    key_path = operator_dir / "id_ed25519"
+    pub_path = operator_dir / "id_ed25519.pub"
     if not key_path.exists():
         key = ed25519.Ed25519PrivateKey.generate()
         write_private(
@@ -55,7 +85,7 @@ def _write_pair(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    write_private(key_path, pem)
+    write_key(key_path, pem)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -117,7 +147,7 @@ def ensure_server_cert(
         if address in sans.get_values_for_type(x509.IPAddress):
             return cert_path, key_path
     ca_cert = x509.load_pem_x509_certificate(ensure_ca(state_dir).read_bytes())
-    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    ca_key = serialization.load_pem_private_key(read_key(pki / "ca.key"), password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)

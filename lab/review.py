@@ -29,6 +29,7 @@ from lab import podman as pm
 from lab.backups import lab_client
 from lab.plan import LabPlan
 from ops.reviewlib.model import Finding
+from ops.vault.sealed import scratch
 
 LAB_OPERATOR = "L0001"
 LEAVER, NEVER_USED, UNKNOWN_KEY = "d0102", "d0103", "d0104"
@@ -57,13 +58,18 @@ def _fingerprint(public_key: Path) -> str:
     return out.split()[1]
 
 
-def _keypair(path: Path, comment: str) -> Path:
-    if not path.exists():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-            check=True,
-        )
-    return path.with_suffix(".pub")
+def _public_key(path: Path, comment: str) -> Path:
+    """A seed's public key; its private half is thrown away (nobody logs in with it)."""
+    public = path.with_suffix(".pub")
+    if not public.exists():
+        with scratch() as private:
+            made = private / path.name
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(made)],
+                check=True,
+            )
+            public.write_bytes(made.with_suffix(".pub").read_bytes())
+    return public
 
 
 def exception_ids(datacenter: list[str]) -> dict[str, str]:
@@ -83,19 +89,20 @@ def exception_ids(datacenter: list[str]) -> dict[str, str]:
     return out
 
 
-def write_inputs(inventory_dir: Path, datacenter: list[str], today: dt.date | None = None) -> Path:
+def write_inputs(inventory_dir: Path, datacenter: list[str], operator_key: Path,
+                 today: dt.date | None = None) -> Path:  # fmt: skip
     """The roster, key registry and exceptions register beside the inventory; the seeds'
-    key pairs in seed-keys/. Rewritten each time (the leaver's end date follows today)."""
+    public keys in seed-keys/. Rewritten each time (the leaver's end date follows today)."""
     today = today or dt.date.today()
     out = inventory_dir / "access-review"
     keys = out / "seed-keys"
     keys.mkdir(parents=True, exist_ok=True, mode=0o700)
     (out / "roster.csv").write_text(_roster(today), encoding="utf-8-sig")
-    leaver = _keypair(keys / LEAVER, f"{LEAVER}@lab")
-    _keypair(keys / UNKNOWN_KEY, "someone@elsewhere")
+    leaver = _public_key(keys / LEAVER, f"{LEAVER}@lab")
+    _public_key(keys / UNKNOWN_KEY, "someone@elsewhere")
     registry = [
         "fingerprint,staff_id",
-        f"{_fingerprint(inventory_dir / 'operator_ed25519.pub')},{LAB_OPERATOR}",
+        f"{_fingerprint(operator_key)},{LAB_OPERATOR}",
         f"{_fingerprint(leaver)},D0102",
     ]
     (out / "key-registry.csv").write_text("\n".join(registry) + "\n")

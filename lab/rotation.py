@@ -4,13 +4,12 @@ environment would already have.
 - The fund (the sender stand-in) makes its new SFTP key pair itself and hands over the public
   half, learns the intake host's new host key, then switches to its new key.
 - The lab operator (L0001) keeps one IAM access key on the control node for the ops tools
-  (secrets/aws-credentials, 0600), the kind of remaining key the AWS rotation replaces.
+  (secrets/aws-credentials, sealed), the kind of remaining key the AWS rotation replaces.
 - The operators' user CA exists and is trusted before the first rotation.
 """
 
 from __future__ import annotations
 
-import configparser
 import datetime as dt
 import subprocess
 from dataclasses import dataclass
@@ -20,9 +19,10 @@ from typing import Any
 from lab import podman as pm
 from lab.backups import lab_client
 from lab.delivery import SENDER_USER
+from lab.lab import operator_dir
 from lab.plan import LabPlan
 from ops.playbook import run_playbook
-from ops.rotation.aws_keys import write_profile
+from ops.rotation.aws_keys import read_profiles, write_profile
 from ops.rotation.driver import KINDS, Operator, Options, Site, rotate_kinds
 from ops.rotation.host_keys import KnownHosts
 from ops.rotation.ledger import Entry, Ledger
@@ -59,9 +59,8 @@ def ensure_automation_key(state: Path, endpoint_url: str, ca_cert: str) -> str:
         k["AccessKeyId"]
         for k in iam.list_access_keys(UserName=AUTOMATION_USER)["AccessKeyMetadata"]
     }
-    parser = configparser.ConfigParser(interpolation=None)
     if creds.exists():
-        parser.read(creds)
+        parser = read_profiles(creds)
         if AUTOMATION_USER in parser and parser[AUTOMATION_USER]["aws_access_key_id"] in live:
             return parser[AUTOMATION_USER]["aws_access_key_id"]
     for key_id in live:  # a key whose secret the control node lost is of no use to anyone
@@ -118,8 +117,9 @@ def fund_logs_in(plan: LabPlan, key: str = "id_ed25519") -> bool:
 
 def operator_cert_key(state: Path) -> Path:
     """The key the lab operator's certificates are for: not the key Ansible logs in with, so
-    the break-glass path (plain keys) never depends on the CA being rotated."""
-    key = state / "operator_cert_ed25519"
+    the break-glass path (plain keys) never depends on the CA being rotated. The operator's
+    own, beside the operator's login key (lab.lab.operator_dir), not in the inventory."""
+    key = operator_dir(state.name) / "operator_cert_ed25519"
     if not key.exists():
         keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", OPERATOR_IDENTITY, "-f"]
         subprocess.run([*keygen, str(key)], check=True, timeout=30)

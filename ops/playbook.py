@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ops.vault.client import vault_args
+
 REPO = Path(__file__).resolve().parents[1]
 PLAYBOOKS = REPO / "playbooks"
 BIN = Path(sys.executable).parent
@@ -61,8 +63,9 @@ def run_playbook(
     timeout: float = 1800,
     env: dict[str, str] | None = None,
 ) -> PlaybookRun:
-    """ansible-playbook with the repository's ansible.cfg; `playbook` is a file in playbooks/
-    (or an absolute path)."""
+    """ansible-playbook with the repository's ansible.cfg and the inventory's vault (its
+    vault-id client, when it has one); `playbook` is a file in playbooks/ (or an absolute
+    path)."""
     run_env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -71,7 +74,9 @@ def run_playbook(
         "ANSIBLE_PIPELINING": "True" if pipelining else "False",
         **(env or {}),
     }
-    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOKS / playbook), *args]
+    inventory_dir = Path(inventory) if Path(inventory).is_dir() else Path(inventory).parent
+    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), *vault_args(inventory_dir),
+            str(PLAYBOOKS / playbook), *args]  # fmt: skip
     started = time.monotonic()
     proc = subprocess.run(
         argv, capture_output=True, text=True, env=run_env, timeout=timeout, check=False

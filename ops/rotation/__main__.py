@@ -43,6 +43,7 @@ from ops.rotation.ledger import PHASES, Entry, Ledger, LedgerError
 from ops.rotation.machine import pending
 from ops.rotation.sshca import CAError, UserCA, fingerprint, set_trusted, trusted
 from ops.rotation.steps import StepFailed
+from ops.vault import VaultError
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         _emit(
             args,
             {"ca": args.name, "fingerprint": fingerprint(ca.public)},
-            f"{args.name}: {fingerprint(ca.public)} ({ca.key}, 0600)",
+            f"{args.name}: {fingerprint(ca.public)} ({ca.key}, sealed)",
         )
         return 0
     if args.command == "ca":
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return run(args)
-    except (CAError, LedgerError, StepFailed) as e:
+    except (CAError, LedgerError, StepFailed, VaultError) as e:
         print(f"ops.rotation: {e}", file=sys.stderr)
         return 1
 

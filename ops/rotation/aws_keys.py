@@ -1,6 +1,6 @@
 """AWS: the backup key's automatic rotation, checked; the IAM access keys the control node
 still keeps, rotated. Each kept key is a profile of `secrets/aws-credentials` beside the
-inventory (the shared-credentials format, 0600), and its rotation is one `Rotation`:
+inventory (the shared-credentials format, sealed by the vault), and its rotation is one `Rotation`:
 
     staged     CreateAccessKey for the profile's own user, with the profile's own key (a
                user manages its own keys); the new pair waits in secrets/aws-<profile>.staged
@@ -12,7 +12,7 @@ inventory (the shared-credentials format, 0600), and its rotation is one `Rotati
     retired    UpdateAccessKey Inactive, then DeleteAccessKey of the old key; the old pair is
                tried and no longer identifies the user
 
-The ledger holds access key IDs only. A secret access key is written to the 0600 files
+The ledger holds access key IDs only. A secret access key is written sealed to the files
 above and nowhere else.
 """
 
@@ -22,46 +22,16 @@ import configparser
 import io
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import boto3
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ops.rotation.files import write_private
+from ops.awsapi import Endpoint
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Rotation, pending
 from ops.rotation.steps import StepFailed
-
-TIMEOUTS = Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 2})
-
-
-@dataclass
-class Endpoint:
-    url: str | None  # None: AWS itself
-    region: str
-    ca_bundle: str | None
-    # The control node's own AWS configuration file (AWS_CONFIG_FILE's format), if not the
-    # default credential chain's.
-    config_file: str | None = None
-
-    def client(self, service: str, pair: dict[str, str] | None = None) -> Any:
-        if pair is None and self.config_file:
-            core = botocore.session.Session()
-            core.set_config_variable("config_file", self.config_file)
-            session = boto3.session.Session(botocore_session=core, region_name=self.region)
-        else:
-            session = boto3.session.Session(
-                aws_access_key_id=pair["aws_access_key_id"] if pair else None,
-                aws_secret_access_key=pair["aws_secret_access_key"] if pair else None,
-                region_name=self.region,
-            )
-        return session.client(
-            service, endpoint_url=self.url, verify=self.ca_bundle or True, config=TIMEOUTS
-        )
+from ops.vault import VaultError
+from ops.vault.sealed import read_secret_text, write_secret
 
 
 def check_kms_rotation(endpoint: Endpoint, key_id: str, pair: dict[str, str] | None = None) -> str:
@@ -78,22 +48,23 @@ def check_kms_rotation(endpoint: Endpoint, key_id: str, pair: dict[str, str] | N
 
 
 def read_profiles(path: Path) -> configparser.ConfigParser:
-    if path.stat().st_mode & 0o077:
-        raise StepFailed(f"{path}: readable by others; chmod 600")
     parser = configparser.ConfigParser(interpolation=None)
-    parser.read(path)
+    try:
+        parser.read_string(read_secret_text(path), source=str(path))
+    except VaultError as e:
+        raise StepFailed(str(e)) from None
+    except configparser.Error as e:
+        raise StepFailed(f"{path}: not a shared-credentials file ({e})") from None
     return parser
 
 
 def write_profile(path: Path, profile: str, pair: dict[str, str]) -> None:
-    """Set one profile of a shared-credentials file, the file replaced whole at 0600."""
-    parser = configparser.ConfigParser(interpolation=None)
-    if path.exists():
-        parser.read(path)
+    """Set one profile of a shared-credentials file, sealed and replaced whole."""
+    parser = read_profiles(path) if path.exists() else configparser.ConfigParser(interpolation=None)
     parser[profile] = pair
     text = io.StringIO()
     parser.write(text)
-    write_private(path, text.getvalue())
+    write_secret(path, text.getvalue())
 
 
 def _read_pair(path: Path, profile: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 application's grants belong to a NOLOGIN role (claims_app); it logs in as one of two login
 roles, each SET ROLE to it, so one login can get a new password while the other serves:
 
-    staged     a new password for the login not in use, on the control node only (0600)
+    staged     a new password for the login not in use, on the control node only (sealed)
     published  the database admits that login with it (its verifier, LOGIN)
     switched   each application host first checks that the database admits it (a fresh
                connection, the password on stdin), then writes it and restarts on it
@@ -26,10 +26,33 @@ from ops.rotation.files import write_private
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Rotation, pending
 from ops.rotation.steps import StepFailed, Steps
+from ops.vault.sealed import write_secret
 
 LOGINS = ("claims_app_a", "claims_app_b")
 APP_HOSTS = "role_app:role_intake"
 DB_HOSTS = "role_db"
+
+
+def new_password() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(32))
+
+
+def new_salt() -> str:
+    return "".join(secrets.choice("0123456789abcdef") for _ in range(32))
+
+
+def first_logins(secrets_dir: Path) -> list[Path]:
+    """The owner's and the login in use's passwords and salts, sealed, where missing: what
+    site.yml reads on its first run. Returns the files made."""
+    made = []
+    for login in ("claims_owner", in_use(secrets_dir)):
+        for path, make in ((secrets_dir / f"db-{login}", new_password),
+                           (secrets_dir / f"db-{login}.salt", new_salt)):  # fmt: skip
+            if not path.exists():
+                write_secret(path, make() + "\n")
+                made.append(path)
+    return made
 
 
 def in_use(secrets_dir: Path) -> str:
@@ -50,11 +73,8 @@ def db_login_rotation(steps: Steps, secrets_dir: Path, ledger: Ledger) -> Rotati
 
     def stage() -> None:
         if not password.exists():
-            alphabet = string.ascii_letters + string.digits
-            write_private(staged, "".join(secrets.choice(alphabet) for _ in range(32)) + "\n")
-            write_private(
-                salt, "".join(secrets.choice("0123456789abcdef") for _ in range(32)) + "\n"
-            )
+            write_secret(staged, new_password() + "\n")
+            write_secret(salt, new_salt() + "\n")
 
     def unstage() -> None:
         staged.unlink(missing_ok=True)

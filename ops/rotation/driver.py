@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ops.awsapi import Endpoint
 from ops.playbook import BIN
-from ops.rotation.aws_keys import Endpoint, access_key_rotation, check_kms_rotation, read_profiles
+from ops.rotation.aws_keys import access_key_rotation, check_kms_rotation, read_profiles
 from ops.rotation.db_login import db_login_rotation
 from ops.rotation.host_keys import KnownHosts, host_key_rotation
 from ops.rotation.ledger import PHASES, Ledger

@@ -2,7 +2,8 @@
 short-lived certificates whose principals say which accounts they open, serials from a
 counter beside the CA, and a key revocation list (KRL) that hosts read through RevokedKeys.
 
-A CA directory holds `<name>` (the private key, 0600), `<name>.pub`, `serial` (the last serial
+A CA directory holds `<name>` (the private key, sealed by the inventory's vault and unsealed
+only in memory for the moment ssh-keygen signs with it), `<name>.pub`, `serial` (the last serial
 issued) and `revoked.krl`. Rotation by overlap (ops/rotation/machine.py): the new CA is
 trusted next to the old one (published), certificates come from the new one (switched), a
 login with one is tried (verified), the old CA is no longer trusted (retired).
@@ -17,6 +18,8 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from ops.vault.sealed import scratch, unsealed_copy, write_secret
 
 PRINCIPAL = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 VALIDITY = re.compile(r"^\+([1-9][0-9]*)([mhd])$")  # from now: minutes, hours or days
@@ -92,8 +95,11 @@ class UserCA:
         """Make the CA key once (idempotent)."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.key.exists():
-            _keygen("-q", "-t", "ed25519", "-N", "", "-C", self.name, "-f", str(self.key))
-        os.chmod(self.key, 0o600)
+            with scratch() as private:
+                made = private / self.name
+                _keygen("-q", "-t", "ed25519", "-N", "", "-C", self.name, "-f", str(made))
+                self.public.write_bytes(made.with_name(f"{self.name}.pub").read_bytes())
+                write_secret(self.key, made.read_bytes())
         if not self.krl.exists():
             _keygen("-k", "-f", str(self.krl), "-s", str(self.public), stdin="")
         return self
@@ -126,8 +132,9 @@ class UserCA:
         if length > MAX_VALIDITY:
             raise CAError(f"validity {validity}: certificates live at most {MAX_VALIDITY}")
         serial = self._next_serial()
-        _keygen("-q", "-s", str(self.key), "-I", identity, "-n", ",".join(principals),
-                "-V", f"-5m:{validity}", "-z", str(serial), str(public_key))  # fmt: skip
+        with unsealed_copy(self.key) as key:
+            _keygen("-q", "-s", str(key), "-I", identity, "-n", ",".join(principals),
+                    "-V", f"-5m:{validity}", "-z", str(serial), str(public_key))  # fmt: skip
         return Certificate.read(public_key.with_name(public_key.name[: -len(".pub")] + "-cert.pub"))
 
     def revoke(self, serials: list[int]) -> None:

@@ -11,7 +11,8 @@ machine (nginx on the application hosts):
     verified   a fresh TLS connection, verified against the host's CAs, is served the new serial
     retired    no listener serves the old serial any more
 
-The internal CA is the control node's pki/ca.crt and pki/ca.key (the lab's own CA there).
+The internal CA is the control node's pki/ca.crt and pki/ca.key (sealed, as every key in
+pki/ is; the lab's own CA there).
 Rolling back `switched` puts the previous pair back on both sides and reloads nginx.
 """
 
@@ -26,10 +27,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ops.rotation.files import write_private
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Rotation, pending
 from ops.rotation.steps import StepFailed, Steps
+from ops.vault.sealed import read_secret, write_secret
 
 VALIDITY = dt.timedelta(days=90)
 
@@ -45,10 +46,10 @@ def _serial(cert: x509.Certificate) -> str:
 
 def issue_like(current: Path, ca_cert: Path, ca_key: Path, out: Path) -> x509.Certificate:
     """A new key and certificate with `current`'s subject, names and usages, signed by the CA;
-    written to out.crt and out.key (0600)."""
+    written to out.crt and out.key (sealed)."""
     old = x509.load_pem_x509_certificate(current.read_bytes())
     ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
-    signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    signer = serialization.load_pem_private_key(read_secret(ca_key), password=None)
     if not isinstance(signer, ec.EllipticCurvePrivateKey):
         raise StepFailed(f"{ca_key}: an EC CA key is expected")
     key = ec.generate_private_key(ec.SECP256R1())
@@ -66,7 +67,7 @@ def issue_like(current: Path, ca_cert: Path, ca_key: Path, out: Path) -> x509.Ce
         if not isinstance(ext.value, x509.SubjectKeyIdentifier | x509.AuthorityKeyIdentifier):
             builder = builder.add_extension(ext.value, ext.critical)
     cert = builder.sign(signer, hashes.SHA256())
-    write_private(
+    write_secret(
         _file(out, ".key"),
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -82,7 +83,7 @@ def issue_like(current: Path, ca_cert: Path, ca_key: Path, out: Path) -> x509.Ce
 def check_pair(stem: Path, ca_cert: Path) -> None:
     """The key matches the certificate, and the certificate chains to the CA (openssl)."""
     cert = x509.load_pem_x509_certificate(_file(stem, ".crt").read_bytes())
-    key = serialization.load_pem_private_key(_file(stem, ".key").read_bytes(), password=None)
+    key = serialization.load_pem_private_key(read_secret(_file(stem, ".key")), password=None)
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     pem = serialization.Encoding.PEM
     if cert.public_key().public_bytes(pem, spki) != key.public_key().public_bytes(pem, spki):

@@ -13,13 +13,13 @@
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from ops.rotation.machine import Rotation
 from ops.rotation.reach import proxy_options
 from ops.rotation.sshca import Certificate, UserCA, fingerprint, set_trusted
+from ops.vault.sealed import is_sealed, scratch
 
 
 class VerificationError(Exception):
@@ -34,8 +34,8 @@ def ca_rotation(old: UserCA, new: UserCA, operator_key: Path, identity: str,
     held: dict[str, Certificate] = {}
 
     def stage() -> None:
-        if (new.key.stat().st_mode & 0o077) != 0:
-            raise VerificationError(f"{new.key}: readable by others")
+        if (new.key.stat().st_mode & 0o077) != 0 or not is_sealed(new.key):
+            raise VerificationError(f"{new.key}: readable by others or not sealed")
 
     def publish_both() -> None:
         set_trusted(new.directory, [old, new])
@@ -51,8 +51,8 @@ def ca_rotation(old: UserCA, new: UserCA, operator_key: Path, identity: str,
     def retire() -> None:
         set_trusted(new.directory, [new])
         publish()
-        with tempfile.TemporaryDirectory() as tmp:
-            probe = Path(tmp) / "retired-ca-probe"
+        with scratch() as tmp:
+            probe = tmp / "retired-ca-probe"
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(probe)],
                            check=True)  # fmt: skip
             if login(old.issue(probe.with_suffix(".pub"), "retired-ca-probe", principals, "+5m")):

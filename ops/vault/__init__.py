@@ -7,9 +7,10 @@ copied elsewhere is useless without the KMS key's grant; and there is no second 
 provision, name and keep in step per environment (a SecureString is itself KMS-encrypted, so it
 would add a service without adding protection).
 
-Modules: `keyring` (the wrapped vault password: made, unwrapped, rewrapped), `store` (the
-vaulted secrets file Ansible reads as group_vars and the tools write through), `client` (the
-vault-id client script Ansible runs for the password).
+Modules: `keyring` (the wrapped vault password: made, unwrapped), `sealed` (secret files, each
+sealed whole with Ansible Vault: Ansible opens them where it reads them, the tools through
+this module), `client` (the vault-id client script Ansible runs for the password), `scan`
+(plaintext secrets left in an inventory directory), `environment` (a new inventory's vault).
 """
 
 from __future__ import annotations

@@ -1,14 +1,19 @@
 """python -m ops.vault: the inventory's vault (Ansible Vault, its password wrapped by KMS).
 
-    python -m ops.vault init -i INVENTORY --stack S --kms-key alias/claims-dc-pulumi-secrets
-    python -m ops.vault names -i INVENTORY       # the secrets' names and lengths, never values
-    python -m ops.vault check -i INVENTORY       # unwrap and decrypt; exit 1 if it cannot
+    python -m ops.vault -i INVENTORY init --stack S --kms-key alias/claims-dc-pulumi-secrets
+    python -m ops.vault -i INVENTORY names          # the sealed files and their sizes
+    python -m ops.vault -i INVENTORY check          # open every sealed file, then look for
+                                                    # plaintext secrets; exit 1 if any
+    python -m ops.vault -i INVENTORY seal FILE...   # seal plaintext secret files in place
 
-`init` makes the wrapped password (once), installs INVENTORY/vault/vault-client and creates the
-empty vaulted secrets file; run Ansible with
-`--vault-id claims-dc@INVENTORY/vault/vault-client`.
+`init` makes the wrapped password (once), installs INVENTORY/vault/vault-client and the first
+secrets site.yml reads (database passwords and salts, sealed). Every secret beside the
+inventory is a sealed file; Ansible opens them with
+`--vault-id claims-dc@INVENTORY/vault/vault-client` (python -m ops.playbook and the rotation
+add it by themselves).
 
-exit codes: 0 ok; 1 the vault cannot be opened or written; 2 usage.
+exit codes: 0 ok; 1 the vault cannot be opened or written, or `check` found a plaintext
+secret; 2 usage.
 """
 
 from __future__ import annotations
@@ -19,11 +24,37 @@ import sys
 from pathlib import Path
 
 from ops.vault import VaultError
-from ops.vault.client import install
-from ops.vault.keyring import KeyringSettings, create, unwrap
-from ops.vault.store import SecretStore, describe, store_path
+from ops.vault.environment import init
+from ops.vault.keyring import KeyringSettings, unwrap
+from ops.vault.scan import plaintext_secrets
+from ops.vault.sealed import is_sealed, read_secret, seal_in_place
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _sealed(inventory: Path) -> list[Path]:
+    files = [p for p in sorted(inventory.rglob("*")) if p.is_file() and not p.is_symlink()]
+    return [p for p in files if is_sealed(p)]
+
+
+def _run(args: argparse.Namespace, inventory: Path) -> tuple[dict[str, object], int]:
+    if args.command == "init":
+        settings = KeyringSettings(args.stack, args.kms_key, args.region, args.endpoint_url,
+                                   args.ca_bundle, args.aws_config_file)  # fmt: skip
+        return init(inventory, settings, sys.executable, REPO), 0
+    if args.command == "seal":
+        outside = [f for f in args.files if inventory.resolve() not in f.resolve().parents]
+        if outside:
+            raise VaultError(f"{outside[0]}: not inside {inventory}")
+        return {"sealed": [str(f) for f in args.files if seal_in_place(f)]}, 0
+    unwrap(inventory)  # the vault opens, or the reason why not
+    sealed = {
+        str(p.relative_to(inventory)): f"{len(read_secret(p))} bytes" for p in _sealed(inventory)
+    }
+    if args.command == "names":
+        return {"sealed": sealed}, 0
+    found = [str(f) for f in plaintext_secrets(inventory)]
+    return {"sealed": sealed, "plaintext secrets": found}, 1 if found else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,36 +67,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="the inventory directory (or its inventory.yml)")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    init = sub.add_parser("init", help="make the wrapped password and the vault client")
-    init.add_argument("--stack", required=True)
-    init.add_argument("--kms-key", required=True, help="KMS key ID, ARN or alias/NAME")
-    init.add_argument("--region", default="ap-northeast-1")
-    init.add_argument("--endpoint-url", default="", help="a KMS-compatible endpoint")
-    init.add_argument("--ca-bundle", default="")
-    init.add_argument("--aws-config-file", default="")
-    sub.add_parser("names", help="the stored secrets' names and lengths")
-    sub.add_parser("check", help="unwrap the password and decrypt the secrets")
-    args = parser.parse_args(argv)
+    make = sub.add_parser("init", help="make the wrapped password, the client, the first secrets")
+    make.add_argument("--stack", required=True)
+    make.add_argument("--kms-key", required=True, help="KMS key ID, ARN or alias/NAME")
+    make.add_argument("--region", default="ap-northeast-1")
+    make.add_argument("--endpoint-url", default="", help="a KMS-compatible endpoint")
+    make.add_argument("--ca-bundle", default="")
+    make.add_argument("--aws-config-file", default="")
+    sub.add_parser("names", help="the sealed files and their sizes, never their contents")
+    sub.add_parser("check", help="open every sealed file; find plaintext secrets (exit 1)")
+    seal = sub.add_parser("seal", help="seal plaintext secret files in place")
+    seal.add_argument("files", nargs="+", type=Path)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code not in (0, None) else 0
     inventory = args.inventory if args.inventory.is_dir() else args.inventory.parent
     try:
-        if args.command == "init":
-            settings = KeyringSettings(args.stack, args.kms_key, args.region, args.endpoint_url,
-                                       args.ca_bundle, args.aws_config_file)  # fmt: skip
-            made = create(inventory, settings)
-            client = install(inventory, sys.executable, REPO)
-            store = SecretStore(store_path(inventory), unwrap(inventory))
-            if not store.path.exists():
-                store.set()
-            result = {"created": made, "client": str(client), "store": str(store.path)}
-        else:
-            store = SecretStore(store_path(inventory), unwrap(inventory))
-            result = {"store": str(store.path), "secrets": describe(store.read())}
-    except VaultError as e:
+        result, code = _run(args, inventory)
+    except (VaultError, OSError) as e:
         print(f"failed: {e}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2) if args.json else
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else
           "\n".join(f"{k}: {v}" for k, v in result.items()))  # fmt: skip
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ops.vault import VaultError
 from ops.vault.keyring import unwrap
-from ops.vault.store import VAULT_ID
+from ops.vault.sealed import VAULT_ID
 
 
 def main(inventory_dir: Path, argv: list[str] | None = None) -> int:
@@ -51,8 +51,18 @@ sys.exit(main(Path(__file__).resolve().parent.parent, sys.argv[1:]))
 
 
 def install(inventory_dir: Path, python: str, repo: Path) -> Path:
-    path = inventory_dir / "vault" / "vault-client"
+    path = client_path(inventory_dir)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.write_text(SCRIPT.format(python=python, repo=str(repo)))
     path.chmod(0o700)
     return path
+
+
+def client_path(inventory_dir: Path) -> Path:
+    return inventory_dir / "vault" / "vault-client"
+
+
+def vault_args(inventory_dir: Path) -> list[str]:
+    """ansible-playbook's arguments for this inventory's vault (none if it has no vault)."""
+    client = client_path(inventory_dir)
+    return ["--vault-id", f"{VAULT_ID}@{client}"] if client.exists() else []

@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ops.rotation.aws_keys import Endpoint
+from ops.awsapi import Endpoint
 from ops.vault import VaultError
 
 MAX_CIPHERTEXT = 64 * 1024

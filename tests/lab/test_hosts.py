@@ -9,7 +9,9 @@ import pytest
 import testinfra
 
 from infra.config import StackConfig
+from lab import lab
 from lab.lab import UpReport
+from ops.vault.sealed import is_sealed
 
 pytestmark = pytest.mark.lab
 
@@ -70,13 +72,16 @@ def test_hosts_have_their_own_host_keys(lab_up: UpReport) -> None:
     assert len(keys) == len(set(keys))
 
 
-def test_lab_secrets_are_private_and_untracked(lab_up: UpReport) -> None:
+def test_lab_secrets_are_private_sealed_and_untracked(lab_up: UpReport) -> None:
     state = Path(lab_up.state_dir)
-    for secret in [state / "operator_ed25519", *state.glob("pki/*.key")]:
+    operator = lab.operator_dir(state.name)
+    assert operator.parent == state.parent  # the operator's own, not beside the inventory
+    for secret in [operator / "id_ed25519", *state.glob("pki/*.key")]:
         assert secret.stat().st_mode & 0o777 == 0o600, secret
+    keys = list(state.glob("pki/*.key"))
+    assert keys and all(is_sealed(k) for k in keys)
     assert state.stat().st_mode & 0o777 == 0o700
     repo = Path(__file__).resolve().parents[2]
-    ignored = subprocess.run(
-        ["git", "check-ignore", "-q", str(state / "operator_ed25519")], cwd=repo, check=False
-    )
-    assert ignored.returncode == 0, "the lab key would be tracked by git"
+    for path in (operator / "id_ed25519", state / "pki" / "ca.key"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=repo, check=False)
+        assert ignored.returncode == 0, f"{path} would be tracked by git"

@@ -7,7 +7,6 @@ output at -vvv --diff."""
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import datetime as dt
 import io
@@ -37,7 +36,7 @@ from lab.rotation import (
     rotate_everything,
 )
 from ops.playbook import BIN, run_playbook
-from ops.rotation.aws_keys import identity
+from ops.rotation.aws_keys import identity, read_profiles
 from ops.rotation.db_login import db_login_rotation, in_use
 from ops.rotation.driver import Site
 from ops.rotation.host_keys import KnownHosts, host_key_rotation
@@ -48,6 +47,9 @@ from ops.rotation.sftp_key import sftp_key_rotation
 from ops.rotation.sshca import Certificate, UserCA, fingerprint, trusted
 from ops.rotation.steps import Steps
 from ops.rotation.user_ca import try_login
+from ops.vault.client import vault_args
+from ops.vault.scan import plaintext_secrets
+from ops.vault.sealed import is_sealed, read_secret_text
 from tests.lab.conftest import SiteRuns
 
 pytestmark = pytest.mark.lab
@@ -77,9 +79,7 @@ class Rotated:
 
 
 def _aws_pair(state: Path) -> dict[str, str]:
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(state / "secrets" / "aws-credentials")
-    return dict(parser["l0001"])
+    return dict(read_profiles(state / "secrets" / "aws-credentials")["l0001"])
 
 
 def _tls_serial(plan: LabPlan) -> int:
@@ -160,8 +160,7 @@ def rotated(converged: SiteRuns, lab_plan: LabPlan) -> Iterator[Rotated]:
     )
     cert_key = operator_cert_key(state)
     old_cert = old_ca.issue(cert_key, OPERATOR_IDENTITY, [OPERATOR_ACCOUNT], "+2h")
-    kept = state / "rotation" / "before-cert"
-    kept.parent.mkdir(exist_ok=True)
+    kept = cert_key.parent / "before-cert"  # the operator's, not the inventory's
     for src, dst in ((cert_key.with_suffix(""), kept), (old_cert.path, Path(f"{kept}-cert.pub"))):
         dst.write_bytes(src.read_bytes())
         dst.chmod(0o600)
@@ -169,7 +168,7 @@ def rotated(converged: SiteRuns, lab_plan: LabPlan) -> Iterator[Rotated]:
     before = Before(
         host_keys={h: known.keys(h)[0] for h in site.hosts},
         db_login=login,
-        db_password=(state / "secrets" / f"db-{login}").read_text().strip(),
+        db_password=read_secret_text(state / "secrets" / f"db-{login}").strip(),
         tls_serial=_tls_serial(lab_plan),
         aws_pair=aws,
         old_ca_cert=Certificate.read(Path(f"{kept}-cert.pub")),
@@ -203,7 +202,7 @@ def rotated(converged: SiteRuns, lab_plan: LabPlan) -> Iterator[Rotated]:
     new_login = in_use(state / "secrets")
     before.secrets = [
         before.db_password,
-        (state / "secrets" / f"db-{new_login}").read_text().strip(),
+        read_secret_text(state / "secrets" / f"db-{new_login}").strip(),
         aws["aws_secret_access_key"],
         _aws_pair(state)["aws_secret_access_key"],
     ]
@@ -305,6 +304,29 @@ def test_no_secret_appears_in_the_rotations_output_at_vvv_diff(rotated: Rotated)
     ledger = (rotated.site.state / "rotation" / "ledger.jsonl").read_text()
     assert "PRIVATE KEY" not in ledger
     assert not any(value in ledger for value in rotated.before.secrets)
+
+
+def test_no_plaintext_secret_is_left_beside_the_inventory(rotated: Rotated) -> None:
+    """After site.yml and a full rotation: every secret in the inventory directory is sealed,
+    and no value of one (the retired ones included) is anywhere in plaintext."""
+    state = rotated.site.state
+    assert plaintext_secrets(state) == []
+    sealed = [p for p in state.rglob("*") if p.is_file() and is_sealed(p)]
+    names = {p.relative_to(state).as_posix() for p in sealed}
+    assert {"secrets/aws-credentials", "pki/ca.key", "pki/app-1.key"} <= names, names
+    assert any(n.startswith("ssh-ca/user-ca-") for n in names) and len(sealed) >= 10
+    plain = [p.read_bytes() for p in state.rglob("*") if p.is_file() and p not in sealed]
+    assert not [v for v in rotated.before.secrets for data in plain if v.encode() in data]
+    # The scan fires on a secret left in plaintext, and names the file, not the value.
+    probe = state / "rotation" / "left-behind.txt"
+    probe.write_text(rotated.before.secrets[1] + "\n")
+    try:
+        found = plaintext_secrets(state)
+    finally:
+        probe.unlink()
+    assert [str(f) for f in found] == [
+        f"{probe}: a value of the sealed db-{in_use(state / 'secrets')} in plaintext"
+    ]
 
 
 # Faults. Each leaves the lab as it found it.
@@ -446,6 +468,7 @@ def _ansible_ping(rotated: Rotated, host: str) -> bool:
             str(BIN / "ansible"),
             "-i",
             str(rotated.site.inventory),
+            *vault_args(rotated.site.state),
             host,
             "-m",
             "ansible.builtin.ping",

@@ -99,6 +99,7 @@ def test_the_runbook_covers_the_road_from_an_empty_account() -> None:
     text = RUNBOOK.read_text(encoding="utf-8")
     road = ("ops.statebackend", "pulumi stack init", "--secrets-provider", "infra.check",
             "pulumi preview", "--policy-pack infra/policy", "pulumi up", "ops.inventory",
+            "ops.vault -i", "--vault-id claims-dc@",
             "AWS-StartSSHSession", "ProxyJump", "playbooks/site.yml", "playbooks/daily_backup.yml",
             "playbooks/access_review.yml", "ops.rotation", "LGWAN provider", "fund", "fingerprint",
             "pulumi destroy", "Object Lock")  # fmt: skip

@@ -1,10 +1,9 @@
-"""AWS (issue 9): the backup key's automatic rotation is checked, and an IAM access key kept
+"""AWS: the backup key's automatic rotation is checked, and an IAM access key kept
 on the control node is rotated by create, switch, verify, deactivate, delete, against moto's
 IAM and STS in process; the old key is tried afterwards and no longer signs in."""
 
 from __future__ import annotations
 
-import configparser
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ops.rotation.aws_keys import Endpoint, access_key_rotation, check_kms_rotation, identity
+from ops.awsapi import Endpoint
+from ops.rotation.aws_keys import access_key_rotation, check_kms_rotation, identity, read_profiles
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import rotate
 from ops.rotation.steps import StepFailed
+from ops.vault.sealed import is_sealed, write_secret
 
 ENDPOINT = Endpoint(None, "ap-northeast-1", None)
 
@@ -34,19 +35,14 @@ def aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
         secrets = tmp_path / "secrets"
         secrets.mkdir(mode=0o700)
         creds = secrets / "aws-credentials"
-        creds.write_text(
-            f"[ops]\naws_access_key_id = {made['AccessKeyId']}\n"
-            f"aws_secret_access_key = {made['SecretAccessKey']}\n"
-        )
-        creds.chmod(0o600)
+        write_secret(creds, f"[ops]\naws_access_key_id = {made['AccessKeyId']}\n"
+                            f"aws_secret_access_key = {made['SecretAccessKey']}\n")  # fmt: skip
         yield {"iam": iam, "secrets": secrets, "creds": creds, "old": made,
                "ledger": Ledger(tmp_path / "ledger.jsonl")}  # fmt: skip
 
 
 def _profile(creds: Path) -> dict[str, str]:
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(creds)
-    return dict(parser["ops"])
+    return dict(read_profiles(creds)["ops"])
 
 
 def test_the_key_is_replaced_and_the_old_one_no_longer_signs_in(aws: dict[str, Any]) -> None:
@@ -63,7 +59,9 @@ def test_the_key_is_replaced_and_the_old_one_no_longer_signs_in(aws: dict[str, A
     keys = aws["iam"].list_access_keys(UserName="l0001")["AccessKeyMetadata"]
     assert [k["AccessKeyId"] for k in keys] == [now["aws_access_key_id"]]
     assert identity(ENDPOINT, old) != user_arn  # tried: the deleted key is not the user
-    assert aws["creds"].stat().st_mode & 0o077 == 0
+    assert aws["creds"].stat().st_mode & 0o077 == 0 and is_sealed(aws["creds"])
+    for secret in (old, now):
+        assert secret["aws_secret_access_key"].encode() not in aws["creds"].read_bytes()
     assert sorted(p.name for p in aws["secrets"].iterdir()) == ["aws-credentials"]
     ledger = (aws["ledger"].path).read_text()
     assert old["aws_secret_access_key"] not in ledger and now["aws_secret_access_key"] not in ledger
@@ -94,9 +92,9 @@ def test_a_stray_second_key_stops_the_rotation_before_anything_is_made(aws: dict
     assert len(aws["iam"].list_access_keys(UserName="l0001")["AccessKeyMetadata"]) == 2
 
 
-def test_a_credentials_file_others_can_read_is_refused(aws: dict[str, Any]) -> None:
-    aws["creds"].chmod(0o644)
-    with pytest.raises(StepFailed, match="readable by others"):
+def test_a_plaintext_credentials_file_is_refused_and_named(aws: dict[str, Any]) -> None:
+    aws["creds"].write_text("[ops]\naws_access_key_id = AKIA0\naws_secret_access_key = x\n")
+    with pytest.raises(StepFailed, match=f"{aws['creds']}: a plaintext secret"):
         access_key_rotation("ops", aws["secrets"], ENDPOINT, aws["ledger"])
 
 
