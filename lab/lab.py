@@ -29,7 +29,6 @@ from infra.config import StackConfig, load_stack
 from lab import image, pki, review
 from lab import podman as pm
 from lab.apply import ApplyRecord, apply_once
-from lab.backups import lab_client
 from lab.image import OPERATOR_USER
 from lab.plan import (
     AWS_PLACEHOLDER_CONFIG,
@@ -48,7 +47,7 @@ from ops.inventory.generate import write_inventory
 from ops.inventory.operators import load_operators
 from ops.inventory.outputs import load_outputs
 from ops.vault.environment import init as vault_init
-from ops.vault.keyring import KeyringSettings
+from ops.vault.keyring import KeyringSettings, kms_client
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_ROOT = REPO / ".lab"
@@ -89,13 +88,13 @@ def _ensure_vault(config: StackConfig, plan: LabPlan, sdir: Path) -> None:
     by a KMS key of the lab's AWS API, which the control node reaches at moto's own address
     as it reaches AWS's public KMS endpoint in production (not through the hosts' endpoint
     stand-in, whose TLS key is itself sealed)."""
-    kms = lab_client("kms", moto_url(plan), "", region=config.region)
+    settings = KeyringSettings(config.stack, VAULT_KEY_ALIAS, config.region, moto_url(plan),
+                               "", str(sdir / AWS_PLACEHOLDER_CONFIG))  # fmt: skip
+    kms = kms_client(settings)  # as the vault client will reach it
     aliases = {a["AliasName"] for a in kms.list_aliases()["Aliases"]}
     if VAULT_KEY_ALIAS not in aliases:
         key = kms.create_key(Description="claims-dc: the lab's Pulumi secrets and vault key")
         kms.create_alias(AliasName=VAULT_KEY_ALIAS, TargetKeyId=key["KeyMetadata"]["KeyId"])
-    settings = KeyringSettings(config.stack, VAULT_KEY_ALIAS, config.region, moto_url(plan),
-                               "", str(sdir / AWS_PLACEHOLDER_CONFIG))  # fmt: skip
     vault_init(sdir, settings, sys.executable, REPO)
     pki.seal_keys(sdir)
 
@@ -181,7 +180,8 @@ def _run_container(
     image_ref: str,
     legs: dict[str, str],
     extra: list[str],
-) -> None:
+) -> bool:
+    """Run the container unless it runs as specified already; True if it was made now."""
     # Any change to how the container is run (capabilities, sysctls) means a new container.
     spec = hashlib.sha256(json.dumps([hostname, legs, extra]).encode()).hexdigest()[:12]
     status = _container_ok(name, image_ref, legs, spec)
@@ -193,7 +193,7 @@ def _run_container(
         if not info.get("State", {}).get("Running"):
             progress(f"{name} was stopped: starting")
             pm.podman("start", name)
-        return
+        return False
     args = [
         "run",
         "-d",
@@ -213,6 +213,7 @@ def _run_container(
     for net, addr in legs.items():
         args += ["--network", f"{net}:ip={addr}"]
     pm.podman(*args, *extra, image_ref, "/sbin/init")
+    return True
 
 
 HARDENING_DEFAULTS = REPO / "playbooks" / "roles" / "hardening" / "defaults" / "main.yml"
@@ -466,6 +467,7 @@ class UpReport:
     ca_cert: str
     hosts: dict[str, str] = field(default_factory=dict)
     aws: dict[str, Any] = field(default_factory=dict)
+    made_now: list[str] = field(default_factory=list)  # hosts whose container this run made
 
 
 def _aws_summary(record: ApplyRecord, applied_now: bool) -> dict[str, Any]:
@@ -539,10 +541,13 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
     progress("networks")
     _ensure_networks(plan)
     progress("hosts and router")
+    made_now: list[str] = []
     for host in plan.hosts:
         net = plan.network(host.zone).name
         extra = [] if config.hosts[host.name].stand_in else DATACENTER_HOST_OPTIONS
-        _run_container(plan, host.container, host.name, image_ref, {net: str(host.address)}, extra)
+        if _run_container(plan, host.container, host.name, image_ref, {net: str(host.address)},
+                          extra):  # fmt: skip
+            made_now.append(host.name)
         if not config.hosts[host.name].stand_in:
             pki.ensure_server_cert(sdir, host.name, host.address)
     _run_container(
@@ -621,6 +626,7 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
         ca_cert=str(ca_cert),
         hosts={h.name: str(h.address) for h in plan.hosts},
         aws=aws_summary,
+        made_now=made_now,
     )
     (sdir / "lab.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report

@@ -22,7 +22,7 @@ import secrets
 import string
 from pathlib import Path
 
-from ops.rotation.files import write_private
+from ops.files import write_private
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Rotation, pending
 from ops.rotation.steps import StepFailed, Steps

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.awsapi import Endpoint
+from ops.files import FileRefused, read_at_most, write_private
 from ops.vault import VaultError
 
 MAX_CIPHERTEXT = 64 * 1024
@@ -42,17 +42,6 @@ class KeyringSettings:
 
 def _dir(inventory_dir: Path) -> Path:
     return inventory_dir / "vault"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def kms_client(settings: KeyringSettings) -> Any:
@@ -87,9 +76,9 @@ def create(inventory_dir: Path, settings: KeyringSettings, kms: Any = None) -> b
                            EncryptionContext=settings.context)["CiphertextBlob"]  # fmt: skip
     except (ClientError, BotoCoreError) as e:
         raise VaultError(f"KMS Encrypt with {settings.kms_key_id}: {e}") from None
-    _write_private(_dir(inventory_dir) / "settings.json",
+    write_private(_dir(inventory_dir) / "settings.json",
                    (json.dumps(asdict(settings), indent=2) + "\n").encode())  # fmt: skip
-    _write_private(wrapped, blob)
+    write_private(wrapped, blob)
     return True
 
 
@@ -98,14 +87,11 @@ def unwrap(inventory_dir: Path, kms: Any = None) -> bytes:
     settings = read_settings(inventory_dir)
     path = _dir(inventory_dir) / "password.kms"
     try:
-        if path.stat().st_mode & 0o077:
-            raise VaultError(f"{path}: readable by others; chmod 600 it")
-        with path.open("rb") as f:
-            blob = f.read(MAX_CIPHERTEXT + 1)
-    except FileNotFoundError:
-        raise VaultError(f"{path}: missing; the vault cannot be opened") from None
-    if len(blob) > MAX_CIPHERTEXT:
-        raise VaultError(f"{path}: larger than {MAX_CIPHERTEXT} bytes; not a KMS ciphertext")
+        blob = read_at_most(path, MAX_CIPHERTEXT, "a KMS ciphertext")
+    except FileRefused as e:
+        raise VaultError(f"{e}; the vault cannot be opened") from None
+    if path.stat().st_mode & 0o077:
+        raise VaultError(f"{path}: readable by others; chmod 600 it")
     kms = kms or kms_client(settings)
     try:
         answer = kms.decrypt(CiphertextBlob=blob, EncryptionContext=settings.context,

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ansible.parsing.vault import AnsibleVaultError, VaultLib, VaultSecret
 
+from ops.files import FileRefused, read_at_most, write_private
 from ops.vault import VaultError
 from ops.vault.keyring import unwrap
 
@@ -60,26 +61,15 @@ def write_secret(path: Path, data: str | bytes) -> None:
     (a temporary file renamed over the old one)."""
     raw = data.encode() if isinstance(data, str) else data
     vault, secret = _vault(path)
-    blob = vault.encrypt(raw, secret=secret, vault_id=VAULT_ID)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_private(path, vault.encrypt(raw, secret=secret, vault_id=VAULT_ID))
 
 
 def read_secret(path: Path) -> bytes:
     """The plaintext of a sealed file; a plaintext secret file is refused, not read."""
     try:
-        with path.open("rb") as f:
-            blob = f.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise VaultError(f"{path}: missing") from None
-    if len(blob) > MAX_BYTES:
-        raise VaultError(f"{path}: larger than {MAX_BYTES} bytes; not a sealed secret")
+        blob = read_at_most(path, MAX_BYTES, "a sealed secret")
+    except FileRefused as e:
+        raise VaultError(str(e)) from None
     if not blob.startswith(HEADER):
         raise VaultError(f"{path}: a plaintext secret; seal it (python -m ops.vault seal)")
     vault, _ = _vault(path)

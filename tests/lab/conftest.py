@@ -34,6 +34,14 @@ def lab_up(lab_config: StackConfig) -> UpReport:
     return lab.up(lab_config)
 
 
+_tests_run = 0  # lab tests whose body has run in this session
+
+
+def pytest_runtest_call(item: pytest.Item) -> None:
+    global _tests_run
+    _tests_run += 1
+
+
 @dataclass
 class SiteRuns:
     """site.yml on freshly made data-center hosts: check mode, converge, rerun, check mode."""
@@ -47,14 +55,20 @@ class SiteRuns:
 
 @pytest.fixture(scope="session")
 def site_runs(lab_config: StackConfig, lab_plan: LabPlan, lab_up: UpReport) -> SiteRuns:
-    """The data-center hosts are made anew, so the first check run and the converge start from
-    the golden image, whatever an earlier demo or test left on them."""
+    """The first check run and the converge start from the golden image, whatever an earlier
+    demo or test left on the hosts: the data-center hosts are made anew, unless this session's
+    `lab up` has just made them and no test has touched them since."""
     for product in bundle.PRODUCTS.values():
         bundle.build(product=product)
-    for host in lab_plan.hosts:
-        if not lab_config.hosts[host.name].stand_in:
-            pm.podman("rm", "-f", "-t", "0", host.container)
-    report = lab.up(lab_config)
+    datacenter = {h.name for h in lab_plan.hosts if not lab_config.hosts[h.name].stand_in}
+    report = lab_up
+    if _tests_run > 0 or not datacenter <= set(lab_up.made_now):
+        for host in lab_plan.hosts:
+            if host.name in datacenter:
+                pm.podman("rm", "-f", "-t", "0", host.container)
+        report = lab.up(lab_config)
+    print(f"site.yml on hosts made {'by this session' if report is lab_up else 'anew'}",
+          file=sys.stderr)  # fmt: skip
     stand_ins = run_playbook(report.inventory, "lab_stand_ins.yml")
     assert stand_ins.ok, stand_ins.stdout[-3000:] + stand_ins.stderr[-2000:]
     runs = SiteRuns(
