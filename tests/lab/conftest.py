@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,8 @@ from lab.lab import UpReport
 from lab.plan import LabPlan, build_plan
 from ops import bundle
 from ops.playbook import PlaybookRun, run_playbook
+from ops.rotation.db_login import in_use
+from ops.vault.sealed import write_secret
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,13 +49,50 @@ def pytest_runtest_call(item: pytest.Item) -> None:
 
 @dataclass
 class SiteRuns:
-    """site.yml on freshly made data-center hosts: check mode, converge, rerun, check mode."""
+    """site.yml on freshly made data-center hosts: check mode, converge, rerun, and check
+    mode again with --diff -vvv on a copy of the inventory whose database passwords are
+    canaries (what changes is only what handles them, and none of them is printed)."""
 
     inventory: Path
     check_fresh: PlaybookRun
     converge: PlaybookRun
     rerun: PlaybookRun
     check_converged: PlaybookRun
+    canaries: list[str]
+
+
+TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<task>[^\]]+)\]", re.M)
+CHANGED = re.compile(r"^changed: \[(?P<host>[^\]]+)\]", re.M)
+
+
+def changed_tasks(stdout: str) -> set[tuple[str, str]]:
+    """(task, host) for every task or handler a run reported changed."""
+    heads = list(TASK.finditer(stdout))
+    found = set()
+    for head, following in zip(heads, [*heads[1:], None], strict=True):
+        block = stdout[head.end() : following.start() if following else len(stdout)]
+        found |= {(head["task"], m["host"]) for m in CHANGED.finditer(block)}
+    return found
+
+
+def canary_check(inventory: Path) -> tuple[PlaybookRun, list[str]]:
+    """site.yml --check --diff -vvv against a copy of the inventory directory whose owner and
+    application passwords are canaries, sealed by the copy's vault like the real ones."""
+    real = inventory.parent
+    copy = real.parent / f"{real.name}-canary"
+    shutil.rmtree(copy, ignore_errors=True)
+    # Not the shared SSH sessions to the bastion (cm-*): sockets, which belong to the real one.
+    shutil.copytree(real, copy, ignore=shutil.ignore_patterns("cm-*"))
+    canaries = []
+    try:
+        for name in ("db-claims_owner", f"db-{in_use(real / 'secrets')}"):
+            canary = f"CANARY{secrets.token_hex(12)}"
+            canaries.append(canary)
+            write_secret(copy / "secrets" / name, canary + "\n")
+        run = run_playbook(copy / "inventory.yml", "site.yml", "--check", "--diff", "-vvv")
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    return run, canaries
 
 
 @pytest.fixture(scope="session")
@@ -71,13 +113,12 @@ def site_runs(lab_config: StackConfig, lab_plan: LabPlan, lab_up: UpReport) -> S
           file=sys.stderr)  # fmt: skip
     stand_ins = run_playbook(report.inventory, "lab_stand_ins.yml")
     assert stand_ins.ok, stand_ins.stdout[-3000:] + stand_ins.stderr[-2000:]
-    runs = SiteRuns(
-        inventory=Path(report.inventory),
-        check_fresh=run_playbook(report.inventory, "site.yml", "--check"),
-        converge=run_playbook(report.inventory, "site.yml"),
-        rerun=run_playbook(report.inventory, "site.yml"),
-        check_converged=run_playbook(report.inventory, "site.yml", "--check"),
-    )
+    check_fresh = run_playbook(report.inventory, "site.yml", "--check")
+    converge = run_playbook(report.inventory, "site.yml")
+    rerun = run_playbook(report.inventory, "site.yml")
+    check_converged, canaries = canary_check(Path(report.inventory))
+    runs = SiteRuns(Path(report.inventory), check_fresh, converge, rerun, check_converged,
+                    canaries)  # fmt: skip
     for name in ("check_fresh", "converge", "rerun", "check_converged"):
         run = getattr(runs, name)
         print(f"site.yml {name}: {run.seconds}s", file=sys.stderr)

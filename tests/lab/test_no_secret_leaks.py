@@ -1,53 +1,22 @@
-"""No secret reaches Ansible's output: canary secrets go through a verbose, diffing run and
-not one of them, nor any TLS private key, appears in what it prints."""
+"""No secret reaches Ansible's output: canary secrets go through a verbose, diffing run
+(site.yml --check --diff -vvv on converged hosts, tests/lab/conftest.py canary_check) and not
+one of them, nor any TLS private key, appears in what it prints."""
 
 from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ops.playbook import PlaybookRun, run_playbook
+from ops.playbook import run_playbook
 from ops.rotation.db_login import in_use
-from ops.vault.sealed import is_sealed, read_secret_text, write_secret
+from ops.vault.sealed import is_sealed, read_secret_text
 from tests.lab.conftest import SiteRuns
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture(scope="module")
-def canary_run(converged: SiteRuns) -> Iterator[tuple[PlaybookRun, list[str]]]:
-    """A copy of the lab's inventory directory whose secrets are canaries, then site.yml with
-    --check --diff -vvv against it: every task that handles a secret runs, nothing changes."""
-    real = converged.inventory.parent
-    copy = real.parent / f"{real.name}-leaktest"
-    shutil.rmtree(copy, ignore_errors=True)
-    # Not the shared SSH sessions to the bastion (cm-*): sockets, which belong to the real one.
-    shutil.copytree(real, copy, ignore=shutil.ignore_patterns("secrets", "cm-*"))
-    (copy / "secrets").mkdir(mode=0o700)
-    canaries = []
-    if (real / "secrets" / "db-app-login").exists():
-        shutil.copy(real / "secrets" / "db-app-login", copy / "secrets" / "db-app-login")
-    for name in ("db-claims_owner", f"db-{in_use(real / 'secrets')}"):
-        canary = f"CANARY{secrets.token_hex(12)}"
-        canaries.append(canary)
-        write_secret(copy / "secrets" / name, canary + "\n")  # sealed by the copy's vault
-        shutil.copy(real / "secrets" / f"{name}.salt", copy / "secrets" / f"{name}.salt")
-    try:
-        # The hosts that are handed secrets (the bastion is handed none).
-        hosts = "role_db:role_app:role_intake"
-        yield (
-            run_playbook(copy / "inventory.yml", "site.yml", "--check", "--diff", "-vvv",
-                         "--limit", hosts),
-            canaries,
-        )  # fmt: skip
-    finally:
-        shutil.rmtree(copy, ignore_errors=True)
 
 
 def _private_key_bodies(pki: Path) -> list[str]:
@@ -59,10 +28,8 @@ def _private_key_bodies(pki: Path) -> list[str]:
     return bodies
 
 
-def test_the_canaries_went_through_the_secret_handling_tasks(
-    canary_run: tuple[PlaybookRun, list[str]],
-) -> None:
-    run, _ = canary_run
+def test_the_canaries_went_through_the_secret_handling_tasks(converged: SiteRuns) -> None:
+    run = converged.check_converged
     assert run.ok, run.stdout[-3000:]
     # The password files would change: the canaries reached the tasks that write them.
     out = run.stdout
@@ -70,10 +37,9 @@ def test_the_canaries_went_through_the_secret_handling_tasks(
     assert "changed: [app-1]" in out[task : out.index("TASK [", task + 10)]
 
 
-def test_no_canary_and_no_private_key_in_the_output(
-    canary_run: tuple[PlaybookRun, list[str]], converged: SiteRuns
-) -> None:
-    run, canaries = canary_run
+def test_no_canary_and_no_private_key_in_the_output(converged: SiteRuns) -> None:
+    run, canaries = converged.check_converged, converged.canaries
+    assert len(canaries) == 2
     text = run.stdout + run.stderr
     assert len(text) > 100_000  # -vvv really was verbose
     leaks = [c for c in canaries if c in text]

@@ -20,7 +20,9 @@ from ops.rotation.ledger import Ledger
 from ops.rotation.machine import rotate
 from ops.rotation.sshca import Certificate, UserCA, set_trusted, trusted
 from ops.rotation.user_ca import ca_rotation, try_login
+from ops.vault.sealed import unsealed_copy
 from tests.lab.conftest import SiteRuns
+from tests.support.vault import unit_vault
 
 pytestmark = pytest.mark.lab
 
@@ -89,8 +91,9 @@ def test_an_expired_certificate_is_refused(lab: Lab, tmp_path: Path) -> None:
     ca = UserCA(lab.ca_dir, "user-ca-1")
     pub = keypair(tmp_path, "op")
     # The CA tool issues only from now on; an expired one is made by hand for the test.
-    subprocess.run(["ssh-keygen", "-q", "-s", str(ca.key), "-I", "expired", "-n", ACCOUNT,
-                    "-V", "20250101:20250102", "-z", "9000", str(pub)], check=True)  # fmt: skip
+    with unsealed_copy(ca.key) as key:
+        subprocess.run(["ssh-keygen", "-q", "-s", str(key), "-I", "expired", "-n", ACCOUNT,
+                        "-V", "20250101:20250102", "-z", "9000", str(pub)], check=True)  # fmt: skip
     cert = Certificate.read(tmp_path / "op-cert.pub")
     assert cert.valid_to.year == 2025
     assert not lab.login(cert, lab.hosts[0].name)
@@ -108,6 +111,7 @@ def test_a_revoked_serial_is_refused_once_the_krl_is_published(lab: Lab, tmp_pat
 
 
 def test_a_certificate_of_an_untrusted_ca_is_refused(lab: Lab, tmp_path: Path) -> None:
+    unit_vault(tmp_path)  # the rogue's own, outside the lab's inventory
     rogue = UserCA(tmp_path / "rogue", "rogue-ca").create()
     cert = rogue.issue(keypair(tmp_path, "op"), "L0001 lab operator", [ACCOUNT], "+1h")
     assert not lab.login(cert, lab.hosts[0].name)
