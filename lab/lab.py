@@ -340,11 +340,9 @@ def _stop_moto(plan: LabPlan) -> None:
 
 
 def _ensure_moto(plan: LabPlan, sdir: Path) -> None:
-    pids = _moto_pids(plan)
-    pid_file = sdir / "moto.pid"
-    mine = int(pid_file.read_text()) if pid_file.exists() else None
-    if mine in pids and _port_open(str(plan.moto_address), MOTO_PORT):
+    if _moto_alive(plan, sdir):
         return
+    pids = _moto_pids(plan)
     if pids:
         # Started for another checkout's state (or one whose record is gone): its resources
         # are not this state's, so the program's apply would collide with them. Start afresh.

@@ -26,15 +26,14 @@ from pathlib import Path
 from ops.vault import VaultError
 from ops.vault.environment import init
 from ops.vault.keyring import KeyringSettings, unwrap
-from ops.vault.scan import plaintext_secrets
+from ops.vault.scan import files, plaintext_secrets
 from ops.vault.sealed import is_sealed, read_secret, seal_in_place
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _sealed(inventory: Path) -> list[Path]:
-    files = [p for p in sorted(inventory.rglob("*")) if p.is_file() and not p.is_symlink()]
-    return [p for p in files if is_sealed(p)]
+    return [p for p in files(inventory) if is_sealed(p)]
 
 
 def _run(args: argparse.Namespace, inventory: Path) -> tuple[dict[str, object], int]:

@@ -36,7 +36,7 @@ class Finding:
         return f"{self.path}: {self.what} in plaintext"
 
 
-def _files(inventory_dir: Path) -> list[Path]:
+def files(inventory_dir: Path) -> list[Path]:
     # Regular files only: the shared SSH sessions' sockets (cm-*) are not files.
     return sorted(p for p in inventory_dir.rglob("*") if p.is_file() and not p.is_symlink())
 
@@ -55,14 +55,14 @@ def _values(plaintext: bytes) -> set[bytes]:
 
 
 def plaintext_secrets(inventory_dir: Path) -> list[Finding]:
-    files = _files(inventory_dir)
-    sealed = [p for p in files if is_sealed(p)]
+    everything = files(inventory_dir)
+    sealed = [p for p in everything if is_sealed(p)]
     known: dict[bytes, Path] = {}
     for path in sealed:
         for value in _values(read_secret(path)):
             known.setdefault(value, path)
     found = []
-    for path in files:
+    for path in everything:
         if path in sealed:
             continue
         with path.open("rb") as f:

@@ -39,7 +39,7 @@ def lab_up(lab_config: StackConfig) -> UpReport:
     return lab.up(lab_config)
 
 
-_tests_run = 0  # lab tests whose body has run in this session
+_tests_run = 0  # lab tests whose body has run in this pytest run
 
 
 def pytest_runtest_call(item: pytest.Item) -> None:
@@ -98,8 +98,8 @@ def canary_check(inventory: Path) -> tuple[PlaybookRun, list[str]]:
 @pytest.fixture(scope="session")
 def site_runs(lab_config: StackConfig, lab_plan: LabPlan, lab_up: UpReport) -> SiteRuns:
     """The first check run and the converge start from the golden image, whatever an earlier
-    demo or test left on the hosts: the data-center hosts are made anew, unless this session's
-    `lab up` has just made them and no test has touched them since."""
+    demo or test left on the hosts: the data-center hosts are made anew, unless the `lab up`
+    of this pytest run has just made them and no test has touched them since."""
     for product in bundle.PRODUCTS.values():
         bundle.build(product=product)
     datacenter = {h.name for h in lab_plan.hosts if not lab_config.hosts[h.name].stand_in}
@@ -109,7 +109,7 @@ def site_runs(lab_config: StackConfig, lab_plan: LabPlan, lab_up: UpReport) -> S
             if host.name in datacenter:
                 pm.podman("rm", "-f", "-t", "0", host.container)
         report = lab.up(lab_config)
-    print(f"site.yml on hosts made {'by this session' if report is lab_up else 'anew'}",
+    print(f"site.yml on hosts made {'by this run' if report is lab_up else 'anew'}",
           file=sys.stderr)  # fmt: skip
     stand_ins = run_playbook(report.inventory, "lab_stand_ins.yml")
     assert stand_ins.ok, stand_ins.stdout[-3000:] + stand_ins.stderr[-2000:]

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from ops.rotation.sshca import CAError, UserCA, fingerprint
+from ops.rotation.user_ca import VerificationError, ca_rotation
+from ops.vault.sealed import is_sealed, read_secret
 
 
 def user_key(tmp_path: Path, name: str) -> Path:
@@ -70,3 +72,15 @@ def test_the_trusted_file_holds_exactly_the_cas_named(tmp_path: Path) -> None:
     assert trusted(tmp_path) == [fingerprint(old.public), fingerprint(new.public)]
     set_trusted(tmp_path, [new])  # retired: the old one is gone
     assert trusted(tmp_path) == [fingerprint(new.public)]
+
+
+def test_a_ca_key_kept_in_plaintext_stops_the_rotation_at_staged(tmp_path: Path) -> None:
+    old = UserCA(tmp_path / "ca", "user-ca-1").create()
+    new = UserCA(tmp_path / "ca", "user-ca-2").create()
+    assert is_sealed(new.key)
+    rotation = ca_rotation(old, new, user_key(tmp_path, "op"), "L0001", ["opsadmin"],
+                           publish=lambda: None, login=lambda _: True)  # fmt: skip
+    rotation.do["staged"]()  # sealed and 0600: passes
+    new.key.write_bytes(read_secret(new.key))  # what a hand-made key would look like
+    with pytest.raises(VerificationError, match="not sealed"):
+        rotation.do["staged"]()
