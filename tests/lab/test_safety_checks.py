@@ -110,7 +110,8 @@ def test_a_tampered_bundle_is_never_installed(
         assert release.returncode != 0, "a release was built from the tampered bundle"
         assert pm.exec_in(app, ["readlink", "/opt/claimapp/current"]).stdout == current
     finally:
-        pm.exec_in(app, ["rm", "-rf", f"/var/lib/claimapp/bundles/{fake}"])
+        bundles = "/var/lib/claimapp/bundles"
+        pm.exec_in(app, ["rm", "-rf", f"{bundles}/{fake}", f"{bundles}/{fake}.tar"])
 
 
 def test_a_tampered_backup_bundle_is_never_installed(
@@ -136,7 +137,8 @@ def test_a_tampered_backup_bundle_is_never_installed(
         assert release.returncode != 0, "a release was built from the tampered bundle"
         assert pm.exec_in(db, ["readlink", "/opt/claims-dc-backup/current"]).stdout == current
     finally:
-        pm.exec_in(db, ["rm", "-rf", f"/var/lib/claims-dc-backup/bundles/{fake}"])
+        bundles = "/var/lib/claims-dc-backup/bundles"
+        pm.exec_in(db, ["rm", "-rf", f"{bundles}/{fake}", f"{bundles}/{fake}.tar"])
 
 
 def test_a_host_with_nothing_to_back_up_is_refused(converged: SiteRuns) -> None:
