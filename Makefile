@@ -42,8 +42,10 @@ demo: setup bundle
 
 test: setup lint test-fast test-lab
 
+# The fast suite on every core (its tests share nothing); the lab suite in one process, since
+# its tests share the one lab.
 test-fast: setup
-	$(BIN)/pytest -m "not lab"
+	$(BIN)/pytest -m "not lab" -n auto
 
 test-lab: setup bundle
 	$(BIN)/pytest -m lab
