@@ -1,4 +1,4 @@
-"""Key rotation times on the lab (issue 9).
+"""Key rotation times on the lab.
 
 Needs a converged lab (`make demo`, or `python -m lab up` and site.yml). Measures, in one
 run:

@@ -1,1 +1,1 @@
-"""Data-center components: DataCenterHosts, BackupStorage, roles (issue 3)."""
+"""Data-center components: DataCenterHosts, BackupStorage, roles."""

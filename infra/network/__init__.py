@@ -1,1 +1,1 @@
-"""Network components: ClosedSegment, LgwanLink, DedicatedLine (issue 3)."""
+"""Network components: ClosedSegment, LgwanLink, DedicatedLine."""

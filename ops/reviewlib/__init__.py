@@ -1,4 +1,4 @@
-"""claims-dc's access review library (issue 8, in progress): every account on every layer
+"""claims-dc's access review library: every account on every layer
 against the staff roster.
 
     roster      the authoritative staff list and the SSH key registry, strictly validated

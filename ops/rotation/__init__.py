@@ -1,2 +1,2 @@
-"""Key rotation without lockout (issue 9): one phase machine for every secret, and an
+"""Key rotation without lockout: one phase machine for every secret, and an
 append-only ledger of what happened, on the control node."""

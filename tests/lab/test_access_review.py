@@ -1,4 +1,4 @@
-"""The access review on the lab (issue 8): access_review.yml runs the review from the bastion
+"""The access review on the lab: access_review.yml runs the review from the bastion
 against the real hosts, PostgreSQL on db-1 and the IAM of the lab's AWS endpoint, with three
 problems seeded; the report is signed there and fetched. A source that cannot be read makes
 the review INCOMPLETE, never PASS."""

@@ -1,4 +1,4 @@
-"""Key rotation on the lab (issue 9): every secret rotated through the phase machine, the new
+"""Key rotation on the lab: every secret rotated through the phase machine, the new
 credential tried and working, the old one tried and refused; faults injected (an sshd config
 that fails validation, a host stopped mid-rotation, a database refusing the switch) with
 nobody losing access and the ledger saying whether the rotation rolled back or resumed; the

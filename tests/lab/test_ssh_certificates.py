@@ -1,4 +1,4 @@
-"""Operators' SSH certificates on the lab's hosts (issue 9, first part): a certificate of a
+"""Operators' SSH certificates on the lab's hosts: a certificate of a
 trusted CA opens the account it names; an expired one, one naming another account, one
 whose serial is revoked and one of an untrusted CA are each refused by sshd; the user CA is
 rotated by overlap through the phase machine, and a failed verification rolls back. The

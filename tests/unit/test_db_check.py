@@ -1,5 +1,5 @@
 """`python -m claimapp.db check`: the rotation's proof that the database admits the
-application's login (issue 9): the session's login and the role it acts as, from the
+application's login: the session's login and the role it acts as, from the
 application's own settings; --as-login tries another login before the application moves."""
 
 from __future__ import annotations

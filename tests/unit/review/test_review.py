@@ -1,4 +1,4 @@
-"""Access review groundwork (issue 8): the roster, every check with a failing and a passing
+"""The access review library: the roster, every check with a failing and a passing
 fixture, and the IAM collector against moto."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The rotation phase machine and its ledger (issue 9 groundwork): every phase recorded, a
+"""The rotation phase machine and its ledger: every phase recorded, a
 failure before retirement rolls back what was done (newest first), a stopped run resumes at
 the next phase, and no secret value ever reaches the ledger."""
 
