@@ -1,7 +1,8 @@
 """The host-side step of a phase: playbooks/rotate_keys.yml with `key_rotation_step` set, one
 host at a time (serial 1, max_fail_percentage 0). Every run is a new ansible-playbook process
-with SSH multiplexing off, so each step and each verification opens fresh connections and
-never leans on a session opened with the credential being replaced.
+whose tasks share one SSH session per host, kept in a directory of that run's own that goes
+with it: each step opens fresh connections and never leans on a session opened with the
+credential being replaced (the verifications connect afresh too, without multiplexing).
 
 An unreachable host raises `Interrupted` (resume later); a failed task raises `StepFailed`
 with the task's own message (roll back). Ansible's output goes to a log beside the ledger;
@@ -14,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,11 @@ FATAL = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\].*?=> (?P<result>\{.
 UNREACHABLE = re.compile(r"^fatal: \[(?P<host>[^\]]+)\]: UNREACHABLE!", re.M)
 
 
-# No multiplexed session to lean on (a master connection to a frozen host hangs forever),
-# and a host that stops answering mid-step is given up on within 15 seconds.
+# One session per host for the tasks of one step (a step's tasks would otherwise each pay a
+# new SSH login through the bastion); it ends with the step. ServerAlive on that session too,
+# so a host that stops answering mid-step is given up on within 15 seconds, never waited on.
 SSH_ARGS = (
-    "-o ControlMaster=no -o ControlPath=none -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
+    "-o ControlMaster=auto -o ControlPersist=5s -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
 )
 STEP_SECONDS = 900
 
@@ -46,15 +49,16 @@ class Steps:
         variables = {"key_rotation_step": step, "key_rotation_hosts": hosts, **extra}
         print(f"rotation: {step} on {hosts}", file=sys.stderr)
         try:
-            run = run_playbook(
-                self.inventory,
-                "rotate_keys.yml",
-                "-e",
-                json.dumps(variables),
-                *self.ansible_args,
-                env={"ANSIBLE_SSH_ARGS": SSH_ARGS},
-                timeout=STEP_SECONDS,
-            )
+            with tempfile.TemporaryDirectory(prefix="claims-dc-step-") as sessions:
+                run = run_playbook(
+                    self.inventory,
+                    "rotate_keys.yml",
+                    "-e",
+                    json.dumps(variables),
+                    *self.ansible_args,
+                    env={"ANSIBLE_SSH_ARGS": SSH_ARGS, "ANSIBLE_SSH_CONTROL_PATH_DIR": sessions},
+                    timeout=STEP_SECONDS,
+                )
         except subprocess.TimeoutExpired as e:
             raise Interrupted(f"{step} on {hosts}: no answer in {STEP_SECONDS} s") from e
         self.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
