@@ -70,7 +70,7 @@ CLAIMAPP = Product(
     files=("claimapp",),
     requires=("flask", "psycopg[binary]", "argon2-cffi", "gunicorn"),
     out=REPO / "build" / "bundle",
-    package_data='claimapp = ["migrations/*.sql", "docs/*.md"]',
+    package_data='claimapp = ["migrations/*.sql", "docs/*.md", "templates/*.html", "static/*"]',
 )
 BACKUP = Product(
     name="claims-dc-backup",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ from claimapp.intake import ingest
 from claimapp.web import COOKIE, create_app
 
 PASSWORD = secrets.token_urlsafe(18)  # the test accounts', made up for this run only
+SAME_ORIGIN = {"Origin": "http://localhost"}  # what a browser sends from the test client's host
+ESCAPED_MARKUP = re.compile(r"&lt;/?[a-z]+[ >/]|&lt;!doctype", re.I)
 
 
 @pytest.fixture
@@ -114,7 +117,7 @@ def test_roles(world: dict[str, Any]) -> None:
     c = world["client"]
     _login(c, "kato")
     assert c.get("/api/audit").status_code == 403  # a caseworker cannot read the audit log
-    c.post("/logout")
+    c.post("/logout", headers=SAME_ORIGIN)
     _login(c, "audit.ito")
     entries = c.get("/api/audit")
     assert entries.status_code == 200
@@ -180,3 +183,90 @@ def test_a_malformed_month_is_a_bad_request(world: dict[str, Any]) -> None:
     c = world["client"]
     _login(c, "kato")
     assert c.get("/api/receipts?month=2026-13").status_code == 400
+
+
+def _page(client: Any, path: str, status: int = 200) -> str:
+    resp = client.get(path)
+    assert resp.status_code == status, (path, resp.status_code)
+    html = resp.get_data(as_text=True)
+    assert resp.mimetype == "text/html" and html.lstrip().startswith("<!doctype html>"), path
+    assert not ESCAPED_MARKUP.search(html), f"{path} shows escaped markup"
+    return html
+
+
+def test_the_escaped_markup_check_fires() -> None:
+    assert ESCAPED_MARKUP.search("<p>&lt;form method=&#34;post&#34;&gt;</p>")
+    assert not ESCAPED_MARKUP.search("<p>a &lt; b, &lt;= 3</p>")
+
+
+def test_a_caseworker_uses_the_pages_through_the_form(world: dict[str, Any]) -> None:
+    c = world["client"]
+    login_page = _page(c, "/login")
+    assert '<form method="post" action="/login"' in login_page
+    assert 'name="password" type="password"' in login_page
+    refused = c.post("/login", data={"username": "kato", "password": "wrong password!"},
+                     headers=SAME_ORIGIN)  # fmt: skip
+    assert refused.status_code == 401 and 'role="alert"' in refused.get_data(as_text=True)
+    done = c.post("/login", data={"username": "kato", "password": PASSWORD}, headers=SAME_ORIGIN)
+    assert done.status_code == 303 and done.headers["Location"] == "/receipts"
+    assert "kato" in _page(c, "/receipts")  # the form alone, before any criteria
+    found = _page(c, f"/receipts?recipient={world['recipient']}")
+    link = re.search(r'<a href="(/receipts/\d+)">([^<]+)</a>', found)
+    assert link is not None, found
+    receipt = _page(c, link[1])
+    assert link[2] in receipt and "傷病名" in receipt and "<table>" in receipt
+    assert _page(c, "/audit", 403)
+    out = c.post("/logout", headers=SAME_ORIGIN)
+    assert out.status_code == 303
+    assert c.get("/receipts").status_code == 302
+
+
+def test_search_results_come_a_page_at_a_time(world: dict[str, Any]) -> None:
+    c = world["client"]
+    _login(c, "kato")
+    first = c.get("/api/receipts?institution=7654321").get_json()
+    assert len(first["receipts"]) == 20 and first["next_page"] is None
+    html = _page(c, "/receipts?institution=7654321")
+    assert html.count('<a href="/receipts/') == 20 and 'rel="next"' not in html
+    assert c.get("/api/receipts?institution=7654321&page=0").status_code == 400
+    assert c.get("/api/receipts?institution=7654321&page=x").status_code == 400
+    assert c.get("/api/receipts?institution=7654321&page=2").get_json()["receipts"] == []
+
+
+def test_the_auditor_reads_the_audit_page(world: dict[str, Any]) -> None:
+    c = world["client"]
+    _login(c, "audit.ito")
+    html = _page(c, "/audit")
+    assert "audit.ito" in html and "<table" in html
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Origin": "https://evil.example"}, {"Origin": "null"}],
+    ids=["no-origin", "another-site", "opaque-origin"],
+)
+def test_a_form_post_from_anywhere_but_this_site_is_refused(
+    world: dict[str, Any], headers: dict[str, str]
+) -> None:
+    c = world["client"]
+    login = c.post("/login", data={"username": "kato", "password": PASSWORD}, headers=headers)
+    assert login.status_code == 403 and COOKIE not in login.headers.get("Set-Cookie", "")
+    _login(c, "kato")  # JSON, outside any browser: accepted
+    out = c.post("/logout", headers=headers)
+    assert out.status_code == 403
+    assert c.get("/api/receipts?month=2026-10").status_code == 200  # still logged in
+    assert ("-", "csrf-refused", False) in _audit(world["dsn"])
+    assert ("kato", "csrf-refused", False) in _audit(world["dsn"])
+
+
+def test_a_cross_site_json_post_is_refused(world: dict[str, Any]) -> None:
+    r = world["client"].post("/api/login", json={"username": "kato", "password": PASSWORD},
+                             headers={"Origin": "https://evil.example"})  # fmt: skip
+    assert r.status_code == 403
+
+
+def test_a_malformed_json_login_is_a_bad_request(world: dict[str, Any]) -> None:
+    c = world["client"]
+    r = c.post("/api/login", data="{not json", content_type="application/json")
+    assert r.status_code == 400
+    assert c.post("/api/login", json=["kato"]).status_code == 400

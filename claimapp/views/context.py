@@ -1,0 +1,88 @@
+"""What every view needs: the request's database connection, who is asking and from where,
+the role check, the CSRF check and the shared response headers."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import psycopg
+from flask import Flask, Response, abort, current_app, g, request
+
+from claimapp.accounts import Policy, User, audit, session_user
+
+COOKIE = "claimapp_session"
+READ_RECEIPTS = ("caseworker", "supervisor")
+READ_AUDIT = ("auditor", "admin")
+
+
+def policy() -> Policy:
+    return current_app.config["CLAIMAPP_POLICY"]  # type: ignore[no-any-return]
+
+
+def conn() -> psycopg.Connection:
+    if "db" not in g:
+        g.db = psycopg.connect(current_app.config["CLAIMAPP_DSN"], autocommit=True)
+    return g.db  # type: ignore[no-any-return]
+
+
+def close(_: BaseException | None) -> None:
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()
+
+
+def address() -> str | None:
+    # nginx in front sets X-Real-IP; directly, the peer address is the client.
+    return request.headers.get("X-Real-IP") or request.remote_addr
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.is_json
+
+
+def current_user() -> User | None:
+    if "user" not in g:
+        g.user = session_user(conn(), request.cookies.get(COOKIE))
+    return g.user  # type: ignore[no-any-return]
+
+
+def require(roles: tuple[str, ...]) -> User:
+    user = current_user()
+    if user is None:
+        abort(401)
+    if user.role not in roles:
+        audit(conn(), user.username, "denied", request.path, address(), False)
+        abort(403)
+    return user
+
+
+def same_origin_only() -> None:
+    """CSRF: a POST is accepted only from a page of this site. A browser names the page's
+    origin in the Origin header of every POST; a cross-site form or script cannot forge it.
+    A JSON POST without Origin is a client outside any browser (a browser could send JSON
+    cross-site only after a CORS preflight, which this site never grants)."""
+    if request.method != "POST":
+        return
+    origin = request.headers.get("Origin")
+    if origin is None and request.is_json:
+        return
+    if origin is None or urlsplit(origin).netloc != request.host:
+        user = current_user()
+        audit(conn(), user.username if user else "-", "csrf-refused", request.path, address(),
+              False)  # fmt: skip
+        abort(403)
+
+
+def security_headers(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"  # personal data never lands in a cache
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Content-Security-Policy"] = "default-src 'self'"
+    resp.headers["X-Frame-Options"] = "DENY"
+    resp.headers["Referrer-Policy"] = "same-origin"
+    return resp
+
+
+def install(app: Flask) -> None:
+    app.before_request(same_origin_only)
+    app.after_request(security_headers)
+    app.teardown_appcontext(close)
