@@ -26,6 +26,11 @@ def do_login() -> Any:
         if not isinstance(data, dict):
             return jsonify(error="expected a JSON object with username and password"), 400
     username, password = str(data.get("username", "")), str(data.get("password", ""))
+    # Bounded, so that nothing unbounded from a stranger reaches the audit log or argon2.
+    if len(username) > 128 or len(password) > 1024 or "\0" in username + password:
+        if wants_json():
+            return jsonify(error="username or password malformed"), 400
+        return render_template("login.html", error="入力が正しくありません"), 400
     token, reason = login(conn(), username, password, address(), policy())
     if token is None:
         if wants_json():

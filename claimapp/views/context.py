@@ -3,6 +3,7 @@ the role check, the CSRF check and the shared response headers."""
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 import psycopg
@@ -34,6 +35,22 @@ def close(_: BaseException | None) -> None:
 def address() -> str | None:
     # nginx in front sets X-Real-IP; directly, the peer address is the client.
     return request.headers.get("X-Real-IP") or request.remote_addr
+
+
+def well_formed() -> None:
+    """A malformed request is the client's error (400), never the server's (500): a NUL in
+    any parameter (PostgreSQL text cannot hold one), an X-Real-IP that is not an address."""
+    pairs = [*request.args.items(multi=True)]
+    if request.mimetype == "application/x-www-form-urlencoded":
+        pairs += request.form.items(multi=True)
+    if any("\0" in k or "\0" in v for k, v in pairs):
+        abort(400)
+    real_ip = request.headers.get("X-Real-IP")
+    if real_ip is not None:
+        try:
+            ipaddress.ip_address(real_ip)
+        except ValueError:
+            abort(400)
 
 
 def wants_json() -> bool:
@@ -83,6 +100,7 @@ def security_headers(resp: Response) -> Response:
 
 
 def install(app: Flask) -> None:
+    app.before_request(well_formed)
     app.before_request(same_origin_only)
     app.after_request(security_headers)
     app.teardown_appcontext(close)

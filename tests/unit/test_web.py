@@ -270,3 +270,39 @@ def test_a_malformed_json_login_is_a_bad_request(world: dict[str, Any]) -> None:
     r = c.post("/api/login", data="{not json", content_type="application/json")
     assert r.status_code == 400
     assert c.post("/api/login", json=["kato"]).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/api/receipts?recipient=12%003&month=2026-10", {}),
+        ("/receipts?institution=%00", {}),
+        ("/api/receipts?month=2026-10", {"X-Real-IP": "not an address"}),
+    ],
+    ids=["nul-in-json-search", "nul-in-page-search", "bad-x-real-ip"],
+)
+def test_a_malformed_request_is_a_400_never_a_500(
+    world: dict[str, Any], path: str, headers: dict[str, str]
+) -> None:
+    c = world["client"]
+    _login(c, "kato")
+    assert c.get(path, headers=headers).status_code == 400
+
+
+def test_a_nul_in_a_login_form_is_a_400(world: dict[str, Any]) -> None:
+    r = world["client"].post("/login", data={"username": "ka\0to", "password": "x"},
+                             headers=SAME_ORIGIN)  # fmt: skip
+    assert r.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"username": "ka\0to", "password": "x"}, {"username": "k" * 10_000, "password": "x"}],
+    ids=["nul", "overlong"],
+)
+def test_a_malformed_json_login_is_refused_before_the_audit_log(
+    world: dict[str, Any], body: dict[str, str]
+) -> None:
+    r = world["client"].post("/api/login", json=body)
+    assert r.status_code == 400
+    assert all(len(actor) <= 128 for actor, _, _ in _audit(world["dsn"]))
