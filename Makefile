@@ -31,11 +31,9 @@ $(SYSTEM_STAMP): lab/setup-host.sh
 	lab/setup-host.sh
 	mkdir -p $(dir $@) && rm -f $(dir $@).system-* && touch $@
 
-# --no-compile: bytecode is written on first import rather than for every module of every
-# wheel at install time (pulumi_aws alone has thousands, most never imported here).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --no-compile --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Rebuilt only when the application or the pins change; signed with .keys/ (made once, 0600).

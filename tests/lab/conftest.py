@@ -6,7 +6,6 @@ import re
 import secrets
 import shutil
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,13 +115,8 @@ def site_runs(lab_config: StackConfig, lab_plan: LabPlan, lab_up: UpReport) -> S
     assert stand_ins.ok, stand_ins.stdout[-3000:] + stand_ins.stderr[-2000:]
     check_fresh = run_playbook(report.inventory, "site.yml", "--check")
     converge = run_playbook(report.inventory, "site.yml")
-    # The rerun and the check-mode run side by side: neither changes a converged host (the
-    # rerun's own test shows that), and the two together keep both cores busy where either
-    # alone leaves one waiting on the hosts.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        rerunning = pool.submit(run_playbook, report.inventory, "site.yml")
-        checking = pool.submit(canary_check, Path(report.inventory))
-        rerun, (check_converged, canaries) = rerunning.result(), checking.result()
+    rerun = run_playbook(report.inventory, "site.yml")
+    check_converged, canaries = canary_check(Path(report.inventory))
     runs = SiteRuns(Path(report.inventory), check_fresh, converge, rerun, check_converged,
                     canaries)  # fmt: skip
     for name in ("check_fresh", "converge", "rerun", "check_converged"):
