@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("username")
     c.add_argument("--role", choices=ROLES, required=True)
     c.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    pw = sub.add_parser("password", help="set a user's password (clears lockout, ends sessions)")
+    pw = sub.add_parser("password", help="set a user's password (clears throttling, ends sessions)")
     pw.add_argument("username")
     pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     for name in ("disable", "enable"):
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.command}d {args.username}")
         else:
             for username, role, disabled, locked in list_users(owner):
-                state = "disabled" if disabled else "locked" if locked else "active"
+                state = "disabled" if disabled else "throttled" if locked else "active"
                 print(f"{username:24} {role:11} {state}")
     return 0
 

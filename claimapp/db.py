@@ -44,13 +44,13 @@ def grant_application(owner: psycopg.Connection, app_role: str) -> None:
             owner.execute(
                 sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(sql.Identifier(table), role)
             )
-        # Accounts: read them, count failures and lock; creating and disabling users is the
-        # admin CLI's job, which connects as the owner.
+        # Accounts: read them; creating and disabling users is the admin CLI's job, which
+        # connects as the owner. The login throttle is the application's own bookkeeping.
         owner.execute(sql.SQL("REVOKE ALL ON users FROM {}").format(role))
+        owner.execute(sql.SQL("GRANT SELECT ON users TO {}").format(role))
+        owner.execute(sql.SQL("REVOKE ALL ON login_throttle FROM {}").format(role))
         owner.execute(
-            sql.SQL("GRANT SELECT, UPDATE (failed_logins, locked_until) ON users TO {}").format(
-                role
-            )
+            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON login_throttle TO {}").format(role)
         )
         owner.execute(sql.SQL("REVOKE ALL ON sessions FROM {}").format(role))
         owner.execute(sql.SQL("GRANT SELECT, INSERT, DELETE ON sessions TO {}").format(role))

@@ -1,22 +1,32 @@
 """Claim-file intake: a file loads whole, in one transaction, or not at all.
 
-Any error (the parser's reasons, a file already loaded by its SHA-256, the database refusing
-a row) moves the whole file to the quarantine directory with a reason file beside it and leaves
-nothing in the database. A loaded file moves to the processed directory.
+Any error while reading or loading a file (the parser's reasons, a file too large, a symlink or
+anything else that is not a regular file, a month already loaded, the database refusing a row,
+or an error nobody foresaw) moves that whole file to the quarantine directory with a reason file
+beside it, leaves nothing of it in the database, and the run goes on with the next file. A
+loaded file moves to the processed directory. Names that are not UTF-8 are kept as they are on
+disk and shown with their odd bytes escaped (\\xNN).
 
     python -m claimapp.intake FILE --dsn "host=... dbname=claims user=claims_app"
     python -m claimapp.intake --drop /srv/sftp/fund/incoming --dsn ...   # every settled file
 
-Exit codes: 0 every file loaded, 1 a file was quarantined (its reason is beside it), 2 usage
-or settings, 3 the intake could not run (the database unreachable, a directory unusable).
+Exit codes:
+  0  every file loaded (or none was waiting)
+  1  the intake itself failed: an error that is not about a file (named on stderr)
+  2  usage or settings
+  3  the intake could not run: the database unreachable, a directory unusable
+  4  done, and at least one file was quarantined (its reason is beside it)
+The systemd unit counts 0 and 4 as success; anything else fails it and raises the alert.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import json
-import shutil
+import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -24,13 +34,15 @@ from pathlib import Path
 
 import psycopg
 
-from claimapp.settings import SettingsError
+from claimapp.settings import DEFAULT_MAX_FILE_BYTES, SettingsError
 from claimapp.settings import load as load_settings
-from claimapp.uke import ClaimFile, ClaimFileError, parse
+from claimapp.uke import ClaimFile, ClaimFileError, excerpt, parse
 
 SETTLE_SECONDS = 2.0  # a file still being written (SFTP upload) is left for the next run
 WAIT_LIMIT_SECONDS = 600.0
 ABANDONED_SECONDS = 30.0
+MESSAGE_CHARS = 300  # what a reason or a result line may say of any error
+EXIT_LOADED, EXIT_FAILED, EXIT_USAGE, EXIT_CANNOT_RUN, EXIT_QUARANTINED = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -47,13 +59,52 @@ class DuplicateFileError(Exception):
     pass
 
 
+class DuplicateContentError(Exception):
+    pass
+
+
+def shown(path: Path | str) -> str:
+    """A name or path for people and the database: UTF-8, odd bytes escaped as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def display_name(path: Path) -> str:
+    return shown(path.name)
+
+
+def read_claim_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file in the drop directory, refusing without following a
+    symlink (O_NOFOLLOW), anything that is not a regular file, and a file over `max_bytes`
+    (by its size before reading, then by what is read: it may still be growing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ClaimFileError("not-a-file", "a symbolic link; it was not followed") from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise ClaimFileError("not-a-file", f"{kind}; it was not read")
+    with os.fdopen(fd, "rb") as file:
+        if info.st_size > max_bytes:
+            raise ClaimFileError(
+                "too-large", f"{info.st_size} bytes, more than the limit of {max_bytes}"
+            )
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ClaimFileError("too-large", f"more than the limit of {max_bytes} bytes")
+    return data
+
+
 def _move(path: Path, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / path.name
-    if target.exists():  # never overwrite what an operator may still need to read
+    if os.path.lexists(target):  # never overwrite what an operator may still need to read
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         target = directory / f"{path.name}.{stamp}"
-    shutil.move(str(path), target)
+    os.rename(path, target)  # the entry itself: a symlink moves as a link, never followed
     return target
 
 
@@ -62,9 +113,9 @@ def quarantine(
 ) -> Path:
     target = _move(path, directory)
     record = {
-        "file": path.name,
+        "file": display_name(path),
         "reason": reason,
-        "message": message,
+        "message": message[:MESSAGE_CHARS],
         "line": line,
         "sha256": sha256,
         "quarantined_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -80,13 +131,23 @@ def _load(conn: psycopg.Connection, claim: ClaimFile, file_name: str) -> None:
     with conn.transaction():
         if conn.execute("SELECT 1 FROM claim_files WHERE sha256 = %s", (claim.sha256,)).fetchone():
             raise DuplicateFileError(claim.sha256)
+        earlier = conn.execute(
+            "SELECT file_name, loaded_at FROM claim_files WHERE content_key = %s",
+            (claim.content_key,),
+        ).fetchone()
+        if earlier:
+            raise DuplicateContentError(
+                f"the same month as {earlier[0]!r}, loaded {earlier[1]:%Y-%m-%d %H:%M %Z} "
+                f"(institution {claim.institution_code}, {claim.billing_month:%Y-%m}, "
+                f"{len(claim.receipts)} receipts, {claim.total_points} points)"
+            )
         (file_id,) = conn.execute(
-            "INSERT INTO claim_files (sha256, file_name, payer_org, prefecture, institution_code,"
-            " institution_name, billing_month, receipt_count, total_points)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (claim.sha256, file_name, claim.payer_org, claim.prefecture, claim.institution_code,
-             claim.institution_name, claim.billing_month, len(claim.receipts),
-             claim.total_points),
+            "INSERT INTO claim_files (sha256, content_key, file_name, payer_org, prefecture,"
+            " institution_code, institution_name, billing_month, receipt_count, total_points)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (claim.sha256, claim.content_key, file_name, claim.payer_org, claim.prefecture,
+             claim.institution_code, claim.institution_name, claim.billing_month,
+             len(claim.receipts), claim.total_points),
         ).fetchone() or (None,)  # fmt: skip
         for r in claim.receipts:
             (receipt_id,) = conn.execute(
@@ -107,46 +168,70 @@ def _load(conn: psycopg.Connection, claim: ClaimFile, file_name: str) -> None:
 
 
 def ingest(
-    path: Path, conn: psycopg.Connection, quarantine_dir: Path, processed_dir: Path
+    path: Path,
+    conn: psycopg.Connection,
+    quarantine_dir: Path,
+    processed_dir: Path,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> IngestResult:
-    data = path.read_bytes()
+    """Load one file whole or quarantine it whole; never raises for anything about the file
+    (an error with the quarantine or processed directory itself is the intake's, and does)."""
+    name = display_name(path)
+    sha256: str | None = None
+
+    def refuse(reason: str, message: str, line: int | None = None) -> IngestResult:
+        moved = quarantine(path, quarantine_dir, reason, message, line, sha256)
+        return IngestResult(name, False, 0, reason, message[:MESSAGE_CHARS], shown(moved))
+
     try:
-        claim = parse(data)
+        claim = parse(read_claim_file(path, max_bytes))
+        sha256 = claim.sha256
+        _load(conn, claim, name)
     except ClaimFileError as exc:
-        moved = quarantine(path, quarantine_dir, exc.reason, str(exc), exc.line, None)
-        return IngestResult(path.name, False, 0, exc.reason, str(exc), str(moved))
-    try:
-        _load(conn, claim, path.name)
+        return refuse(exc.reason, str(exc), exc.line)
     except DuplicateFileError:
-        message = f"already loaded (sha256 {claim.sha256})"
-        moved = quarantine(path, quarantine_dir, "duplicate-file", message, None, claim.sha256)
-        return IngestResult(path.name, False, 0, "duplicate-file", message, str(moved))
+        return refuse("duplicate-file", f"already loaded (sha256 {sha256})")
+    except DuplicateContentError as exc:
+        return refuse("duplicate-content", str(exc))
+    except psycopg.OperationalError:
+        raise  # the database went away: the intake cannot run, the file is not at fault
     except psycopg.Error as exc:
-        message = f"the database refused the file: {exc.diag.message_primary or exc}"
-        moved = quarantine(path, quarantine_dir, "database", message, None, claim.sha256)
-        return IngestResult(path.name, False, 0, "database", message, str(moved))
+        said = (exc.diag.message_primary or str(exc))[:120]
+        return refuse("database", f"the database refused the file: {said}")
+    except Exception as exc:  # whatever it is, it is this file's, not the run's
+        return refuse("unreadable", f"the file could not be read: {type(exc).__name__}")
     moved = _move(path, processed_dir)
-    return IngestResult(path.name, True, len(claim.receipts), moved_to=str(moved))
+    return IngestResult(name, True, len(claim.receipts), moved_to=shown(moved))
+
+
+def _entries(drop: Path) -> list[tuple[Path, float]]:
+    """Every entry of the drop directory with its own mtime (lstat: a link is not followed)."""
+    found = []
+    with os.scandir(drop) as it:
+        for entry in it:
+            try:
+                found.append((Path(entry.path), entry.stat(follow_symlinks=False).st_mtime))
+            except FileNotFoundError:
+                continue  # renamed away meanwhile (an upload finishing)
+    return found
 
 
 def settled_files(drop: Path, now: float | None = None) -> list[Path]:
+    """What to ingest: every entry not hidden and unchanged for SETTLE_SECONDS. Not only
+    regular files: a symlink or a directory is quarantined, not left lying there."""
     now = now or time.time()
-    return sorted(p for p in drop.iterdir()
-                  if p.is_file() and not p.name.startswith(".")
-                  and now - p.stat().st_mtime >= SETTLE_SECONDS)  # fmt: skip
+    return sorted(p for p, mtime in _entries(drop)
+                  if not p.name.startswith(".") and now - mtime >= SETTLE_SECONDS)  # fmt: skip
 
 
 def pending_files(drop: Path) -> list[Path]:
-    """Uploads still in progress: unsettled files, and hidden (temporary) files written in the
+    """Uploads still in progress: unsettled entries, and hidden (temporary) files written in the
     last ABANDONED_SECONDS; an older hidden file is an abandoned upload, not worth waiting for."""
     now = time.time()
-    settled = set(settled_files(drop, now))
     return sorted(
         p
-        for p in drop.iterdir()
-        if p.is_file()
-        and p not in settled
-        and (not p.name.startswith(".") or now - p.stat().st_mtime < ABANDONED_SECONDS)
+        for p, mtime in _entries(drop)
+        if now - mtime < (ABANDONED_SECONDS if p.name.startswith(".") else SETTLE_SECONDS)
     )
 
 
@@ -165,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--quarantine", type=Path, help="default: paths.quarantine")
     p.add_argument("--processed", type=Path, help="default: paths.processed")
+    p.add_argument(
+        "--max-bytes",
+        type=int,
+        help="refuse a file larger than this, before reading it (default: intake.max_file_bytes)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON line per file")
     p.add_argument(
         "--wait",
@@ -175,21 +265,29 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if (args.file is None) == (args.drop is None):
         p.error("give exactly one of FILE or --drop DIR")
-    if args.dsn is None or args.quarantine is None or args.processed is None:
+    if args.max_bytes is not None and args.max_bytes < 1:
+        p.error(f"--max-bytes {args.max_bytes}: must be at least 1")
+    if None in (args.dsn, args.quarantine, args.processed):
         try:
             settings = load_settings()
         except SettingsError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         args.dsn = args.dsn or settings.dsn
         args.quarantine = args.quarantine or settings.quarantine
         args.processed = args.processed or settings.processed
+        args.max_bytes = args.max_bytes or settings.max_file_bytes
+    args.max_bytes = args.max_bytes or DEFAULT_MAX_FILE_BYTES
     try:
         failed = _run(args)
     except (psycopg.Error, OSError) as exc:
-        print(f"error: could not run the intake: {exc}", file=sys.stderr)
-        return 3
-    return 1 if failed else 0
+        print(f"error: could not run the intake: {excerpt(str(exc))}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except Exception as exc:  # a named failure, never a traceback
+        print(f"error: the intake failed: {type(exc).__name__}: {excerpt(str(exc))}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    return EXIT_QUARANTINED if failed else EXIT_LOADED
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -200,7 +298,9 @@ def _run(args: argparse.Namespace) -> int:
         while True:
             files = [args.file] if args.file else settled_files(args.drop)
             for path in files:
-                result = ingest(path, conn, args.quarantine, args.processed)
+                if not os.path.lexists(path):
+                    continue  # renamed or removed since the directory was read
+                result = ingest(path, conn, args.quarantine, args.processed, args.max_bytes)
                 failed += not result.loaded
                 if args.json:
                     print(json.dumps(result.__dict__, ensure_ascii=False), flush=True)

@@ -11,15 +11,19 @@
     quarantine = "/srv/claims/quarantine"
     processed = "/srv/claims/processed"
 
+    [intake]
+    max_file_bytes = 67108864   # a larger claim file is refused before it is read
+
     [web]
     session_minutes = 30
-    lockout_failures = 5
-    lockout_minutes = 15
+    throttle_after = 3          # failed logins of a username from one address before delays
+    throttle_max_minutes = 15   # the longest delay
 
 Environment variables override the file: CLAIMAPP_DSN, CLAIMAPP_DB_PASSWORD_FILE,
 CLAIMAPP_DROP, CLAIMAPP_QUARANTINE, CLAIMAPP_PROCESSED, CLAIMAPP_SESSION_MINUTES,
-CLAIMAPP_LOCKOUT_FAILURES, CLAIMAPP_LOCKOUT_MINUTES. A password never sits in the file or the
-DSN: it comes from the password file, which must not be readable by anyone else.
+CLAIMAPP_THROTTLE_AFTER, CLAIMAPP_THROTTLE_MAX_MINUTES, CLAIMAPP_MAX_FILE_BYTES. A password
+never sits in the file or the DSN: it comes from the password file, which must not be readable
+by anyone else.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 DEFAULT_FILE = Path("/etc/claimapp/claimapp.toml")
+# A month of one large hospital is a few MB; 64 MiB leaves room and bounds memory and time.
+DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 class SettingsError(ValueError):
@@ -48,8 +54,9 @@ class Settings:
     quarantine: Path
     processed: Path
     session_minutes: int
-    lockout_failures: int
-    lockout_minutes: int
+    throttle_after: int
+    throttle_max_minutes: int
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
 
 def _int(source: str, key: str, value: Any, low: int, high: int) -> int:
@@ -87,6 +94,7 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> Sett
             raise SettingsError(f"{path}: not valid TOML ({exc})") from None
     source = str(path)
     db, paths, web = data.get("database", {}), data.get("paths", {}), data.get("web", {})
+    intake = data.get("intake", {})
     dsn = env.get("CLAIMAPP_DSN", db.get("dsn", ""))
     if not dsn:
         raise SettingsError(f"{source}: database.dsn (or CLAIMAPP_DSN) is required")
@@ -112,8 +120,11 @@ def load(path: Path | None = None, env: Mapping[str, str] | None = None) -> Sett
                                paths.get("processed", "/srv/claims/processed"))),
         session_minutes=_int(source, "web.session_minutes", env.get(
             "CLAIMAPP_SESSION_MINUTES", web.get("session_minutes", 30)), 1, 24 * 60),
-        lockout_failures=_int(source, "web.lockout_failures", env.get(
-            "CLAIMAPP_LOCKOUT_FAILURES", web.get("lockout_failures", 5)), 1, 100),
-        lockout_minutes=_int(source, "web.lockout_minutes", env.get(
-            "CLAIMAPP_LOCKOUT_MINUTES", web.get("lockout_minutes", 15)), 1, 24 * 60),
+        throttle_after=_int(source, "web.throttle_after", env.get(
+            "CLAIMAPP_THROTTLE_AFTER", web.get("throttle_after", 3)), 1, 100),
+        throttle_max_minutes=_int(source, "web.throttle_max_minutes", env.get(
+            "CLAIMAPP_THROTTLE_MAX_MINUTES", web.get("throttle_max_minutes", 15)), 1, 24 * 60),
+        max_file_bytes=_int(source, "intake.max_file_bytes", env.get(
+            "CLAIMAPP_MAX_FILE_BYTES", intake.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)),
+            1024, 2**31),
     )  # fmt: skip

@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 ENCODING = "cp932"
 WELFARE_PREFIX = "12"  # 生活保護: the public-expense payer numbers of welfare begin with 12
@@ -22,6 +23,44 @@ ERA_STARTS = (("5", dt.date(2019, 5, 1)), ("4", dt.date(1989, 1, 8)),
 ERAS = {code: start.year for code, start in ERA_STARTS}  # era code -> its first year
 FIELD_COUNTS = {"IR": 8, "RE": 7, "KO": 5, "SY": (4, 5), "SI": 6, "IY": 6, "GO": 3}
 MAX_POINTS = 9_999_999
+MAX_LINE_CHARS = 400  # the longest line the table allows is about 150 characters
+MAX_NAME_CHARS = 40  # institution, patient and disease names
+QUANTITY = re.compile(r"[0-9]{1,8}(?:\.[0-9]{1,5})?")  # no sign, exponent, "_" or NaN
+EXCERPT_CHARS = 24  # a reason quotes at most this much of a bad value
+DAY = re.compile(r"([1-5])([0-9]{2})([0-9]{2})([0-9]{2})")  # GYYMMDD
+MONTH = re.compile(r"([1-5])([0-9]{2})([0-9]{2})")  # GYYMM
+
+
+def _control_class() -> re.Pattern[str]:
+    # Every Unicode "other" character (controls, format, private use, unassigned) of the plane
+    # that cp932 decodes into, as one character class: one regex search per line, not a
+    # lookup per character.
+    ranges: list[tuple[int, int]] = []
+    for cp in range(0x10000):
+        if unicodedata.category(chr(cp))[0] == "C":
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    return re.compile("[" + "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges) + "]")
+
+
+CONTROL = _control_class()
+
+
+def excerpt(value: str) -> str:
+    """A bad value as a reason may quote it: repr'd, and cut short (never a whole field)."""
+    if len(value) <= EXCERPT_CHARS:
+        return repr(value)
+    return f"{value[:EXCERPT_CHARS]!r}... ({len(value)} characters)"
+
+
+def _is_full_width(char: str) -> bool:
+    """Two bytes in cp932: kanji, kana, full-width letters and the full-width space."""
+    try:
+        return len(char.encode(ENCODING)) == 2
+    except UnicodeEncodeError:
+        return False
 
 
 class ClaimFileError(ValueError):
@@ -60,7 +99,7 @@ class Receipt:
 
 @dataclass
 class ClaimFile:
-    sha256: str
+    sha256: str  # of the bytes: the same file sent twice
     payer_org: str
     prefecture: str
     institution_code: str
@@ -69,15 +108,44 @@ class ClaimFile:
     receipts: list[Receipt]
     total_points: int
 
+    @property
+    def content_key(self) -> str:
+        """The same month of the same institution, whatever the bytes (line endings, blank
+        lines): institution, billing month, receipt numbers and totals."""
+        numbers = ",".join(str(n) for n in sorted(r.number for r in self.receipts))
+        key = (f"{self.institution_code}|{self.billing_month:%Y-%m}|{len(self.receipts)}|"
+               f"{self.total_points}|{numbers}")  # fmt: skip
+        return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _era_bounds(code: str) -> tuple[dt.date, dt.date | None]:
+    """The first day of an era and the first day of the next one (None: the present era)."""
+    starts = dict(ERA_STARTS)
+    newer = [start for c, start in ERA_STARTS if c > code]
+    return starts[code], (min(newer) if newer else None)
+
 
 def era_date(value: str, with_day: bool) -> dt.date:
-    """`GYYMMDD` (or `GYYMM`) in UKE era codes to a date; ValueError when it is not one."""
-    pattern = r"([1-5])(\d\d)(\d\d)(\d\d)" if with_day else r"([1-5])(\d\d)(\d\d)"
-    m = re.fullmatch(pattern, value)
+    """`GYYMMDD` (or `GYYMM`) in UKE era codes to a date; ValueError when it is not one, or
+    falls outside its era (平成32年, 昭和64年2月, 令和元年4月)."""
+    m = (DAY if with_day else MONTH).fullmatch(value)
     if m is None:
         raise ValueError(f"not {'GYYMMDD' if with_day else 'GYYMM'}")
+    if m.group(2) == "00":
+        raise ValueError("era year 00 does not exist (the first year is 01)")
     year = ERAS[m.group(1)] + int(m.group(2)) - 1
-    return dt.date(year, int(m.group(3)), int(m.group(4)) if with_day else 1)
+    day = dt.date(year, int(m.group(3)), int(m.group(4)) if with_day else 1)
+    start, end = _era_bounds(m.group(1))
+    # A month belongs to an era if any day of it does (昭和64年1月 and 平成元年1月 both exist).
+    first, last = (day, day) if with_day else (day, _month_end(day))
+    if last < start or (end is not None and first >= end):
+        raise ValueError("outside its era")
+    return day
+
+
+def _month_end(first: dt.date) -> dt.date:
+    following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return following - dt.timedelta(days=1)
 
 
 class _Line:
@@ -88,7 +156,7 @@ class _Line:
     def fail(self, index: int, what: str) -> ClaimFileError:
         value = self.fields[index] if index < len(self.fields) else ""
         return ClaimFileError(
-            "field", f"{self.kind} field {index + 1} = {value!r}: {what}", self.number
+            "field", f"{self.kind} field {index + 1} = {excerpt(value)}: {what}", self.number
         )
 
     def digits(self, index: int, count: int | tuple[int, int], what: str) -> str:
@@ -101,7 +169,10 @@ class _Line:
 
     def number_in(self, index: int, low: int, high: int, what: str) -> int:
         value = self.fields[index]
-        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+        # The length first: int() of thousands of digits is slow, and refused past 4,300.
+        if not (value.isascii() and value.isdigit() and len(value) <= len(str(high))) or not (
+            low <= int(value) <= high
+        ):
             raise self.fail(index, f"{what} must be a whole number from {low} to {high}")
         return int(value)
 
@@ -117,12 +188,22 @@ class _Line:
             raise self.fail(index, f"{what}: {exc}") from exc
 
     def decimal(self, index: int, what: str) -> Decimal:
-        try:
-            value = Decimal(self.fields[index])
-        except InvalidOperation as exc:
-            raise self.fail(index, f"{what} must be a decimal number") from exc
-        if value < 0 or not value.is_finite():
-            raise self.fail(index, f"{what} must not be negative")
+        value = self.fields[index]
+        if not QUANTITY.fullmatch(value):
+            raise self.fail(
+                index, f"{what} must be a decimal number (up to 8 digits, 5 after the point)"
+            )
+        return Decimal(value)
+
+    def name(self, index: int, what: str, *, required: bool, full_width: bool) -> str:
+        value = self.fields[index]
+        low = 1 if required else 0
+        if not low <= len(value) <= MAX_NAME_CHARS or value != value.strip():
+            raise self.fail(index, f"{what} must be {low} to {MAX_NAME_CHARS} characters")
+        if full_width:
+            odd = next((c for c in value if not _is_full_width(c)), None)
+            if odd is not None:
+                raise self.fail(index, f"{what} must be full width: {odd!r} is not")
         return value
 
 
@@ -136,12 +217,26 @@ def _split(data: bytes) -> list[_Line]:
     for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
         if not raw.strip():
             continue
+        if len(raw) > MAX_LINE_CHARS:
+            raise ClaimFileError(
+                "field", f"the line is {len(raw)} characters, at most {MAX_LINE_CHARS}", number
+            )
         fields = raw.split(",")
         kind = fields[0]
         expected = FIELD_COUNTS.get(kind)
         if expected is None:
             raise ClaimFileError(
-                "record", f"record type {kind!r} is not part of the subset", number
+                "record", f"record type {excerpt(kind)} is not part of the subset", number
+            )
+        if CONTROL.search(raw):
+            index, value, control = next(
+                (i, v, m) for i, v in enumerate(fields) if (m := CONTROL.search(v))
+            )
+            raise ClaimFileError(
+                "field",
+                f"{kind} field {index + 1} = {excerpt(value)}: control character "
+                f"U+{ord(control.group()):04X}",
+                number,
             )
         allowed = expected if isinstance(expected, tuple) else (expected,)
         if len(fields) not in allowed:
@@ -199,9 +294,7 @@ def parse(data: bytes) -> ClaimFile:
         raise ir.fail(2, "prefecture must be 01 to 47")
     ir.choice(3, ("1",), "score table")
     claim.institution_code = ir.digits(4, 7, "institution code")
-    claim.institution_name = ir.fields[6].strip()
-    if not claim.institution_name:
-        raise ir.fail(6, "institution name must not be empty")
+    claim.institution_name = ir.name(6, "institution name", required=True, full_width=False)
     claim.billing_month = ir.date(7, False, "billing month")
     seen: set[int] = set()
     receipt: Receipt | None = None
@@ -218,9 +311,7 @@ def parse(data: bytes) -> ClaimFile:
             care = line.date(3, False, "month of care")
             if care > claim.billing_month:
                 raise line.fail(3, "month of care is after the billing month")
-            name = line.fields[4]
-            if not 1 <= len(name) <= 40 or name != name.strip():
-                raise line.fail(4, "patient name must be 1 to 40 characters")
+            name = line.name(4, "patient name", required=True, full_width=True)
             receipt = Receipt(
                 number,
                 line.digits(2, 4, "receipt type"),
@@ -249,6 +340,8 @@ def parse(data: bytes) -> ClaimFile:
             code = line.digits(1, 7, "disease code")
             line.date(2, True, "start date")
             line.choice(3, ("1", "2", "3", "4"), "outcome")
+            if len(line.fields) == 5:
+                line.name(4, "disease name", required=False, full_width=True)
             receipt.diagnoses.append(Detail("SY", code, tuple(line.fields[2:])))
         else:  # SI, IY
             line.digits(1, 2, "care category")

@@ -45,7 +45,7 @@ def create_app(
         settings = load_settings()
         dsn = dsn if dsn is not None else settings.dsn
         policy = policy or Policy(
-            settings.lockout_failures, settings.lockout_minutes, settings.session_minutes
+            settings.throttle_after, settings.throttle_max_minutes, settings.session_minutes
         )
     app.config.update(
         CLAIMAPP_DSN=dsn, CLAIMAPP_POLICY=policy, CLAIMAPP_SECURE_COOKIES=secure_cookies

@@ -10,6 +10,10 @@ from claimapp.accounts import audit, login, logout
 from claimapp.views.context import COOKIE, address, conn, current_user, policy, wants_json
 
 bp = Blueprint("auth", __name__)
+# accounts.REFUSED for people: one answer for every refused login.
+REFUSED_TEXT = (
+    "ユーザー名またはパスワードが違うか、試行が続きすぎました。少し待ってからやり直してください。"
+)
 
 
 @bp.get("/login")
@@ -35,7 +39,7 @@ def do_login() -> Any:
     if token is None:
         if wants_json():
             return jsonify(error=reason), 401
-        return render_template("login.html", error=reason, username=username), 401
+        return render_template("login.html", error=REFUSED_TEXT, username=username), 401
     resp = jsonify(ok=True) if wants_json() else redirect("/receipts", 303)
     resp.set_cookie(
         COOKIE,

@@ -93,3 +93,29 @@ def test_the_fund_account_gets_no_shell(converged: SiteRuns, lab_plan: LabPlan) 
     )
     assert proc.returncode != 0 or "uid=" not in proc.stdout
     assert "uid=" not in proc.stdout
+
+
+def test_an_intake_that_cannot_run_fails_its_unit_and_alerts_until_a_good_run(
+    converged: SiteRuns, lab_plan: LabPlan
+) -> None:
+    """Exit 2 (broken settings) is not an outcome like a quarantine: the unit fails and the
+    alert goes where the backup's goes (critical journal, a FAILED file, the login message)."""
+    container = lab_plan.host("intake-1").container
+    config = "/etc/claimapp/claimapp.toml"
+
+    def sh(script: str) -> str:
+        return pm.exec_in(container, ["bash", "-c", script], check=False).stdout
+
+    sh(f"cp -p {config} /root/claimapp.toml.saved && echo '[database' >> {config}")
+    try:
+        assert "rc=0" not in sh("systemctl start claimapp-intake.service; echo rc=$?")
+        assert sh("systemctl is-failed claimapp-intake.service").strip() == "failed"
+        sh("for i in $(seq 50); do test -e /srv/claims/intake-FAILED && break; sleep 0.2; done")
+        flag = sh("cat /srv/claims/intake-FAILED")
+        assert "claimapp intake FAILED on intake-1" in flag and "not valid TOML" in flag
+        assert "intake FAILED" in sh("cat /run/motd.d/50-claimapp-intake")
+        assert "not valid TOML" in sh("journalctl -t claimapp-intake -p crit --no-pager -n 5")
+    finally:
+        sh(f"cp -p /root/claimapp.toml.saved {config} && rm -f /root/claimapp.toml.saved")
+    assert "rc=0" in sh("systemctl start claimapp-intake.service; echo rc=$?")
+    assert sh("ls /srv/claims/intake-FAILED /run/motd.d/50-claimapp-intake 2>/dev/null") == ""

@@ -12,9 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from claimapp import intake
 from claimapp.db import migrate
 from claimapp.generate import BAD_KINDS, claim_file
-from claimapp.intake import ingest, main, settled_files
+from claimapp.intake import EXIT_FAILED, EXIT_QUARANTINED, ingest, main, settled_files
 
 
 @pytest.fixture
@@ -161,6 +162,137 @@ def test_cli_over_a_drop_directory(
             "--json",
         ]
     )
-    assert code == 1
+    assert code == EXIT_QUARANTINED
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert {(x["file"], x["loaded"]) for x in lines} == {("good.UKE", True), ("bad.UKE", False)}
+
+
+# --- files that are not what they claim to be --------------------------------------------
+
+
+def _reason(tmp_path: Path, name: str) -> dict[str, Any]:
+    reason: dict[str, Any] = json.loads(
+        (tmp_path / "quarantine" / f"{name}.reason.json").read_text(encoding="utf-8")
+    )
+    return reason
+
+
+def test_a_symlink_is_quarantined_as_a_link_and_never_followed(
+    db: psycopg.Connection, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("IR,TOP-SECRET-PASSWORD\n")
+    link = tmp_path / "incoming" / "link.UKE"
+    link.parent.mkdir()
+    link.symlink_to(secret)
+    result = ingest(link, db, **_dirs(tmp_path))
+    assert not result.loaded and result.reason == "not-a-file"
+    moved = tmp_path / "quarantine" / "link.UKE"
+    assert moved.is_symlink() and not link.exists()  # the link moved, as a link
+    assert secret.read_text() == "IR,TOP-SECRET-PASSWORD\n"  # its target untouched
+    assert "TOP-SECRET" not in json.dumps(_reason(tmp_path, "link.UKE"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_what_is_not_a_regular_file_is_quarantined_without_being_read(
+    db: psycopg.Connection, tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "incoming" / f"{kind}.UKE"
+    path.parent.mkdir()
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()  # a FIFO would block a plain open()
+    result = ingest(path, db, **_dirs(tmp_path))
+    assert not result.loaded and result.reason == "not-a-file"
+    assert _reason(tmp_path, path.name)["reason"] == "not-a-file"
+
+
+def test_a_file_over_the_limit_is_refused_by_its_size_before_reading(
+    db: psycopg.Connection, tmp_path: Path
+) -> None:
+    huge = tmp_path / "incoming" / "huge.UKE"
+    huge.parent.mkdir()
+    with huge.open("wb") as f:
+        f.truncate(8 * 2**30)  # 8 GiB, sparse: reading it would take minutes and all memory
+    result = ingest(huge, db, **_dirs(tmp_path), max_bytes=2**20)
+    assert not result.loaded and result.reason == "too-large"
+    assert "8589934592 bytes" in (result.message or "")
+    small = ingest(_drop(tmp_path, "ok.UKE", claim_file(30, receipts=3)), db, **_dirs(tmp_path),
+                   max_bytes=2**20)  # fmt: skip
+    assert small.loaded
+
+
+def test_a_name_that_is_not_utf8_loads_and_is_shown_escaped(
+    postgres: dict[str, str], db: psycopg.Connection, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    drop = tmp_path / "incoming"
+    drop.mkdir()
+    raw = os.path.join(os.fsencode(drop), b"\x93\xfa\x96\x7b-sjis.UKE")  # 日本 in Shift_JIS
+    with open(raw, "wb") as f:
+        f.write(claim_file(31, receipts=2))
+    bad = os.path.join(os.fsencode(drop), b"\xff-bad.UKE")
+    with open(bad, "wb") as f:
+        f.write(claim_file(32, receipts=2, bad="payer"))
+    for path in (raw, bad):
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    code = main(["--drop", str(drop), "--dsn", postgres["app"], "--json",
+                 "--quarantine", str(tmp_path / "quarantine"),
+                 "--processed", str(tmp_path / "processed")])  # fmt: skip
+    assert code == EXIT_QUARANTINED
+    results = {r["file"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert results["\\x93\\xfa\\x96{-sjis.UKE"]["loaded"] is True
+    assert results["\\xff-bad.UKE"]["reason"] == "payer"
+    row = db.execute("SELECT file_name FROM claim_files").fetchone()
+    assert row == ("\\x93\\xfa\\x96{-sjis.UKE",)
+    assert os.path.exists(os.path.join(os.fsencode(tmp_path / "quarantine"), b"\xff-bad.UKE"))
+
+
+def test_the_same_month_in_other_bytes_is_refused_naming_the_first_file(
+    db: psycopg.Connection, tmp_path: Path
+) -> None:
+    first = claim_file(33, receipts=12)
+    assert ingest(_drop(tmp_path, "first.UKE", first), db, **_dirs(tmp_path)).loaded
+    resent = first.replace(b"\r\n", b"\n") + b"\n"
+    again = ingest(_drop(tmp_path, "resent.UKE", resent), db, **_dirs(tmp_path))
+    assert not again.loaded and again.reason == "duplicate-content"
+    assert "'first.UKE'" in (again.message or "")
+    assert _count(db, "claim_files") == 1 and _count(db, "receipts") == 12
+
+
+def test_an_unforeseen_error_on_one_file_quarantines_it_and_the_run_goes_on(
+    postgres: dict[str, str], db: psycopg.Connection, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    real_parse = intake.parse
+
+    def parse_or_break(data: bytes) -> Any:
+        if "第40病院".encode("cp932") in data:
+            raise RuntimeError("a parser bug")
+        return real_parse(data)
+
+    monkeypatch.setattr(intake, "parse", parse_or_break)
+    broken = _drop(tmp_path, "a-broken.UKE", claim_file(40, receipts=2))  # 第40病院
+    good = _drop(tmp_path, "b-good.UKE", claim_file(41, receipts=2))
+    for path in (broken, good):
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    code = main(["--drop", str(good.parent), "--dsn", postgres["app"],
+                 "--quarantine", str(tmp_path / "quarantine"),
+                 "--processed", str(tmp_path / "processed")])  # fmt: skip
+    assert code == EXIT_QUARANTINED
+    assert _reason(tmp_path, "a-broken.UKE")["reason"] == "unreadable"
+    assert "RuntimeError" in _reason(tmp_path, "a-broken.UKE")["message"]
+    assert (tmp_path / "processed" / "b-good.UKE").exists()
+
+
+def test_a_failure_of_the_intake_itself_is_named_and_exits_one(
+    postgres: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    def broken_run(args: Any) -> int:
+        raise KeyError("an intake bug")
+
+    monkeypatch.setattr(intake, "_run", broken_run)
+    dirs = ["--quarantine", str(tmp_path / "q"), "--processed", str(tmp_path / "p")]
+    code = main(["--drop", str(tmp_path), "--dsn", postgres["app"], *dirs])
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED
+    assert "the intake failed: KeyError" in err and "Traceback" not in err

@@ -56,7 +56,7 @@ def test_a_password_in_the_dsn_is_refused(tmp_path: Path) -> None:
     ("env", "match"),
     [
         ({"CLAIMAPP_DSN": ""}, "database.dsn"),
-        ({"CLAIMAPP_LOCKOUT_FAILURES": "zero"}, "lockout_failures = 'zero'"),
+        ({"CLAIMAPP_THROTTLE_AFTER": "zero"}, "throttle_after = 'zero'"),
         ({"CLAIMAPP_SESSION_MINUTES": "0"}, "session_minutes = 0: must be 1"),
     ],
 )
@@ -91,10 +91,15 @@ def test_the_systemd_units_verify(tmp_path: Path) -> None:
         "claim_app_home": str(home),
         "claim_app_drop_dir": str(drop),
         "claim_app_data_dir": str(tmp_path),
+        "claim_app_intake_alert": str(tmp_path / "alert"),
     }
     for template in role.glob("templates/claimapp-*.*.j2"):
         text = render_template(template, values)
-        (tmp_path / template.name.removesuffix(".j2")).write_text(text)
+        target = tmp_path / template.name.removesuffix(".j2")
+        if target.suffix == ".sh":
+            target = tmp_path / "alert"
+        target.write_text(text)
+    (tmp_path / "alert").chmod(0o755)
 
     def verify(paths: list[Path]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

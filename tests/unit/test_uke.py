@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from claimapp.generate import BAD_KINDS, claim_file, main, to_era
-from claimapp.uke import ClaimFileError, era_date, parse
+from claimapp.uke import MAX_LINE_CHARS, ClaimFileError, era_date, parse
 
 
 def _lines(*records: str) -> bytes:
@@ -79,7 +79,7 @@ def test_each_generated_bad_file_is_rejected_for_its_reason(bad: str, reason: st
         (2, "KO,12401234,1234567,32,1500", "field", "days"),
         (2, "KO,1240123,1234567,3,1500", "field", "payer number must be 8 digits"),
         (3, "SY,1234567,5080901,9,", "field", "outcome"),
-        (4, "SI,11,111000110,-1,1200,1", "field", "quantity must not be negative"),
+        (4, "SI,11,111000110,-1,1200,1", "field", "quantity must be a decimal number"),
         (5, "IY,21,620000001,x,300,1", "field", "quantity must be a decimal"),
         (6, "GO,2,1500", "totals", "GO says 2 receipts"),
         (6, "GO,1,1500,9", "field", "GO has 4 fields"),
@@ -123,3 +123,86 @@ def test_cli_writes_a_file(tmp_path: Path) -> None:
     out = tmp_path / "1234567.UKE"
     assert main(["--seed", "4", "--receipts", "3", "-o", str(out)]) == 0
     assert len(parse(out.read_bytes()).receipts) == 3
+
+
+# --- the format document's rules, each with a file it rejects ------------------------------
+
+
+FULL_WIDTH_3500101 = "".join(chr(0xFF10 + int(d)) for d in "3500101")
+
+
+def _with(index: int, replacement: str) -> bytes:
+    records = list(GOOD)
+    records[index] = replacement
+    return _lines(*records)
+
+
+@pytest.mark.parametrize(
+    ("index", "replacement", "text"),
+    [
+        # Names: full width, no control characters.
+        (1, "RE,1,1112,50810,Fukushi Taro,1,3500101", "must be full width: 'F' is not"),
+        (1, "RE,1,1112,50810,ﾌｸｼ　ﾀﾛｳ,1,3500101", "must be full width: 'ﾌ' is not"),
+        (1, "RE,1,1112,50810,福祉\x07太郎,1,3500101", "control character U\\+0007"),
+        (0, "IR,1,40,1,1234567,,大牟田\x1b[2J病院,50810", "control character U\\+001B"),
+        (3, "SY,1234567,5080901,1,ｶｾﾞ", "disease name must be full width"),
+        # Era years: inside their era, never year 00.
+        (1, "RE,1,1112,50810,福祉　太郎,1,4320101", "birth date: outside its era"),  # 平成32年
+        (1, "RE,1,1112,50810,福祉　太郎,1,3640201", "birth date: outside its era"),  # 昭和64年2月
+        # 令和元年4月
+        (1, "RE,1,1112,50104,福祉　太郎,1,3500101", "month of care: outside its era"),
+        (1, "RE,1,1112,50810,福祉　太郎,1,2160101", "birth date: outside its era"),  # 大正16年
+        (1, "RE,1,1112,50810,福祉　太郎,1,5000101", "era year 00"),
+        (
+            1,
+            "RE,1,1112,50810,福祉　太郎,1,\uff13\uff15\uff10\uff10\uff11\uff10\uff11",
+            "not GYYMMDD",
+        ),
+        # Quantities: digits, an optional point, nothing else.
+        (4, "SI,11,111000110,1e999999,1200,1", "quantity must be a decimal number"),
+        (4, "SI,11,111000110,1_000,1200,1", "quantity must be a decimal number"),
+        (4, "SI,11,111000110,NaN,1200,1", "quantity must be a decimal number"),
+        (4, "SI,11,111000110,+1,1200,1", "quantity must be a decimal number"),
+        (4, "SI,11,111000110,1.123456,1200,1", "quantity must be a decimal number"),
+        (4, "SI,11,111000110,\uff11,1200,1", "quantity must be a decimal number"),  # full width
+        # Numbers far longer than their field: refused by length, never converted.
+        (2, "KO,12401234,1234567,3," + "9" * 300, "points must be a whole number"),
+        (6, "GO,1," + "1" * 300, "total points must be a whole number"),
+    ],
+)
+def test_what_the_format_document_rules_out_is_rejected(
+    index: int, replacement: str, text: str
+) -> None:
+    with pytest.raises(ClaimFileError, match=text) as excinfo:
+        parse(_with(index, replacement))
+    assert excinfo.value.reason == "field" and excinfo.value.line == index + 1
+
+
+@pytest.mark.parametrize(
+    "birth",
+    ["3640107", "4010108", "4310430", "5010501", "1450729", "2010730"],  # era boundaries
+)
+def test_the_first_and_last_days_of_eras_are_accepted(birth: str) -> None:
+    assert parse(_with(1, f"RE,1,1112,50810,福祉　太郎,1,{birth}")).receipts
+
+
+def test_a_line_longer_than_any_record_is_refused_before_its_fields() -> None:
+    with pytest.raises(ClaimFileError, match=f"at most {MAX_LINE_CHARS}"):
+        parse(_with(3, "SY,1234567,5080901,1," + "病" * 1000))
+
+
+def test_a_reason_quotes_only_a_short_excerpt_of_a_bad_value() -> None:
+    secret = "S" * 30 + "the rest of a long value that must not be echoed"
+    with pytest.raises(ClaimFileError) as excinfo:
+        parse(_with(0, f"IR,1,40,1,{secret},,病院,50810"))
+    message = str(excinfo.value)
+    assert "must not be echoed" not in message and len(message) < 200
+    assert "(78 characters)" in message
+
+
+def test_the_same_month_in_other_bytes_has_the_same_content_key() -> None:
+    crlf = claim_file(21, receipts=20)
+    lf_with_blank_lines = crlf.replace(b"\r\n", b"\n").replace(b"\nRE,5,", b"\n\nRE,5,")
+    assert crlf != lf_with_blank_lines
+    assert parse(crlf).content_key == parse(lf_with_blank_lines).content_key
+    assert parse(crlf).content_key != parse(claim_file(22, receipts=20)).content_key
