@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,6 +20,8 @@ from typing import Any
 
 from lab import podman as pm
 from lab.plan import LabPlan
+
+REPO = Path(__file__).resolve().parents[1]
 
 SENDER_USER = "fund"  # the sender's own account; lab_stand_ins.yml makes its key
 
@@ -114,3 +118,25 @@ def terminal_get(plan: LabPlan, path: str, login: tuple[str, str]) -> Any:
     if proc.returncode != 0:
         raise RuntimeError(f"HTTPS from {terminal} failed: {proc.stdout} {proc.stderr}".strip())
     return json.loads(proc.stdout)
+
+
+def terminal_browser(
+    plan: LabPlan, login: tuple[str, str], recipient: str, screenshots: Path, ca_cert: str
+) -> dict[str, Any]:
+    """The caseworker's visit in headless Chromium (lab/browser.py) from the LGWAN terminal:
+    the browser runs on the control node inside terminal-1's network namespace (nsenter), so
+    its packets leave from the terminal's address and cross the LGWAN link, the router and
+    app-1's firewall to nginx over HTTPS, verified against the lab CA. Returns the visit."""
+    terminal = plan.first("terminal").container
+    pid = pm.podman("inspect", "--format", "{{.State.Pid}}", terminal).stdout.strip()
+    if not pid.isdigit() or pid == "0":
+        raise RuntimeError(f"{terminal} is not running")
+    argv = ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m", "lab.browser",
+            "--base", app_url(plan), "--user", login[0], "--recipient", recipient,
+            "--ca-file", ca_cert, "--screenshots", str(screenshots), "--json"]  # fmt: skip
+    proc = subprocess.run(argv, input=login[1] + "\n", capture_output=True, text=True,
+                          timeout=300, cwd=REPO, check=False)  # fmt: skip
+    if proc.returncode not in (0, 1) or not proc.stdout.strip():
+        raise RuntimeError(f"the browser on {terminal} did not run: {proc.stderr[-1500:]}")
+    visit: dict[str, Any] = json.loads(proc.stdout)
+    return visit

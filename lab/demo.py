@@ -24,6 +24,7 @@ from lab.delivery import (
     quarantined,
     receipt_count,
     sftp_upload,
+    terminal_browser,
     terminal_get,
     wait_for,
 )
@@ -58,9 +59,10 @@ def _install_step(inventory: str) -> bool:
     return True
 
 
-def _delivery_step(config: StackConfig) -> bool:
+def _delivery_step(config: StackConfig, ca_cert: str, shots: Path) -> bool:
     """Step 4: the fund delivers a month over SFTP, the intake loads it, a caseworker on the
-    LGWAN terminal searches it over HTTPS."""
+    LGWAN terminal searches it over HTTPS: through the JSON API, then through the pages in
+    headless Chromium (a screenshot of each page in `shots`)."""
     plan = build_plan(config)
     base = 10**6 + secrets.randbelow(8 * 10**6)  # new files each run: the intake refuses repeats
     month = {f"{base + i:07d}.UKE": claim_file(base + i, receipts=200) for i in range(5)}
@@ -79,6 +81,13 @@ def _delivery_step(config: StackConfig) -> bool:
     found = terminal_get(plan, f"/api/receipts?recipient={recipient}", login)
     print(f"  terminal-1 (LGWAN) searched recipient {recipient} over HTTPS as {login[0]}: "
           f"{len(found['receipts'])} receipt(s)")  # fmt: skip
+    visit = terminal_browser(plan, login, recipient, shots, ca_cert)
+    for page in visit["pages"]:
+        print(f"  Chromium on terminal-1: {page['name']:10} {page['title']}  {page['url']}")
+    if not visit["ok"]:
+        print(f"FAILED: the caseworker's pages in Chromium: {visit['error']}")
+        return False
+    print(f"  screenshots of every page in {shots}/")
     trail = db_scalar(
         plan,
         "SELECT string_agg(action || CASE WHEN success THEN '' ELSE ' FAILED' END || ' from ' "
@@ -228,8 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     if not _install_step(report.inventory):
         return 1
 
-    _step(4, "the fund delivers over SFTP; the intake loads; the terminal searches over HTTPS")
-    if not _delivery_step(config):
+    _step(
+        4,
+        "the fund delivers over SFTP; the intake loads; a caseworker on the LGWAN terminal "
+        "searches over HTTPS, through the API and in Chromium through the pages",
+    )
+    if not _delivery_step(config, report.ca_cert, reports / "pages"):
         print("FAILED: the caseworker found nothing")
         return 1
 

@@ -11,7 +11,8 @@ PACKAGES=(podman runc netavark aardvark-dns iptables debootstrap openssh-client 
           util-linux ca-certificates python3-venv make git
           graphviz fonts-noto-cjk  # the linkage report's zone diagram, in Japanese
           postgresql-15            # the claim application's tests run a private cluster
-          restic)                  # bench/backup_vs_restic.py: the anchor
+          restic                   # bench/backup_vs_restic.py: the anchor
+          chromium chromium-driver libnss3-tools)  # the pages in a real browser (lab/browser.py)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -4,6 +4,7 @@ files into the database, and a caseworker on the LGWAN terminal finds them over 
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,11 @@ from lab.delivery import (
     quarantined,
     receipt_count,
     sftp_upload,
+    terminal_browser,
     terminal_get,
     wait_for,
 )
+from lab.lab import UpReport
 from lab.plan import LabPlan
 from lab.probes import probe
 from tests.lab.conftest import SiteRuns
@@ -119,3 +122,28 @@ def test_an_intake_that_cannot_run_fails_its_unit_and_alerts_until_a_good_run(
         sh(f"cp -p /root/claimapp.toml.saved {config} && rm -f /root/claimapp.toml.saved")
     assert "rc=0" in sh("systemctl start claimapp-intake.service; echo rc=$?")
     assert sh("ls /srv/claims/intake-FAILED /run/motd.d/50-claimapp-intake 2>/dev/null") == ""
+
+
+def test_a_caseworker_uses_the_pages_in_chromium_from_the_lgwan_terminal(
+    caseworker: tuple[str, str], lab_plan: LabPlan, lab_up: UpReport, tmp_path: Path
+) -> None:
+    seed = 10**6 + secrets.randbelow(8 * 10**6)
+    data = claim_file(seed, receipts=5)
+    recipient = parse(data).receipts[0].recipient_number
+    before = receipt_count(lab_plan)
+    sftp_upload(lab_plan, {f"{seed:07d}.UKE": data})
+    wait_for(lambda: receipt_count(lab_plan) == before + 5, "the intake to load 5 receipts")
+    visit = terminal_browser(lab_plan, caseworker, recipient, tmp_path / "shots", lab_up.ca_cert)
+    assert visit["ok"], visit["error"]
+    pages = visit["pages"]
+    assert [p["name"] for p in pages] == ["login", "search", "results", "receipt", "logged-out"]
+    assert all(p["url"].startswith(f"https://{lab_plan.first('app').address}/") for p in pages)
+    assert all(p["escaped"] == [] and Path(p["screenshot"]).stat().st_size > 0 for p in pages)
+    # The browser's requests came from the terminal, over the LGWAN link.
+    logins = db_scalar(
+        lab_plan,
+        "SELECT count(*) FROM audit_log WHERE actor = :'actor' AND action = 'login'"
+        " AND success AND address = '10.232.1.10'",
+        actor=caseworker[0],
+    )
+    assert int(logins) >= 1
