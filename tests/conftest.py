@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,17 @@ def postgres() -> Any:
             yield dsns
     except RuntimeError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture
+def db(postgres: dict[str, str]) -> Iterator[Any]:
+    """The application role's connection to a claim database emptied of claims."""
+    import psycopg
+
+    with psycopg.connect(postgres["owner"], autocommit=True) as owner:
+        owner.execute("TRUNCATE receipt_details, receipts, claim_files RESTART IDENTITY")
+    with psycopg.connect(postgres["app"], autocommit=True) as app:
+        yield app
 
 
 def render_template(path: Path, values: dict[str, Any]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,6 @@ from claimapp import intake
 from claimapp.db import migrate
 from claimapp.generate import BAD_KINDS, claim_file
 from claimapp.intake import EXIT_FAILED, EXIT_QUARANTINED, ingest, main, settled_files
-
-
-@pytest.fixture
-def db(postgres: dict[str, str]) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(postgres["owner"], autocommit=True) as owner:
-        owner.execute("TRUNCATE receipt_details, receipts, claim_files RESTART IDENTITY")
-    with psycopg.connect(postgres["app"], autocommit=True) as app:
-        yield app
 
 
 def _count(conn: psycopg.Connection, table: str) -> int:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from claimapp.generate import claim_file
 from claimapp.intake import MESSAGE_CHARS, ingest
@@ -103,14 +102,6 @@ def _lines(rng: random.Random, data: bytes) -> bytes:
 
 
 MUTATIONS: tuple[Callable[[random.Random, bytes], bytes], ...] = (_bytes, _fields, _lines)
-
-
-@pytest.fixture
-def db(postgres: dict[str, str]) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(postgres["owner"], autocommit=True) as owner:
-        owner.execute("TRUNCATE receipt_details, receipts, claim_files RESTART IDENTITY")
-    with psycopg.connect(postgres["app"], autocommit=True) as app:
-        yield app
 
 
 def _rows(conn: psycopg.Connection) -> tuple[int, int, int]:
