@@ -225,7 +225,7 @@ def settled_files(drop: Path, now: float | None = None) -> list[Path]:
 
 
 def pending_files(drop: Path) -> list[Path]:
-    """Uploads still in progress: unsettled entries, and hidden (temporary) files written in the
+    """Uploads not yet finished: unsettled entries, and hidden (temporary) files written in the
     last ABANDONED_SECONDS; an older hidden file is an abandoned upload, not worth waiting for."""
     now = time.time()
     return sorted(
