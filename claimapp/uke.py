@@ -8,6 +8,7 @@ at all, so the intake can load it in one transaction or quarantine it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 import unicodedata
@@ -31,13 +32,13 @@ DAY = re.compile(r"([1-5])([0-9]{2})([0-9]{2})([0-9]{2})")  # GYYMMDD
 MONTH = re.compile(r"([1-5])([0-9]{2})([0-9]{2})")  # GYYMM
 
 
-def _control_class() -> re.Pattern[str]:
+def _control_class(but: str = "") -> re.Pattern[str]:
     # Every Unicode "other" character (controls, format, private use, unassigned) of the plane
-    # that cp932 decodes into, as one character class: one regex search per line, not a
-    # lookup per character.
+    # that cp932 decodes into, as one character class: one regex search, not a lookup per
+    # character.
     ranges: list[tuple[int, int]] = []
     for cp in range(0x10000):
-        if unicodedata.category(chr(cp))[0] == "C":
+        if unicodedata.category(chr(cp))[0] == "C" and chr(cp) not in but:
             if ranges and ranges[-1][1] == cp - 1:
                 ranges[-1] = (ranges[-1][0], cp)
             else:
@@ -46,6 +47,7 @@ def _control_class() -> re.Pattern[str]:
 
 
 CONTROL = _control_class()
+CONTROL_BUT_LF = _control_class(but="\n")  # a whole file's text, its line feeds allowed
 
 
 def excerpt(value: str) -> str:
@@ -53,6 +55,14 @@ def excerpt(value: str) -> str:
     if len(value) <= EXCERPT_CHARS:
         return repr(value)
     return f"{value[:EXCERPT_CHARS]!r}... ({len(value)} characters)"
+
+
+def _all_full_width(value: str) -> bool:
+    # One encode for the whole value: every character of cp932 takes one byte or two.
+    try:
+        return len(value.encode(ENCODING)) == 2 * len(value)
+    except UnicodeEncodeError:
+        return False
 
 
 def _is_full_width(char: str) -> bool:
@@ -125,6 +135,10 @@ def _era_bounds(code: str) -> tuple[dt.date, dt.date | None]:
     return starts[code], (min(newer) if newer else None)
 
 
+ERA_BOUNDS = {code: _era_bounds(code) for code, _ in ERA_STARTS}
+
+
+@functools.lru_cache(maxsize=65536)  # a month of claims repeats its dates many times over
 def era_date(value: str, with_day: bool) -> dt.date:
     """`GYYMMDD` (or `GYYMM`) in UKE era codes to a date; ValueError when it is not one, or
     falls outside its era (平成32年, 昭和64年2月, 令和元年4月)."""
@@ -135,7 +149,7 @@ def era_date(value: str, with_day: bool) -> dt.date:
         raise ValueError("era year 00 does not exist (the first year is 01)")
     year = ERAS[m.group(1)] + int(m.group(2)) - 1
     day = dt.date(year, int(m.group(3)), int(m.group(4)) if with_day else 1)
-    start, end = _era_bounds(m.group(1))
+    start, end = ERA_BOUNDS[m.group(1)]
     # A month belongs to an era if any day of it does (昭和64年1月 and 平成元年1月 both exist).
     first, last = (day, day) if with_day else (day, _month_end(day))
     if last < start or (end is not None and first >= end):
@@ -146,6 +160,11 @@ def era_date(value: str, with_day: bool) -> dt.date:
 def _month_end(first: dt.date) -> dt.date:
     following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     return following - dt.timedelta(days=1)
+
+
+@functools.cache
+def _digits_of(high: int) -> int:
+    return len(str(high))
 
 
 class _Line:
@@ -170,11 +189,11 @@ class _Line:
     def number_in(self, index: int, low: int, high: int, what: str) -> int:
         value = self.fields[index]
         # The length first: int() of thousands of digits is slow, and refused past 4,300.
-        if not (value.isascii() and value.isdigit() and len(value) <= len(str(high))) or not (
-            low <= int(value) <= high
-        ):
-            raise self.fail(index, f"{what} must be a whole number from {low} to {high}")
-        return int(value)
+        if value.isascii() and value.isdigit() and len(value) <= _digits_of(high):
+            number = int(value)
+            if low <= number <= high:
+                return number
+        raise self.fail(index, f"{what} must be a whole number from {low} to {high}")
 
     def choice(self, index: int, choices: tuple[str, ...], what: str) -> str:
         if self.fields[index] not in choices:
@@ -200,10 +219,9 @@ class _Line:
         low = 1 if required else 0
         if not low <= len(value) <= MAX_NAME_CHARS or value != value.strip():
             raise self.fail(index, f"{what} must be {low} to {MAX_NAME_CHARS} characters")
-        if full_width:
-            odd = next((c for c in value if not _is_full_width(c)), None)
-            if odd is not None:
-                raise self.fail(index, f"{what} must be full width: {odd!r} is not")
+        if full_width and not _all_full_width(value):
+            odd = next(c for c in value if not _is_full_width(c))
+            raise self.fail(index, f"{what} must be full width: {odd!r} is not")
         return value
 
 
@@ -213,8 +231,12 @@ def _split(data: bytes) -> list[_Line]:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ClaimFileError("encoding", f"byte {exc.start}: not Shift_JIS (cp932)", line) from exc
+    text = text.replace("\r\n", "\n")
+    # One search of the whole text; only a file with a control character in it is searched
+    # line by line, to say where.
+    suspect = CONTROL_BUT_LF.search(text) is not None
     lines = []
-    for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+    for number, raw in enumerate(text.split("\n"), 1):
         if not raw.strip():
             continue
         if len(raw) > MAX_LINE_CHARS:
@@ -228,7 +250,7 @@ def _split(data: bytes) -> list[_Line]:
             raise ClaimFileError(
                 "record", f"record type {excerpt(kind)} is not part of the subset", number
             )
-        if CONTROL.search(raw):
+        if suspect and CONTROL.search(raw):
             index, value, control = next(
                 (i, v, m) for i, v in enumerate(fields) if (m := CONTROL.search(v))
             )
@@ -251,6 +273,13 @@ def _split(data: bytes) -> list[_Line]:
     return lines
 
 
+DETAILS = ("KO", "SY", "SI", "IY")  # what may end a receipt
+MAY_FOLLOW: dict[str, tuple[str, ...]] = {
+    "IR": (), "GO": DETAILS, "RE": ("IR", *DETAILS), "KO": ("RE",),
+    "SY": DETAILS, "SI": DETAILS, "IY": DETAILS,
+}  # fmt: skip
+
+
 def _order(lines: list[_Line]) -> None:
     if lines[0].kind != "IR":
         raise ClaimFileError(
@@ -262,16 +291,7 @@ def _order(lines: list[_Line]) -> None:
         )
     previous = "IR"
     for line in lines[1:]:
-        ok = {
-            "IR": False,
-            "GO": previous in ("KO", "SY", "SI", "IY"),
-            "RE": previous in ("IR", "KO", "SY", "SI", "IY"),
-            "KO": previous == "RE",
-            "SY": previous in ("KO", "SY", "SI", "IY"),
-            "SI": previous in ("KO", "SY", "SI", "IY"),
-            "IY": previous in ("KO", "SY", "SI", "IY"),
-        }[line.kind]
-        if not ok or (line.kind == "GO" and line is not lines[-1]):
+        if previous not in MAY_FOLLOW[line.kind] or (line.kind == "GO" and line is not lines[-1]):
             raise ClaimFileError("order", f"{line.kind} cannot follow {previous}", line.number)
         previous = line.kind
 
