@@ -27,12 +27,16 @@ import errno
 import json
 import os
 import stat
+import struct
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from claimapp.settings import DEFAULT_MAX_FILE_BYTES, SettingsError
 from claimapp.settings import load as load_settings
@@ -127,11 +131,77 @@ def quarantine(
     return target
 
 
+# Each table's columns as the intake writes them, with the type each goes as in binary COPY
+# (binary: no text formatting of dates and arrays on either side; char(n) takes text's bytes).
+RECEIPT_COLUMNS = {
+    "id": "int8", "claim_file_id": "int8", "institution_code": "text", "receipt_number": "int4",
+    "receipt_type": "text", "care_month": "date", "patient_name": "text", "sex": "text",
+    "birth_date": "date", "payer_number": "text", "recipient_number": "text", "days": "int4",
+    "points": "int4",
+}  # fmt: skip
+DETAIL_COLUMNS = {"receipt_id": "int8", "position": "int4", "record": "text", "code": "text",
+                  "fields": "bytea"}  # fmt: skip  # text[] already in binary form: text_array()
+TEXT_OID = 25
+_ARRAY_HEAD = struct.Struct("!iiIii")  # dimensions, has nulls, element type, length, lower bound
+_EMPTY_ARRAY = struct.Struct("!iiI").pack(0, 0, TEXT_OID)
+_LENGTH = struct.Struct("!i")
+Row = tuple[object, ...]
+
+
+def receipt_rows(claim: ClaimFile, file_id: int, ids: list[int]) -> Iterator[Row]:
+    """The claim's receipts as rows of RECEIPT_COLUMNS, `ids` their ids in file order."""
+    for receipt_id, r in zip(ids, claim.receipts, strict=True):
+        yield (receipt_id, file_id, claim.institution_code, r.number, r.receipt_type,
+               r.care_month, r.patient_name, r.sex, r.birth_date, r.payer_number,
+               r.recipient_number, r.days, r.points)  # fmt: skip
+
+
+def text_array(values: tuple[str, ...], encoding: str) -> bytes:
+    """A one-dimensional text[] in PostgreSQL's binary form (what array_recv reads), its
+    elements in the connection's encoding. Built here in one pass: psycopg's general array
+    dumper, in pure Python, cost more than parsing the whole file."""
+    if not values:
+        return _EMPTY_ARRAY
+    parts = [_ARRAY_HEAD.pack(1, 0, TEXT_OID, len(values), 1)]
+    for value in values:
+        data = value.encode(encoding)
+        parts += (_LENGTH.pack(len(data)), data)
+    return b"".join(parts)
+
+
+def detail_rows(claim: ClaimFile, ids: list[int], encoding: str) -> Iterator[Row]:
+    """Each receipt's diagnoses, procedures and drugs as rows of DETAIL_COLUMNS."""
+    for receipt_id, r in zip(ids, claim.receipts, strict=True):
+        for position, d in enumerate((*r.diagnoses, *r.procedures, *r.drugs)):
+            yield (receipt_id, position, d.record, d.code, text_array(d.fields, encoding))
+
+
+def copy_rows(cur: psycopg.Cursor[Any], table: str, columns: dict[str, str],
+              rows: Iterable[Row]) -> None:  # fmt: skip
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with cur.copy(statement) as copy:
+        copy.set_types(list(columns.values()))
+        for row in rows:
+            copy.write_row(row)
+
+
+def allocate_receipt_ids(cur: psycopg.Cursor[Any], count: int) -> list[int]:
+    """Ids for a file's receipts taken from their sequence up front, so that receipts and their
+    details go in as two COPY streams instead of a round trip per receipt."""
+    cur.execute(
+        "SELECT nextval(pg_get_serial_sequence('receipts', 'id')) FROM generate_series(1, %s)",
+        (count,),
+    )
+    return [receipt_id for (receipt_id,) in cur.fetchall()]
+
+
 def _load(conn: psycopg.Connection, claim: ClaimFile, file_name: str) -> None:
-    with conn.transaction():
-        if conn.execute("SELECT 1 FROM claim_files WHERE sha256 = %s", (claim.sha256,)).fetchone():
+    with conn.transaction(), conn.cursor() as cur:
+        if cur.execute("SELECT 1 FROM claim_files WHERE sha256 = %s", (claim.sha256,)).fetchone():
             raise DuplicateFileError(claim.sha256)
-        earlier = conn.execute(
+        earlier = cur.execute(
             "SELECT file_name, loaded_at FROM claim_files WHERE content_key = %s",
             (claim.content_key,),
         ).fetchone()
@@ -141,7 +211,7 @@ def _load(conn: psycopg.Connection, claim: ClaimFile, file_name: str) -> None:
                 f"(institution {claim.institution_code}, {claim.billing_month:%Y-%m}, "
                 f"{len(claim.receipts)} receipts, {claim.total_points} points)"
             )
-        (file_id,) = conn.execute(
+        (file_id,) = cur.execute(
             "INSERT INTO claim_files (sha256, content_key, file_name, payer_org, prefecture,"
             " institution_code, institution_name, billing_month, receipt_count, total_points)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
@@ -149,22 +219,10 @@ def _load(conn: psycopg.Connection, claim: ClaimFile, file_name: str) -> None:
              claim.institution_code, claim.institution_name, claim.billing_month,
              len(claim.receipts), claim.total_points),
         ).fetchone() or (None,)  # fmt: skip
-        for r in claim.receipts:
-            (receipt_id,) = conn.execute(
-                "INSERT INTO receipts (claim_file_id, receipt_number, receipt_type, care_month,"
-                " patient_name, sex, birth_date, payer_number, recipient_number, days, points)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (file_id, r.number, r.receipt_type, r.care_month, r.patient_name, r.sex,
-                 r.birth_date, r.payer_number, r.recipient_number, r.days, r.points),
-            ).fetchone() or (None,)  # fmt: skip
-            details = [*r.diagnoses, *r.procedures, *r.drugs]
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO receipt_details (receipt_id, position, record, code, fields)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    [(receipt_id, i, d.record, d.code, list(d.fields))
-                     for i, d in enumerate(details)],
-                )  # fmt: skip
+        ids = allocate_receipt_ids(cur, len(claim.receipts))
+        copy_rows(cur, "receipts", RECEIPT_COLUMNS, receipt_rows(claim, file_id, ids))
+        details = detail_rows(claim, ids, conn.info.encoding)
+        copy_rows(cur, "receipt_details", DETAIL_COLUMNS, details)
 
 
 def ingest(

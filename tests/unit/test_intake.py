@@ -14,7 +14,16 @@ import pytest
 from claimapp import intake
 from claimapp.db import migrate
 from claimapp.generate import BAD_KINDS, claim_file
-from claimapp.intake import EXIT_FAILED, EXIT_QUARANTINED, ingest, main, settled_files
+from claimapp.intake import (
+    EXIT_FAILED,
+    EXIT_QUARANTINED,
+    copy_rows,
+    ingest,
+    main,
+    settled_files,
+    text_array,
+)
+from claimapp.uke import parse
 
 
 def _count(conn: psycopg.Connection, table: str) -> int:
@@ -40,6 +49,53 @@ def test_a_good_file_loads_whole(db: psycopg.Connection, tmp_path: Path) -> None
     assert _count(db, "claim_files") == 1 and _count(db, "receipts") == 30
     assert _count(db, "receipt_details") > 30
     assert (tmp_path / "processed" / path.name).exists() and not path.exists()
+
+
+def test_what_is_stored_is_what_the_file_says(db: psycopg.Connection, tmp_path: Path) -> None:
+    data = claim_file(11, receipts=40)
+    claim = parse(data)
+    assert ingest(_drop(tmp_path, "e.UKE", data), db, **_dirs(tmp_path)).loaded
+    stored = db.execute(
+        "SELECT r.receipt_number, r.institution_code, r.recipient_number, r.care_month, "
+        "r.birth_date, r.patient_name, r.points, d.position, d.record, d.code, d.fields "
+        "FROM receipts r JOIN receipt_details d ON d.receipt_id = r.id "
+        "ORDER BY r.receipt_number, d.position"
+    ).fetchall()
+    assert stored == [
+        (r.number, claim.institution_code, r.recipient_number, r.care_month, r.birth_date,
+         r.patient_name, r.points, i, d.record, d.code, list(d.fields))
+        for r in claim.receipts
+        for i, d in enumerate((*r.diagnoses, *r.procedures, *r.drugs))
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "values",
+    [(), ("",), ("a,b", '"quoted"', "back\\slash", "{braces}", "NULL", "全角\u3000名"),
+     ("x" * 300,)],
+)  # fmt: skip
+def test_text_arrays_in_binary_form_read_back_as_written(
+    postgres: dict[str, str], values: tuple[str, ...]
+) -> None:
+    with psycopg.connect(postgres["owner"]) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE arrays (v text[])")
+        copy_rows(cur, "arrays", {"v": "bytea"}, [(text_array(values, conn.info.encoding),)])
+        assert cur.execute("SELECT v FROM arrays").fetchone() == (list(values),)
+
+
+def test_a_receipt_cannot_name_another_institution_than_its_file(
+    db: psycopg.Connection, tmp_path: Path
+) -> None:
+    assert ingest(_drop(tmp_path, "f.UKE", claim_file(12, receipts=2)), db,
+                  **_dirs(tmp_path)).loaded  # fmt: skip
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        db.execute(
+            "INSERT INTO receipts (claim_file_id, institution_code, receipt_number, "
+            "receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
+            "recipient_number, days, points) SELECT claim_file_id, '0000001', 999, "
+            "receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
+            "recipient_number, days, points FROM receipts LIMIT 1"
+        )
 
 
 def test_a_file_that_fails_on_its_last_line_leaves_zero_rows(
