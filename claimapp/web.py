@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, jsonify, redirect, render_template
-from werkzeug.exceptions import HTTPException
+from flask import Flask, g, jsonify, redirect, render_template
+from psycopg import OperationalError
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from claimapp.accounts import Policy
 from claimapp.settings import load as load_settings
@@ -34,6 +35,7 @@ MESSAGES = {
     403: "この画面を見る権限がありません",
     404: "見つかりません",
     405: "この操作はできません",
+    503: "データベースに接続できません。しばらくしてからもう一度お試しください",
 }
 
 
@@ -65,5 +67,14 @@ def create_app(
         current_user()  # the header shows who is logged in, if anyone
         return render_template("error.html", code=code,
                                message=MESSAGES.get(code, e.name)), code  # fmt: skip
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(e: OperationalError) -> Any:
+        # The pool waited WAIT_SECONDS for a working connection: the database is down or out
+        # of reach, which is worth a 503 and one line in the log, not a traceback.
+        said = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        app.logger.error("database unavailable: %s", said)
+        g.user = None  # the error page must not ask the database who is logged in
+        return http_error(ServiceUnavailable())
 
     return app

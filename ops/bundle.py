@@ -68,7 +68,7 @@ class Product:
 CLAIMAPP = Product(
     name="claimapp",
     files=("claimapp",),
-    requires=("flask", "psycopg[binary]", "argon2-cffi", "gunicorn"),
+    requires=("flask", "psycopg[binary]", "psycopg-pool", "argon2-cffi", "gunicorn"),
     out=REPO / "build" / "bundle",
     package_data='claimapp = ["migrations/*.sql", "docs/*.md", "templates/*.html", "static/*"]',
 )

@@ -8,28 +8,58 @@ from urllib.parse import urlsplit
 
 import psycopg
 from flask import Flask, Response, abort, current_app, g, request
+from psycopg_pool import ConnectionPool
 
 from claimapp.accounts import Policy, User, audit, session_user
 
 COOKIE = "claimapp_session"
 READ_RECEIPTS = ("caseworker", "supervisor")
 READ_AUDIT = ("auditor", "admin")
+POOL = "claimapp.pool"
+# Per process: a gunicorn sync worker serves one request at a time, so one connection is busy
+# and the rest are headroom for a threaded server.
+POOL_MIN, POOL_MAX = 1, 4
+WAIT_SECONDS = 10.0  # for a free connection, and for the database to answer a new one
 
 
 def policy() -> Policy:
     return current_app.config["CLAIMAPP_POLICY"]  # type: ignore[no-any-return]
 
 
+def make_pool(dsn: str) -> ConnectionPool:
+    """The process's connections, reused from request to request. Opened by the first request
+    that needs one, in the process that serves it: a pool's threads and sockets would not
+    survive gunicorn forking its workers. Each connection is checked as it is handed out, so
+    one the server closed (a restart, a terminated backend) is replaced, not used."""
+    return ConnectionPool(
+        dsn,
+        kwargs={"autocommit": True, "connect_timeout": int(WAIT_SECONDS)},
+        min_size=POOL_MIN,
+        max_size=POOL_MAX,
+        open=False,
+        check=ConnectionPool.check_connection,
+        timeout=WAIT_SECONDS,
+        num_workers=1,
+        name="claimapp",
+    )
+
+
+def close_pool(app: Flask) -> None:
+    app.extensions[POOL].close()
+
+
 def conn() -> psycopg.Connection:
     if "db" not in g:
-        g.db = psycopg.connect(current_app.config["CLAIMAPP_DSN"], autocommit=True)
+        pool: ConnectionPool = current_app.extensions[POOL]
+        pool.open()  # a no-op once open
+        g.db = pool.getconn()
     return g.db  # type: ignore[no-any-return]
 
 
 def close(_: BaseException | None) -> None:
     db = g.pop("db", None)
     if db is not None:
-        db.close()
+        current_app.extensions[POOL].putconn(db)
 
 
 def address() -> str | None:
@@ -100,6 +130,7 @@ def security_headers(resp: Response) -> Response:
 
 
 def install(app: Flask) -> None:
+    app.extensions[POOL] = make_pool(app.config["CLAIMAPP_DSN"])
     app.before_request(well_formed)
     app.before_request(same_origin_only)
     app.after_request(security_headers)

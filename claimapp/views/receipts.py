@@ -14,13 +14,16 @@ import psycopg.sql
 from flask import Blueprint, abort, jsonify, render_template, request
 
 from claimapp.accounts import User, audit
+from claimapp.uke import era_date
 from claimapp.views.context import READ_RECEIPTS, address, conn, require
 
 bp = Blueprint("receipts", __name__)
 
 PAGE_SIZE = 50
+MAX_PAGE = 200  # 10,000 rows: past that, a narrower search is the way
 CRITERIA = ("recipient", "month", "institution")
 PARTS = (("SY", "diagnoses"), ("SI", "procedures"), ("IY", "drugs"))
+OUTCOMES = {"1": "継続", "2": "治癒", "3": "死亡", "4": "中止"}
 
 
 @dataclass
@@ -29,43 +32,50 @@ class Search:
     page: int
     rows: list[dict[str, Any]]
     more: bool
+    capped: bool = False  # more rows than MAX_PAGE pages hold: narrow the search to see them
+
+
+def search_query(
+    recipient: str, month: dt.date | None, institution: str, page: int
+) -> tuple[psycopg.sql.Composed, list[object]]:
+    """One page of a search (and one row more, to tell whether another page follows). Each
+    criterion has an index in the results' order (migration 0005), so a page costs the same
+    however many receipts match."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for column, value in (("recipient_number", recipient), ("care_month", month),
+                          ("institution_code", institution)):  # fmt: skip
+        if value:
+            clauses.append(f"r.{column} = %s")
+            params.append(value)
+    query = psycopg.sql.SQL(
+        "SELECT r.id, r.receipt_number, r.recipient_number, r.patient_name, r.care_month, "
+        "r.institution_code, r.points FROM receipts r WHERE {} "
+        "ORDER BY r.care_month DESC, r.id DESC LIMIT %s OFFSET %s"
+    ).format(psycopg.sql.SQL(" AND ").join(psycopg.sql.SQL(c) for c in clauses))
+    return query, [*params, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE]
 
 
 def _search(user: User) -> Search:
     criteria = {k: request.args.get(k, "").strip() for k in CRITERIA}
     try:
         page = int(request.args.get("page", "1"))
+        month = dt.date.fromisoformat(criteria["month"] + "-01") if criteria["month"] else None
     except ValueError:
         abort(400)
-    if not 1 <= page <= 10_000:
+    if not 1 <= page <= MAX_PAGE:
         abort(400)
-    clauses: list[str] = []
-    params: list[object] = []
-    if criteria["recipient"]:
-        clauses.append("r.recipient_number = %s")
-        params.append(criteria["recipient"])
-    if criteria["month"]:
-        try:
-            params.append(dt.date.fromisoformat(criteria["month"] + "-01"))
-        except ValueError:
-            abort(400)
-        clauses.append("r.care_month = %s")
-    if criteria["institution"]:
-        clauses.append("f.institution_code = %s")
-        params.append(criteria["institution"])
-    if not clauses:
+    if not (criteria["recipient"] or month or criteria["institution"]):
         return Search(criteria, page, [], False)
-    query = psycopg.sql.SQL(
-        "SELECT r.id, r.receipt_number, r.recipient_number, r.patient_name, r.care_month, "
-        "f.institution_code, r.points FROM receipts r JOIN claim_files f "
-        "ON f.id = r.claim_file_id WHERE {} ORDER BY r.care_month DESC, r.id "
-        "LIMIT %s OFFSET %s"
-    ).format(psycopg.sql.SQL(" AND ").join(psycopg.sql.SQL(c) for c in clauses))
+    query, params = search_query(criteria["recipient"], month, criteria["institution"], page)
     with conn().cursor(row_factory=psycopg.rows.dict_row) as cur:
-        rows = cur.execute(query, [*params, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE]).fetchall()
+        rows = cur.execute(query, params).fetchall()
     target = " ".join(f"{k}={v}" for k, v in criteria.items() if v)
     audit(conn(), user.username, "search", f"{target} page={page}", address(), True)
-    return Search(criteria, page, rows[:PAGE_SIZE], len(rows) > PAGE_SIZE)
+    more = len(rows) > PAGE_SIZE
+    return Search(
+        criteria, page, rows[:PAGE_SIZE], more and page < MAX_PAGE, more and page == MAX_PAGE
+    )
 
 
 @bp.get("/receipts")
@@ -87,7 +97,7 @@ def search_json() -> Any:
 def _one(user: User, receipt_id: int) -> dict[str, Any]:
     with conn().cursor(row_factory=psycopg.rows.dict_row) as cur:
         row = cur.execute(
-            "SELECT r.*, f.institution_code, f.institution_name FROM receipts r "
+            "SELECT r.*, f.institution_name FROM receipts r "
             "JOIN claim_files f ON f.id = r.claim_file_id WHERE r.id = %s",
             (receipt_id,),
         ).fetchone()
@@ -99,9 +109,25 @@ def _one(user: User, receipt_id: int) -> dict[str, Any]:
     audit(conn(), user.username, "view", f"receipt {receipt_id}", address(), True)
     out = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in row.items()}
     for record, key in PARTS:
-        out[key] = [
-            {"code": d["code"], "fields": d["fields"]} for d in details if d["record"] == record
-        ]
+        out[key] = [_detail(d["record"], d["code"], d["fields"])
+                    for d in details if d["record"] == record]  # fmt: skip
+    return out
+
+
+def _detail(record: str, code: str, fields: list[str]) -> dict[str, Any]:
+    """A detail line with its fields named (claimapp/docs/uke-subset.md), beside the raw ones."""
+    out: dict[str, Any] = {"code": code, "fields": fields}
+    try:
+        if record == "SY":  # start date, outcome, name (optional)
+            out.update(start=era_date(fields[0], True).isoformat(),
+                       outcome=OUTCOMES.get(fields[1], fields[1]),
+                       name=fields[2] if len(fields) > 2 else "")  # fmt: skip
+        else:  # SI, IY: care category, code, quantity, points, count
+            category, _, quantity, points, count = fields
+            out.update(category=category, quantity=quantity, points=int(points),
+                       count=int(count))  # fmt: skip
+    except (ValueError, IndexError):
+        pass  # loaded before a rule existed: shown as stored
     return out
 
 

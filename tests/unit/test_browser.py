@@ -3,32 +3,21 @@ on loopback, serving the application from the test PostgreSQL."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from claimapp.accounts import create_user
 from claimapp.generate import claim_file
 from claimapp.intake import ingest
 from lab.browser import escaped_markup, visit
+from tests.support.served import ServerDidNotStart, gunicorn
 
 PASSWORD = secrets.token_urlsafe(18)  # made up for this run only
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -46,36 +35,11 @@ def served(postgres: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]
             " r.claim_file_id WHERE f.file_name = 'month.UKE' ORDER BY r.id DESC LIMIT 1"
         ).fetchone()
     assert row is not None
-    port = _free_port()
-    # The settings take the password from a file only the service can read, never the DSN.
-    parts = conninfo_to_dict(postgres["app"])
-    secret = tmp_path / "db-password"
-    secret.write_text(str(parts.pop("password", "")))
-    secret.chmod(0o600)
-    env = {**os.environ, "CLAIMAPP_CONFIG": str(tmp_path / "absent.toml"),
-           "CLAIMAPP_DSN": make_conninfo(**parts),
-           "CLAIMAPP_DB_PASSWORD_FILE": str(secret)}  # fmt: skip
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    server = subprocess.Popen(
-        [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         "claimapp.web:create_app(secure_cookies=False)"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    _, err = server.communicate(timeout=5)
-                    pytest.fail(f"gunicorn did not start: {err.decode()[-2000:]}")
-                time.sleep(0.1)
-        yield {"base": f"http://127.0.0.1:{port}", "recipient": str(row[0])}
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        with gunicorn(postgres["app"], tmp_path) as base:
+            yield {"base": base, "recipient": str(row[0])}
+    except ServerDidNotStart as exc:
+        pytest.fail(f"gunicorn did not start: {exc}")
 
 
 def test_a_caseworker_logs_in_searches_reads_and_logs_out_in_chromium(
