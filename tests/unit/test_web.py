@@ -312,6 +312,20 @@ def test_a_caseworker_uses_the_pages_through_the_form(world: dict[str, Any]) -> 
     assert c.get("/receipts").status_code == 302
 
 
+def test_a_receipt_shows_its_details_with_their_fields_named(world: dict[str, Any]) -> None:
+    c = world["client"]
+    _login(c, "kato")
+    found = c.get(f"/api/receipts?recipient={world['recipient']}").get_json()["receipts"]
+    one = c.get(f"/api/receipts/{found[0]['id']}").get_json()
+    diagnosis, procedure = one["diagnoses"][0], one["procedures"][0]
+    assert re.fullmatch(r"(19|20)\d\d-\d\d-\d\d", diagnosis["start"])
+    assert diagnosis["outcome"] in ("継続", "治癒", "死亡", "中止")
+    assert procedure["points"] == int(procedure["fields"][3]) and procedure["count"] >= 1
+    html = _page(c, f"/receipts/{found[0]['id']}")
+    assert "<th>診療開始日</th>" in html and ">回数</th>" in html
+    assert f"<td>{diagnosis['start']}</td><td>{diagnosis['outcome']}</td>" in html
+
+
 def test_search_results_come_a_page_at_a_time(world: dict[str, Any]) -> None:
     c = world["client"]
     _login(c, "kato")
