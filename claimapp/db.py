@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-APP_TABLES_READ_INSERT = ("claim_files", "receipts", "receipt_details")
+APP_TABLES_READ_INSERT = ("claim_files", "receipts")
 
 
 def migrate(owner: psycopg.Connection) -> list[str]:

@@ -27,7 +27,6 @@ import errno
 import json
 import os
 import stat
-import struct
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -37,10 +36,11 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from claimapp.settings import DEFAULT_MAX_FILE_BYTES, SettingsError
 from claimapp.settings import load as load_settings
-from claimapp.uke import ClaimFile, ClaimFileError, excerpt, parse
+from claimapp.uke import ClaimFile, ClaimFileError, Receipt, excerpt, parse
 
 SETTLE_SECONDS = 2.0  # a file still being written (SFTP upload) is left for the next run
 WAIT_LIMIT_SECONDS = 600.0
@@ -131,53 +131,35 @@ def quarantine(
     return target
 
 
-# Each table's columns as the intake writes them, with the type each goes as in binary COPY
-# (binary: no text formatting of dates and arrays on either side; char(n) takes text's bytes).
+# The receipts' columns as the intake writes them, with the type each goes as in binary COPY
+# (no text formatting of dates or JSON on either side; char(n) takes text's bytes).
 RECEIPT_COLUMNS = {
-    "id": "int8", "claim_file_id": "int8", "institution_code": "text", "receipt_number": "int4",
+    "claim_file_id": "int8", "institution_code": "text", "receipt_number": "int4",
     "receipt_type": "text", "care_month": "date", "patient_name": "text", "sex": "text",
     "birth_date": "date", "payer_number": "text", "recipient_number": "text", "days": "int4",
-    "points": "int4",
+    "points": "int4", "details": "jsonb",
 }  # fmt: skip
-DETAIL_COLUMNS = {"receipt_id": "int8", "position": "int4", "record": "text", "code": "text",
-                  "fields": "bytea"}  # fmt: skip  # text[] already in binary form: text_array()
-TEXT_OID = 25
-_ARRAY_HEAD = struct.Struct("!iiIii")  # dimensions, has nulls, element type, length, lower bound
-_EMPTY_ARRAY = struct.Struct("!iiI").pack(0, 0, TEXT_OID)
-_LENGTH = struct.Struct("!i")
 Row = tuple[object, ...]
 
 
-def receipt_rows(claim: ClaimFile, file_id: int, ids: list[int]) -> Iterator[Row]:
-    """The claim's receipts as rows of RECEIPT_COLUMNS, `ids` their ids in file order."""
-    for receipt_id, r in zip(ids, claim.receipts, strict=True):
-        yield (receipt_id, file_id, claim.institution_code, r.number, r.receipt_type,
-               r.care_month, r.patient_name, r.sex, r.birth_date, r.payer_number,
-               r.recipient_number, r.days, r.points)  # fmt: skip
+def details(receipt: Receipt) -> list[dict[str, object]]:
+    """The receipt's diagnoses, procedures and drugs in file order, as receipts.details holds
+    them."""
+    return [{"record": d.record, "code": d.code, "fields": list(d.fields)}
+            for d in (*receipt.diagnoses, *receipt.procedures, *receipt.drugs)]  # fmt: skip
 
 
-def text_array(values: tuple[str, ...], encoding: str) -> bytes:
-    """A one-dimensional text[] in PostgreSQL's binary form (what array_recv reads), its
-    elements in the connection's encoding. Built here in one pass: psycopg's general array
-    dumper, in pure Python, cost more than parsing the whole file."""
-    if not values:
-        return _EMPTY_ARRAY
-    parts = [_ARRAY_HEAD.pack(1, 0, TEXT_OID, len(values), 1)]
-    for value in values:
-        data = value.encode(encoding)
-        parts += (_LENGTH.pack(len(data)), data)
-    return b"".join(parts)
-
-
-def detail_rows(claim: ClaimFile, ids: list[int], encoding: str) -> Iterator[Row]:
-    """Each receipt's diagnoses, procedures and drugs as rows of DETAIL_COLUMNS."""
-    for receipt_id, r in zip(ids, claim.receipts, strict=True):
-        for position, d in enumerate((*r.diagnoses, *r.procedures, *r.drugs)):
-            yield (receipt_id, position, d.record, d.code, text_array(d.fields, encoding))
+def receipt_rows(claim: ClaimFile, file_id: int) -> Iterator[Row]:
+    """The claim's receipts as rows of RECEIPT_COLUMNS, in file order."""
+    for r in claim.receipts:
+        yield (file_id, claim.institution_code, r.number, r.receipt_type, r.care_month,
+               r.patient_name, r.sex, r.birth_date, r.payer_number, r.recipient_number,
+               r.days, r.points, Jsonb(details(r)))  # fmt: skip
 
 
 def copy_rows(cur: psycopg.Cursor[Any], table: str, columns: dict[str, str],
               rows: Iterable[Row]) -> None:  # fmt: skip
+    """Rows into a table by one binary COPY: one stream, not a round trip per row."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
@@ -185,16 +167,6 @@ def copy_rows(cur: psycopg.Cursor[Any], table: str, columns: dict[str, str],
         copy.set_types(list(columns.values()))
         for row in rows:
             copy.write_row(row)
-
-
-def allocate_receipt_ids(cur: psycopg.Cursor[Any], count: int) -> list[int]:
-    """Ids for a file's receipts taken from their sequence up front, so that receipts and their
-    details go in as two COPY streams instead of a round trip per receipt."""
-    cur.execute(
-        "SELECT nextval(pg_get_serial_sequence('receipts', 'id')) FROM generate_series(1, %s)",
-        (count,),
-    )
-    return [receipt_id for (receipt_id,) in cur.fetchall()]
 
 
 def _load(conn: psycopg.Connection, claim: ClaimFile, file_name: str) -> None:
@@ -219,10 +191,7 @@ def _load(conn: psycopg.Connection, claim: ClaimFile, file_name: str) -> None:
              claim.institution_code, claim.institution_name, claim.billing_month,
              len(claim.receipts), claim.total_points),
         ).fetchone() or (None,)  # fmt: skip
-        ids = allocate_receipt_ids(cur, len(claim.receipts))
-        copy_rows(cur, "receipts", RECEIPT_COLUMNS, receipt_rows(claim, file_id, ids))
-        details = detail_rows(claim, ids, conn.info.encoding)
-        copy_rows(cur, "receipt_details", DETAIL_COLUMNS, details)
+        copy_rows(cur, "receipts", RECEIPT_COLUMNS, receipt_rows(claim, file_id))
 
 
 def ingest(

@@ -43,7 +43,7 @@ def db(postgres: dict[str, str]) -> Iterator[Any]:
     import psycopg
 
     with psycopg.connect(postgres["owner"], autocommit=True) as owner:
-        owner.execute("TRUNCATE receipt_details, receipts, claim_files RESTART IDENTITY")
+        owner.execute("TRUNCATE receipts, claim_files RESTART IDENTITY")
     with psycopg.connect(postgres["app"], autocommit=True) as app:
         yield app
 

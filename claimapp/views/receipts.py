@@ -39,19 +39,28 @@ def search_query(
     recipient: str, month: dt.date | None, institution: str, page: int
 ) -> tuple[psycopg.sql.Composed, list[object]]:
     """One page of a search (and one row more, to tell whether another page follows). Each
-    criterion has an index in the results' order (migration 0005), so a page costs the same
-    however many receipts match."""
+    criterion has an index in the results' order (migration 0005) that also holds the ids, so
+    the page's ids come from the index alone however deep the page, and only the page's own
+    rows are read from the table."""
     clauses: list[str] = []
     params: list[object] = []
-    for column, value in (("recipient_number", recipient), ("care_month", month),
-                          ("institution_code", institution)):  # fmt: skip
-        if value:
-            clauses.append(f"r.{column} = %s")
-            params.append(value)
+    if recipient:
+        clauses.append("recipient_number = %s")
+        params.append(recipient)
+    if month:
+        # A range of one month, not `=`: with `=` the planner drops care_month from the
+        # order, and may walk the primary key backwards filtering on the month, which for
+        # an old month reads every newer receipt first.
+        clauses.append("care_month BETWEEN %s AND %s")
+        params += (month, month)
+    if institution:
+        clauses.append("institution_code = %s")
+        params.append(institution)
     query = psycopg.sql.SQL(
         "SELECT r.id, r.receipt_number, r.recipient_number, r.patient_name, r.care_month, "
-        "r.institution_code, r.points FROM receipts r WHERE {} "
-        "ORDER BY r.care_month DESC, r.id DESC LIMIT %s OFFSET %s"
+        "r.institution_code, r.points FROM (SELECT id FROM receipts WHERE {} "
+        "ORDER BY care_month DESC, id DESC LIMIT %s OFFSET %s) page "
+        "JOIN receipts r ON r.id = page.id ORDER BY r.care_month DESC, r.id DESC"
     ).format(psycopg.sql.SQL(" AND ").join(psycopg.sql.SQL(c) for c in clauses))
     return query, [*params, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE]
 
@@ -101,16 +110,14 @@ def _one(user: User, receipt_id: int) -> dict[str, Any]:
             "JOIN claim_files f ON f.id = r.claim_file_id WHERE r.id = %s",
             (receipt_id,),
         ).fetchone()
-        if row is None:
-            abort(404)
-        details = cur.execute("SELECT record, code, fields FROM receipt_details "
-                              "WHERE receipt_id = %s ORDER BY position",
-                              (receipt_id,)).fetchall()  # fmt: skip
+    if row is None:
+        abort(404)
     audit(conn(), user.username, "view", f"receipt {receipt_id}", address(), True)
+    lines = row.pop("details")
     out = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in row.items()}
     for record, key in PARTS:
         out[key] = [_detail(d["record"], d["code"], d["fields"])
-                    for d in details if d["record"] == record]  # fmt: skip
+                    for d in lines if d["record"] == record]  # fmt: skip
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,9 @@ from claimapp.generate import BAD_KINDS, claim_file
 from claimapp.intake import (
     EXIT_FAILED,
     EXIT_QUARANTINED,
-    copy_rows,
     ingest,
     main,
     settled_files,
-    text_array,
 )
 from claimapp.uke import parse
 
@@ -47,40 +46,45 @@ def test_a_good_file_loads_whole(db: psycopg.Connection, tmp_path: Path) -> None
     result = ingest(path, db, **_dirs(tmp_path))
     assert result.loaded and result.receipts == 30
     assert _count(db, "claim_files") == 1 and _count(db, "receipts") == 30
-    assert _count(db, "receipt_details") > 30
+    row = db.execute("SELECT sum(jsonb_array_length(details)) FROM receipts").fetchone()
+    assert row is not None and row[0] > 30
     assert (tmp_path / "processed" / path.name).exists() and not path.exists()
 
 
 def test_what_is_stored_is_what_the_file_says(db: psycopg.Connection, tmp_path: Path) -> None:
-    data = claim_file(11, receipts=40)
+    # With a disease name, full width, in the first diagnosis: text that is not ASCII.
+    text = claim_file(11, receipts=40).decode("cp932")
+    text = re.sub(r"^(SY,[^\r\n]*,)(\r?)$", "\\g<1>急性気管支炎\\g<2>", text, count=1, flags=re.M)
+    data = text.encode("cp932")
     claim = parse(data)
     assert ingest(_drop(tmp_path, "e.UKE", data), db, **_dirs(tmp_path)).loaded
     stored = db.execute(
-        "SELECT r.receipt_number, r.institution_code, r.recipient_number, r.care_month, "
-        "r.birth_date, r.patient_name, r.points, d.position, d.record, d.code, d.fields "
-        "FROM receipts r JOIN receipt_details d ON d.receipt_id = r.id "
-        "ORDER BY r.receipt_number, d.position"
+        "SELECT receipt_number, institution_code, recipient_number, care_month, birth_date, "
+        "patient_name, points, details FROM receipts ORDER BY receipt_number"
     ).fetchall()
     assert stored == [
         (r.number, claim.institution_code, r.recipient_number, r.care_month, r.birth_date,
-         r.patient_name, r.points, i, d.record, d.code, list(d.fields))
+         r.patient_name, r.points,
+         [{"record": d.record, "code": d.code, "fields": list(d.fields)}
+          for d in (*r.diagnoses, *r.procedures, *r.drugs)])
         for r in claim.receipts
-        for i, d in enumerate((*r.diagnoses, *r.procedures, *r.drugs))
     ]  # fmt: skip
+    assert stored[0][-1][0]["fields"][-1] == "急性気管支炎"
 
 
-@pytest.mark.parametrize(
-    "values",
-    [(), ("",), ("a,b", '"quoted"', "back\\slash", "{braces}", "NULL", "全角\u3000名"),
-     ("x" * 300,)],
-)  # fmt: skip
-def test_text_arrays_in_binary_form_read_back_as_written(
-    postgres: dict[str, str], values: tuple[str, ...]
+def test_details_that_are_not_a_list_are_refused_by_the_database(
+    db: psycopg.Connection, tmp_path: Path
 ) -> None:
-    with psycopg.connect(postgres["owner"]) as conn, conn.cursor() as cur:
-        cur.execute("CREATE TEMP TABLE arrays (v text[])")
-        copy_rows(cur, "arrays", {"v": "bytea"}, [(text_array(values, conn.info.encoding),)])
-        assert cur.execute("SELECT v FROM arrays").fetchone() == (list(values),)
+    assert ingest(_drop(tmp_path, "g.UKE", claim_file(13, receipts=2)), db,
+                  **_dirs(tmp_path)).loaded  # fmt: skip
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute(
+            "INSERT INTO receipts (claim_file_id, institution_code, receipt_number, "
+            "receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
+            "recipient_number, days, points, details) SELECT claim_file_id, institution_code, "
+            "999, receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
+            'recipient_number, days, points, \'{"record": "SY"}\' FROM receipts LIMIT 1'
+        )
 
 
 def test_a_receipt_cannot_name_another_institution_than_its_file(
@@ -92,9 +96,9 @@ def test_a_receipt_cannot_name_another_institution_than_its_file(
         db.execute(
             "INSERT INTO receipts (claim_file_id, institution_code, receipt_number, "
             "receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
-            "recipient_number, days, points) SELECT claim_file_id, '0000001', 999, "
+            "recipient_number, days, points, details) SELECT claim_file_id, '0000001', 999, "
             "receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
-            "recipient_number, days, points FROM receipts LIMIT 1"
+            "recipient_number, days, points, details FROM receipts LIMIT 1"
         )
 
 
