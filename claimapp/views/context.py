@@ -3,6 +3,7 @@ the role check, the CSRF check and the shared response headers."""
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 from urllib.parse import urlsplit
 
@@ -131,6 +132,8 @@ def security_headers(resp: Response) -> Response:
 
 def install(app: Flask) -> None:
     app.extensions[POOL] = make_pool(app.config["CLAIMAPP_DSN"])
+    # A worker that exits says goodbye to the server rather than dropping its sockets.
+    atexit.register(close_pool, app)
     app.before_request(well_formed)
     app.before_request(same_origin_only)
     app.after_request(security_headers)

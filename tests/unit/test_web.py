@@ -17,6 +17,7 @@ from claimapp.accounts import REFUSED, Policy, create_user
 from claimapp.admin import main as admin_main
 from claimapp.generate import claim_file
 from claimapp.intake import ingest
+from claimapp.views.context import close_pool
 from claimapp.web import COOKIE, create_app
 
 PASSWORD = secrets.token_urlsafe(18)  # the test accounts', made up for this run only
@@ -29,7 +30,7 @@ def world(postgres: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
     with psycopg.connect(postgres["owner"], autocommit=True) as owner:
         owner.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_truncate")
         owner.execute(
-            "TRUNCATE sessions, users, audit_log, receipt_details, receipts, "
+            "TRUNCATE sessions, users, audit_log, receipts, "
             "claim_files, login_throttle RESTART IDENTITY"
         )
         owner.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_truncate")
@@ -57,6 +58,7 @@ def world(postgres: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
         "recipient": recipient[0] if recipient else "",
         "dsn": postgres,
     }
+    close_pool(app)
 
 
 def _login(client: Any, user: str, password: str = PASSWORD) -> Any:
