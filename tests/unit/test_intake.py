@@ -72,19 +72,28 @@ def test_what_is_stored_is_what_the_file_says(db: psycopg.Connection, tmp_path: 
     assert stored[0][-1][0]["fields"][-1] == "急性気管支炎"
 
 
+def _copy_a_receipt_with(db: psycopg.Connection, institution: str, details: str) -> None:
+    """Insert a copy of a loaded receipt as the application role could, two columns replaced
+    by SQL expressions."""
+    db.execute(
+        psycopg.sql.SQL(
+            "INSERT INTO receipts (claim_file_id, institution_code, receipt_number, "
+            "receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
+            "recipient_number, days, points, details) SELECT claim_file_id, {}, 999, "
+            "receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
+            "recipient_number, days, points, {} FROM receipts LIMIT 1"
+        ).format(psycopg.sql.SQL(institution), psycopg.sql.SQL(details))
+    )
+
+
 def test_details_that_are_not_a_list_are_refused_by_the_database(
     db: psycopg.Connection, tmp_path: Path
 ) -> None:
     assert ingest(_drop(tmp_path, "g.UKE", claim_file(13, receipts=2)), db,
                   **_dirs(tmp_path)).loaded  # fmt: skip
     with pytest.raises(psycopg.errors.CheckViolation):
-        db.execute(
-            "INSERT INTO receipts (claim_file_id, institution_code, receipt_number, "
-            "receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
-            "recipient_number, days, points, details) SELECT claim_file_id, institution_code, "
-            "999, receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
-            'recipient_number, days, points, \'{"record": "SY"}\' FROM receipts LIMIT 1'
-        )
+        _copy_a_receipt_with(db, "institution_code", """'{"record": "SY"}'""")
+    _copy_a_receipt_with(db, "institution_code", "details")  # the same, as a list: accepted
 
 
 def test_a_receipt_cannot_name_another_institution_than_its_file(
@@ -93,13 +102,7 @@ def test_a_receipt_cannot_name_another_institution_than_its_file(
     assert ingest(_drop(tmp_path, "f.UKE", claim_file(12, receipts=2)), db,
                   **_dirs(tmp_path)).loaded  # fmt: skip
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
-        db.execute(
-            "INSERT INTO receipts (claim_file_id, institution_code, receipt_number, "
-            "receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
-            "recipient_number, days, points, details) SELECT claim_file_id, '0000001', 999, "
-            "receipt_type, care_month, patient_name, sex, birth_date, payer_number, "
-            "recipient_number, days, points, details FROM receipts LIMIT 1"
-        )
+        _copy_a_receipt_with(db, "'0000001'", "details")
 
 
 def test_a_file_that_fails_on_its_last_line_leaves_zero_rows(
