@@ -360,9 +360,16 @@ class _Builder:
             handled |= set(phase)
             for r in self.resources:
                 handler = phase.get(r.type)
-                if handler is not None:
+                if handler is None:
+                    continue
+                try:
                     handler(r)
-                    self.m.counted += 1
+                except Exception as exc:  # a resource the reader fails on is not understood
+                    self.m.unknown.append(
+                        f"{r.type} {r.name} (the model could not read it: "
+                        f"{type(exc).__name__}: {str(exc)[:120]})"
+                    )
+                self.m.counted += 1
         for r in self.resources:
             if r.type in handled or r.type in NON_TRAFFIC_TYPES:
                 continue
@@ -751,7 +758,8 @@ class _Builder:
         if r.inputs.get("blackhole"):
             return
         for gw in self.m.tgws.values():
-            if table in gw.route_tables and cidr and att:
+            # The next hop must be an attachment the model knows, or a walk could not follow it.
+            if table in gw.route_tables and cidr and att in self.m.attachments:
                 gw.route_tables[table].append((cidr, att))
                 return
         self.m.unknown.append(f"{r.type} {r.name} (table or attachment not in the model)")

@@ -14,8 +14,11 @@ A model with a traffic-carrying resource it does not understand gives UNKNOWN, n
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from infra.config import EXTERNAL_ZONES, StackConfig
 from infra.proof.model import Model, dx_site, within
@@ -311,6 +314,14 @@ def _separated(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
     verdict.checked.update({"paths traced": paths, "ports": len(ports)})
 
 
+def _where(exc: BaseException) -> str:
+    """The innermost frame of the proof's own code that the error came through."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "/infra/proof/" in f.filename.replace("\\", "/")]  # fmt: skip
+    last = frames[-1] if frames else None
+    return f"{Path(last.filename).name}:{last.lineno} ({last.name})" if last else "unknown"
+
+
 def prove(model: Model, config: StackConfig) -> Proof:
     ctx = Context(model, sites_of(config))
     verdicts = [
@@ -318,9 +329,20 @@ def prove(model: Model, config: StackConfig) -> Proof:
         Verdict("policy", "Reachable flows equal the flow policy"),
         Verdict("separated", "LGWAN and the fund's line never reach each other"),
     ]
-    _closed(ctx, verdicts[0])
-    _policy(ctx, config, verdicts[1])
-    _separated(ctx, config, verdicts[2])
+    checks: list[Callable[[Verdict], None]] = [
+        functools.partial(_closed, ctx),
+        functools.partial(_policy, ctx, config),
+        functools.partial(_separated, ctx, config),
+    ]
+    for verdict, check in zip(verdicts, checks, strict=True):
+        try:
+            check(verdict)
+        except Exception as exc:  # a proof that stopped halfway proves nothing: UNKNOWN
+            verdict.status = UNKNOWN if verdict.status == HOLDS else verdict.status
+            verdict.counterexamples.append(
+                Counterexample(f"the proof failed: {type(exc).__name__}: {str(exc)[:160]}",
+                               [f"at {_where(exc)}"])
+            )  # fmt: skip
     if model.unknown:
         for v in verdicts:
             if v.status == HOLDS:

@@ -17,7 +17,10 @@ import pulumi_aws as aws
 import pytest
 import yaml
 
+import infra.check
 import infra.program
+import infra.proof.model
+import infra.proof.verdicts
 from infra.config import StackConfig, load_stack
 from infra.offline import evaluate
 from infra.proof import model_of
@@ -276,6 +279,23 @@ def _fund_port(flows: list[dict[str, Any]]) -> None:
     next(f for f in flows if f["from"] == "fund")["port"] = 2222
 
 
+def tgw_route_to_a_peering_attachment() -> None:
+    # An attachment type the model does not read: a route to it must not end the walk.
+    aws.ec2transitgateway.PeeringAttachment(
+        "mut-tgw-peer",
+        transit_gateway_id="lgwan-tgw-id",
+        peer_transit_gateway_id="tgw-0123456789abcdef0",
+        peer_region="ap-northeast-3",
+        peer_account_id="123456789012",
+    )
+    aws.ec2transitgateway.Route(
+        "mut-tgw-to-peer",
+        destination_cidr_block="0.0.0.0/0",
+        transit_gateway_attachment_id="mut-tgw-peer-id",
+        transit_gateway_route_table_id="lgwan-vpc-side-id",
+    )
+
+
 @dataclass
 class Mutation:
     name: str
@@ -358,6 +378,13 @@ MUTATIONS = [
         status="UNKNOWN",
     ),
     Mutation(
+        "transit gateway route to an attachment type the model does not know",
+        "closed",
+        "mut-tgw-to-peer",
+        tgw_route_to_a_peering_attachment,
+        status="UNKNOWN",
+    ),
+    Mutation(
         "a traffic-carrying type the model does not know",
         "closed",
         "mut-carrier",
@@ -408,3 +435,34 @@ def test_mutation_flips_its_verdict(
 def test_there_are_enough_mutations() -> None:
     assert len(MUTATIONS) >= 20
     assert {m.verdict for m in MUTATIONS} == {"closed", "policy", "separated"}
+
+
+def test_a_resource_the_model_fails_to_read_makes_the_verdicts_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(self: Any, r: Any) -> None:
+        if r.name == "segment-app-rt":
+            raise KeyError("routes")
+
+    monkeypatch.setattr(infra.proof.model._Builder, "_route_table", broken)
+    proof = prove(model_of(evaluate(REPO / "Pulumi.lab.yaml")), load_stack("lab", REPO))
+    assert HOLDS not in [v.status for v in proof.verdicts]  # UNKNOWN, or VIOLATED without it
+    assert any("segment-app-rt" in u and "KeyError" in u for u in proof.unknown)
+
+
+def test_a_proof_that_fails_halfway_is_unknown_and_the_check_says_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*_: Any) -> None:
+        raise KeyError("mut-attachment")
+
+    monkeypatch.setattr(infra.proof.verdicts, "_separated", broken)
+    proof = prove(model_of(evaluate(REPO / "Pulumi.lab.yaml")), load_stack("lab", REPO))
+    assert [v.status for v in proof.verdicts] == [HOLDS, HOLDS, "UNKNOWN"]
+    why = proof.verdicts[2].counterexamples[0]
+    assert "KeyError" in why.summary and "mut-attachment" in why.summary
+    assert why.hops and why.hops[0].startswith("at ")
+    assert infra.check.main(["--stack", "lab"]) == 1
+    out = capsys.readouterr()
+    assert "proof separated UNKNOWN" in out.out and "the proof failed: KeyError" in out.out
+    assert "Traceback" not in out.out + out.err
