@@ -34,22 +34,25 @@ DAY = re.compile(r"([1-5])([0-9]{2})([0-9]{2})([0-9]{2})")  # GYYMMDD
 MONTH = re.compile(r"([1-5])([0-9]{2})([0-9]{2})")  # GYYMM
 
 
-def _control_class(but: str = "") -> re.Pattern[str]:
-    # Every Unicode "other" character (controls, format, private use, unassigned) of the plane
-    # that cp932 decodes into, as one character class: one regex search, not a lookup per
-    # character.
+# Every Unicode "other" character (controls, format, private use, unassigned) of the plane that
+# cp932 decodes into: read off the plane once, at import.
+_OTHER = [cp for cp in range(0x10000) if unicodedata.category(chr(cp))[0] == "C"]
+
+
+def _control_class(points: list[int]) -> re.Pattern[str]:
+    # As one character class: one regex search, not a lookup per character.
     ranges: list[tuple[int, int]] = []
-    for cp in range(0x10000):
-        if unicodedata.category(chr(cp))[0] == "C" and chr(cp) not in but:
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
-            else:
-                ranges.append((cp, cp))
+    for cp in points:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
     return re.compile("[" + "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges) + "]")
 
 
-CONTROL = _control_class()
-CONTROL_BUT_LF = _control_class(but="\n")  # a whole file's text, its line feeds allowed
+CONTROL = _control_class(_OTHER)
+# A whole file's text, its line feeds allowed.
+CONTROL_BUT_LF = _control_class([cp for cp in _OTHER if cp != ord("\n")])
 
 
 def excerpt(value: str) -> str:
