@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from infra.cidr import aws_reserved, split_for_azs
+from infra.network.services import SERVICE_NAME, allowed_services
 
 PROJECT = "claims-dc"
 NS = f"{PROJECT}:"
@@ -66,6 +67,7 @@ KNOWN_KEYS = (
     "lines",
     "backup",
     "logs",
+    "endpointServices",
 )
 LINE_KINDS = ("vpn", "dx")
 # The retention periods CloudWatch Logs accepts.
@@ -213,6 +215,8 @@ class StackConfig:
     lines: Mapping[str, Line]
     backup: Backup
     log_retention_days: int
+    # Non-AWS endpoint services the council accepted: full service name -> the reason.
+    endpoint_exceptions: Mapping[str, str] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def allowed(self) -> frozenset[tuple[str, str, int, str]]:
@@ -653,6 +657,37 @@ def _parse_logs(problems: _Problems, raw: object) -> int | None:
     return int(days)
 
 
+def _parse_endpoint_services(problems: _Problems, raw: object) -> dict[str, str]:
+    """Services other than AWS's own that an endpoint may reach, each with its reason. Listing
+    one quiets the policy rule; the proof still cannot see past it."""
+    key = f"{NS}endpointServices"
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        problems.add(key, raw, "must be a list of {service, why}")
+        return {}
+    found: dict[str, str] = {}
+    for i, entry in enumerate(raw):
+        where = f"{key}[{i}]"
+        if not isinstance(entry, Mapping) or set(entry) != {"service", "why"}:
+            problems.add(where, entry, "must be {service: NAME, why: REASON}")
+            continue
+        name, why = entry["service"], entry["why"]
+        if not isinstance(name, str) or not SERVICE_NAME.match(name):
+            problems.add(f"{where}.service", name, "not an endpoint service name")
+        elif name in allowed_services(ALLOWED_REGIONS[0]) or name in allowed_services(
+            ALLOWED_REGIONS[1]
+        ):
+            problems.add(f"{where}.service", name, "an AWS service: it needs no exception")
+        elif not isinstance(why, str) or len(why.strip()) < 10 or len(why) > 500:
+            problems.add(f"{where}.why", why, "give the reason (10 to 500 characters)")
+        elif name in found:
+            problems.add(f"{where}.service", name, "listed twice")
+        else:
+            found[name] = why.strip()
+    return found
+
+
 def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
     """Validate the `config:` mapping of a stack file (keys like `claims-dc:zones`)."""
     problems = _Problems(source)
@@ -685,6 +720,7 @@ def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
     lines = _parse_lines(problems, config.get(f"{NS}lines"))
     backup = _parse_backup(problems, config.get(f"{NS}backup"), region)
     log_days = _parse_logs(problems, config.get(f"{NS}logs"))
+    exceptions = _parse_endpoint_services(problems, config.get(f"{NS}endpointServices"))
     if problems.lines:
         raise ConfigError(problems.lines)
     # no problems means every part parsed
@@ -702,6 +738,7 @@ def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
         lines=lines,
         backup=backup,
         log_retention_days=log_days,
+        endpoint_exceptions=exceptions,
         raw=dict(config),
     )
 

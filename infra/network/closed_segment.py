@@ -16,8 +16,7 @@ import pulumi_aws as aws
 from infra.common import policy_json, service_trust, tags
 from infra.config import DATACENTER_ZONES, StackConfig
 from infra.network.flows import endpoint_clients, nacl_rules
-
-INTERFACE_SERVICES = ("kms", "sts", "logs", "ssm", "ssmmessages", "ec2messages")
+from infra.network.services import BY_SERVICE, GATEWAY_ENDPOINT, INTERFACE_ENDPOINTS
 
 
 @dataclass
@@ -131,7 +130,7 @@ class ClosedSegment(pulumi.ComponentResource):
         self.s3_endpoint = aws.ec2.VpcEndpoint(
             f"{name}-s3",
             vpc_id=self.vpc.id,
-            service_name=f"com.amazonaws.{config.region}.s3",
+            service_name=BY_SERVICE[GATEWAY_ENDPOINT].name(config.region),
             vpc_endpoint_type="Gateway",
             route_table_ids=[self.route_tables[z].id for z in clients],
             tags=tags(config, "s3-endpoint"),
@@ -141,7 +140,7 @@ class ClosedSegment(pulumi.ComponentResource):
             service: aws.ec2.VpcEndpoint(
                 f"{name}-{service}",
                 vpc_id=self.vpc.id,
-                service_name=f"com.amazonaws.{config.region}.{service}",
+                service_name=BY_SERVICE[service].name(config.region),
                 vpc_endpoint_type="Interface",
                 private_dns_enabled=True,
                 subnet_ids=[s.id for s in self.subnets["endpoints"]],
@@ -149,7 +148,7 @@ class ClosedSegment(pulumi.ComponentResource):
                 tags=tags(config, f"{service}-endpoint"),
                 opts=child,
             )
-            for service in INTERFACE_SERVICES
+            for service in INTERFACE_ENDPOINTS
         }
 
         log_group = aws.cloudwatch.LogGroup(

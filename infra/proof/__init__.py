@@ -16,6 +16,7 @@ def model_of(ev: Evaluation) -> Model:
         [Declared(r.type, r.name, r.inputs, r.outputs) for r in ev.resources],
         prefix_cidrs={prefix["prefixListId"]: prefix["cidrBlocks"]},
         dx_attachment_id=dx["id"],
+        region=ev.config.region,
     )
 
 

@@ -18,6 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.config import ALLOWED_REGIONS
+from infra.network.services import aws_service
+
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -114,19 +117,43 @@ class Subnet:
     vpc: str
     cidr: Net
     public_ip_on_launch: bool = False
+    cidr6: Net | None = None  # its IPv6 CIDR, if any
+    ipv6_on_launch: bool = False
+
+    def holds(self, address: Address) -> bool:
+        return any(
+            n is not None and address.version == n.version and address in n
+            for n in (self.cidr, self.cidr6)
+        )
 
 
 @dataclass
 class Interface:
-    """Something with an address in a subnet: an instance, an ENI, an interface endpoint."""
+    """Something with addresses in a subnet: an instance, an ENI, an interface endpoint."""
 
     name: str
     subnet: str
-    address: Address | None
+    addresses: list[Address]  # every private address, IPv4 and IPv6; the primary first
     groups: list[str]
     public_ip: bool = False
     source_dest_check: bool = True
     kind: str = "instance"
+    endpoint: str | None = None  # for an interface endpoint: the VpcEndpoint's name
+
+    @property
+    def address(self) -> Address | None:
+        return self.addresses[0] if self.addresses else None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A VPC endpoint: a door to the service it names."""
+
+    name: str
+    kind: str  # Gateway, Interface, GatewayLoadBalancer
+    service: str
+    aws: bool  # one of the stack region's AWS services (infra.network.services)
+    prefix_list: str | None = None  # a gateway endpoint's service prefix list
 
 
 @dataclass
@@ -161,6 +188,7 @@ class VpnConnection:
 @dataclass
 class Model:
     vpcs: dict[str, Net] = field(default_factory=dict)
+    vpc_v6: dict[str, Net] = field(default_factory=dict)  # VPC -> its IPv6 CIDR
     igw: dict[str, str] = field(default_factory=dict)  # igw name -> vpc
     eigw: dict[str, str] = field(default_factory=dict)
     nat: dict[str, str] = field(default_factory=dict)  # nat name -> subnet
@@ -179,6 +207,7 @@ class Model:
     vpns: dict[str, VpnConnection] = field(default_factory=dict)
     prefix_cidrs: dict[str, list[Net]] = field(default_factory=dict)  # prefix list -> CIDRs
     gateway_endpoints: dict[str, str] = field(default_factory=dict)  # prefix list -> endpoint
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)  # "type name" the model cannot read
     counted: int = 0  # resources read
 
@@ -190,13 +219,17 @@ class Model:
         return next((n for n in self.nacls.values() if subnet in n.subnets), None)
 
     def subnet_at(self, address: Address) -> str | None:
-        for name, subnet in self.subnets.items():
-            if address.version == subnet.cidr.version and address in subnet.cidr:
-                return name
-        return None
+        return next((n for n, s in self.subnets.items() if s.holds(address)), None)
 
     def interface_at(self, address: Address) -> Interface | None:
-        return next((i for i in self.interfaces if i.address == address), None)
+        return next((i for i in self.interfaces if address in i.addresses), None)
+
+    def vpc_holds(self, vpc: str | None, address: Address) -> bool:
+        """`address` is inside the VPC's IPv4 or IPv6 CIDR."""
+        return any(
+            n is not None and address.version == n.version and address in n
+            for n in (self.vpcs.get(vpc or ""), self.vpc_v6.get(vpc or ""))
+        )
 
 
 def dx_site(connection: object, vlan: object) -> str:
@@ -255,6 +288,31 @@ TARGET_KEYS = (
 )  # fmt: skip
 
 
+# Every input through which one resource names another, at any depth (inline routes and rules
+# included). Each value must resolve to a declared resource, a prefix list the model knows, or
+# "local"; anything else is an unknown, whatever reader would have met it.
+REFERENCE_KEYS = frozenset({
+    "vpcId", "subnetId", "subnetIds", "routeTableId", "routeTableIds", "defaultRouteTableId",
+    "defaultNetworkAclId", "gatewayId", "natGatewayId", "transitGatewayId",
+    "vpcPeeringConnectionId", "egressOnlyGatewayId", "networkInterfaceId", "vpcEndpointId",
+    "carrierGatewayId", "localGatewayId", "coreNetworkArn", "securityGroupId",
+    "securityGroupIds", "vpcSecurityGroupIds", "securityGroups", "referencedSecurityGroupId",
+    "sourceSecurityGroupId", "networkAclId", "prefixListId", "prefixListIds",
+    "destinationPrefixListId", "transitGatewayAttachmentId", "transitGatewayRouteTableId",
+    "vpnGatewayId", "customerGatewayId", "vpnConnectionId", "internetGatewayId", "instance",
+    "instanceId", "networkInterface", "allocationId", "peerVpcId", "dxGatewayId",
+    "associatedGatewayId",
+})  # fmt: skip
+PREFIX_LIST_KEYS = frozenset({"prefixListId", "prefixListIds", "destinationPrefixListId"})
+ULA = ipaddress.ip_network("fc00::/7")  # the only IPv6 space that is not public
+# An AWS-generated IPv6 block is known only after deploy; this documentation /56 stands in.
+GENERATED_V6 = ipaddress.ip_network("2001:db8:c1a1:ff00::/56")
+
+
+def public_v6(address: Address) -> bool:
+    return address.version == 6 and address not in ULA
+
+
 @dataclass(frozen=True)
 class Declared:
     """One declared resource, as the model reads it."""
@@ -272,9 +330,13 @@ class _Builder:
         sites: Mapping[str, str],
         prefix_cidrs: Mapping[str, list[str]],
         dx_attachment_id: str | None,
+        region: str,
     ) -> None:
         self.resources = resources
         self.sites = sites
+        self.region = region
+        # Addresses AWS assigns at deploy time, given out after every declared one is known.
+        self.to_place: list[tuple[Interface, int, int]] = []  # (interface, version, how many)
         self.m = Model(prefix_cidrs={k: [n for n in map(_net, v) if n] for k, v in
                                      prefix_cidrs.items()})  # fmt: skip
         # Under mocks every resource's id is `<name>-id`; computed ids map to their owners too.
@@ -306,6 +368,7 @@ class _Builder:
         # over the attachments. Record order is not dependency order (registration is async).
         first = {
             "aws:ec2/vpc:Vpc": self._vpc,
+            "aws:ec2/managedPrefixList:ManagedPrefixList": self._prefix_list,
             "aws:ec2/internetGateway:InternetGateway": self._igw,
             "aws:ec2/egressOnlyInternetGateway:EgressOnlyInternetGateway": self._eigw,
             "aws:ec2/vpnGateway:VpnGateway": self._vgw,
@@ -315,6 +378,7 @@ class _Builder:
         }
         second = {
             "aws:ec2/subnet:Subnet": self._subnet,
+            "aws:ec2/managedPrefixListEntry:ManagedPrefixListEntry": self._prefix_list_entry,
             "aws:ec2/internetGatewayAttachment:InternetGatewayAttachment": self._igw_attachment,
             "aws:ec2/vpnGatewayAttachment:VpnGatewayAttachment": self._vgw_attachment,
             "aws:ec2/vpcPeeringConnection:VpcPeeringConnection": self._peering,
@@ -371,11 +435,12 @@ class _Builder:
                     )
                 self.m.counted += 1
         for r in self.resources:
-            if r.type in handled or r.type in NON_TRAFFIC_TYPES:
-                continue
             if r.type.startswith(NON_TRAFFIC_PREFIXES):
                 continue
-            self.m.unknown.append(f"{r.type} {r.name}")
+            self._check_references(r)
+            if r.type not in handled and r.type not in NON_TRAFFIC_TYPES:
+                self.m.unknown.append(f"{r.type} {r.name}")
+        self._place_addresses()
         eips = [
             r
             for r in self.resources
@@ -388,7 +453,106 @@ class _Builder:
                         iface.public_ip = True
         return self.m
 
+    def _resolves(self, key: str, value: str) -> bool:
+        if value in self.ids:
+            return True
+        if key in PREFIX_LIST_KEYS:
+            return value in self.m.prefix_cidrs
+        return key == "gatewayId" and value == "local"
+
+    def _check_references(self, r: Declared) -> None:
+        def walk(node: Any, path: str) -> None:
+            if isinstance(node, Mapping):
+                for key, value in node.items():
+                    where = f"{path}.{key}" if path else str(key)
+                    if key in REFERENCE_KEYS:
+                        for v in value if isinstance(value, list) else [value]:
+                            if isinstance(v, str) and v and not self._resolves(key, v):
+                                self.m.unknown.append(
+                                    f"{r.type} {r.name} ({where} = {v[:64]!r} is not declared "
+                                    f"in the program)"
+                                )
+                            elif v is not None and not isinstance(v, str):
+                                self.m.unknown.append(
+                                    f"{r.type} {r.name} ({where} is not a reference the model "
+                                    f"can read)"
+                                )
+                    else:
+                        walk(value, where)
+            elif isinstance(node, list):
+                for i, value in enumerate(node):
+                    walk(value, f"{path}[{i}]")
+
+        walk(r.inputs, "")
+
+    def _place_addresses(self) -> None:
+        """Give each interface AWS would number at deploy time its own addresses, past AWS's
+        reserved four and clear of every declared one, so no two share an address."""
+        taken = {a for i in self.m.interfaces for a in i.addresses}
+        for iface, version, count in self.to_place:
+            subnet = self.m.subnets[iface.subnet]
+            net = subnet.cidr if version == 4 else subnet.cidr6
+            if net is None:
+                self.m.unknown.append(f"{iface.kind} {iface.name} (IPv{version} address in a "
+                                      f"subnet without IPv{version})")  # fmt: skip
+                continue
+            candidate = net.network_address + 4
+            for _ in range(count):
+                while candidate in taken:
+                    candidate += 1
+                if candidate not in net or candidate == net.broadcast_address:
+                    self.m.unknown.append(f"{iface.kind} {iface.name} (subnet {subnet.name} "
+                                          f"is full)")  # fmt: skip
+                    break
+                iface.addresses.append(candidate)
+                taken.add(candidate)
+        for iface in self.m.interfaces:
+            if any(public_v6(a) for a in iface.addresses):
+                iface.public_ip = True
+
+    def _addresses(self, r: Declared, subnet: str, keys: tuple[str, ...]) -> list[Address]:
+        """Declared addresses under `keys` (one value or a list each), in order, once each."""
+        found: list[Address] = []
+        for key in keys:
+            value = r.inputs.get(key)
+            for v in value if isinstance(value, list) else [value]:
+                if v in (None, ""):
+                    continue
+                address = ipaddress.ip_address(v)  # a bad one makes the resource unknown
+                if not self.m.subnets[subnet].holds(address):
+                    raise ValueError(f"{key} {address} is outside subnet {subnet}")
+                if address not in found:
+                    found.append(address)
+        return found
+
+    def _counts(self, iface: Interface, r: Declared, v4_key: str | None, v6_key: str) -> None:
+        """Addresses asked for by number: AWS picks them; the model places stand-ins."""
+        subnet = self.m.subnets[iface.subnet]
+        v6 = _port(r.inputs.get(v6_key), 0)
+        if v6 == 0 and subnet.ipv6_on_launch and not any(a.version == 6 for a in iface.addresses):
+            v6 = 1
+        if v6:
+            self.to_place.append((iface, 6, v6))
+        if v4_key and _port(r.inputs.get(v4_key), 0):
+            self.to_place.append((iface, 4, _port(r.inputs.get(v4_key), 0)))
+        if not iface.addresses:
+            self.to_place.insert(0, (iface, 4, 1))
+
     # --- resource readers ---
+
+    def _prefix_list(self, r: Declared) -> None:
+        entries = r.inputs.get("entries") or []
+        cidrs = [_net(e.get("cidr")) for e in entries if isinstance(e, Mapping)]
+        if any(c is None for c in cidrs):
+            raise ValueError("an entry's cidr is not a CIDR")
+        self.m.prefix_cidrs[f"{r.name}-id"] = [c for c in cidrs if c is not None]
+
+    def _prefix_list_entry(self, r: Declared) -> None:
+        cidr = _net(r.inputs.get("cidr"))
+        pl = r.inputs.get("prefixListId")
+        if cidr is None or pl not in self.m.prefix_cidrs:
+            raise ValueError("no CIDR, or a prefix list the program does not declare")
+        self.m.prefix_cidrs[pl].append(cidr)
 
     def _vpc(self, r: Declared) -> None:
         cidr = _net(r.inputs.get("cidrBlock"))
@@ -396,15 +560,27 @@ class _Builder:
             self.m.unknown.append(f"{r.type} {r.name} (no CIDR)")
             return
         self.m.vpcs[r.name] = cidr
+        v6 = _net(r.inputs.get("ipv6CidrBlock"))
+        if v6 is None and (r.inputs.get("assignGeneratedIpv6CidrBlock")
+                           or r.inputs.get("ipv6IpamPoolId")):  # fmt: skip
+            v6 = GENERATED_V6
+        if v6 is not None:
+            self.m.vpc_v6[r.name] = v6
 
     def _subnet(self, r: Declared) -> None:
         vpc, cidr = self.ref(r.inputs.get("vpcId")), _net(r.inputs.get("cidrBlock"))
         if vpc is None or cidr is None:
             self.m.unknown.append(f"{r.type} {r.name}")
             return
+        v6 = _net(r.inputs.get("ipv6CidrBlock"))
+        if v6 is None and r.inputs.get("ipv6CidrBlock"):
+            raise ValueError("ipv6CidrBlock is not a CIDR")
+        if v6 is None and r.inputs.get("ipv6Native"):
+            v6 = GENERATED_V6
         self.m.subnets[r.name] = Subnet(
-            r.name, vpc, cidr, bool(r.inputs.get("mapPublicIpOnLaunch"))
-        )
+            r.name, vpc, cidr, bool(r.inputs.get("mapPublicIpOnLaunch")), v6,
+            bool(r.inputs.get("assignIpv6AddressOnCreation")),
+        )  # fmt: skip
 
     def _igw(self, r: Declared) -> None:
         self.m.igw[r.name] = self.ref(r.inputs.get("vpcId")) or ""
@@ -488,6 +664,8 @@ class _Builder:
             or route.get("ipv6CidrBlock")
         )
         prefix = route.get("destinationPrefixListId")
+        if dest is None and not prefix:
+            raise ValueError("a route without a destination the model can read")
         table.routes.append(Route(resource, dest, kind, target, prefix))
 
     def _route(self, r: Declared) -> None:
@@ -524,7 +702,10 @@ class _Builder:
             ) -> FilterRule:
                 return FilterRule(name, egress, _a, _n, cidr, _p, _l, _h, pl, group)
 
-            out += [make(_net(cidr)) for cidr in cidrs]
+            nets = [_net(cidr) for cidr in cidrs]
+            if None in nets:
+                raise ValueError(f"a CIDR of rule {i} is not a CIDR")
+            out += [make(net) for net in nets]
             out += [make(None, group=g) for g in self.refs(rule.get("securityGroups") or [])]
             if rule.get("self"):
                 out.append(make(None, group=name))
@@ -552,6 +733,9 @@ class _Builder:
             self.m.unknown.append(f"{r.type} {r.name} (NACL not in the model)")
             return
         i = r.inputs
+        text = i.get("cidrBlock") or i.get("ipv6CidrBlock")
+        if _net(text) is None:
+            raise ValueError("its CIDR is not a CIDR")
         self.m.nacls[acl].rules.append(FilterRule(
             resource=r.name, egress=bool(i.get("egress")), allow=i.get("ruleAction") == "allow",
             number=_port(i.get("ruleNumber"), 0),
@@ -572,7 +756,10 @@ class _Builder:
             self.m.unknown.append(f"{r.type} {r.name} (group not in the model)")
             return
         egress = r.type.endswith("EgressRule")
-        cidr = _net(r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6"))
+        text = r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6")
+        cidr = _net(text)
+        if text and cidr is None:
+            raise ValueError("its CIDR is not a CIDR")
         proto = _protocol(r.inputs.get("ipProtocol"))
         low, high = _port(r.inputs.get("fromPort"), 0), _port(r.inputs.get("toPort"), 65535)
         self.m.groups[group].rules.append(FilterRule(
@@ -598,61 +785,66 @@ class _Builder:
         if subnet not in self.m.subnets:
             self.m.unknown.append(f"{r.type} {r.name} (subnet not in the model)")
             return
-        address = r.inputs.get("privateIp")
-        self.m.interfaces.append(Interface(
-            r.name, subnet, ipaddress.ip_address(address) if address else None,
+        iface = Interface(
+            r.name, subnet,
+            self._addresses(r, subnet, ("privateIp", "secondaryPrivateIps", "ipv6Addresses")),
             self.refs(r.inputs.get("vpcSecurityGroupIds") or []),
             public_ip=bool(r.inputs.get("associatePublicIpAddress"))
             or self.m.subnets[subnet].public_ip_on_launch,
             source_dest_check=r.inputs.get("sourceDestCheck", True) is not False,
-        ))  # fmt: skip
+        )  # fmt: skip
+        self._counts(iface, r, None, "ipv6AddressCount")
+        self.m.interfaces.append(iface)
 
     def _eni(self, r: Declared) -> None:
         subnet = self.ref(r.inputs.get("subnetId"))
         if subnet not in self.m.subnets:
             self.m.unknown.append(f"{r.type} {r.name} (subnet not in the model)")
             return
-        ips = r.inputs.get("privateIps") or [r.inputs.get("privateIp")]
-        address = ipaddress.ip_address(ips[0]) if ips and ips[0] else None
-        self.m.interfaces.append(
-            Interface(
-                r.name,
-                subnet,
-                address,
-                self.refs(r.inputs.get("securityGroups") or []),
-                source_dest_check=r.inputs.get("sourceDestCheck", True) is not False,
-                kind="eni",
-            )
+        keys = ("privateIp", "privateIps", "privateIpList", "ipv6Addresses", "ipv6AddressList")
+        iface = Interface(
+            r.name,
+            subnet,
+            self._addresses(r, subnet, keys),
+            self.refs(r.inputs.get("securityGroups") or []),
+            source_dest_check=r.inputs.get("sourceDestCheck", True) is not False,
+            kind="eni",
         )
+        self._counts(iface, r, "privateIpsCount", "ipv6AddressCount")
+        self.m.interfaces.append(iface)
 
     def _eip(self, r: Declared) -> None:
         self.m.eips.append(r.name)
 
     def _endpoint(self, r: Declared) -> None:
-        kind = r.inputs.get("vpcEndpointType", "Gateway")
+        kind = str(r.inputs.get("vpcEndpointType") or "Gateway")
+        service = str(r.inputs.get("serviceName") or "")
+        aws = aws_service(service, self.region, kind) is not None
+        prefix = r.outputs.get("prefixListId") if kind == "Gateway" else None
+        self.m.endpoints[r.name] = Endpoint(r.name, kind, service, aws, prefix)
         if kind == "Gateway":
-            prefix = r.outputs.get("prefixListId")
+            if not prefix:
+                raise ValueError("a gateway endpoint without its service's prefix list")
             for table in self.refs(r.inputs.get("routeTableIds") or []):
                 if table in self.m.route_tables:
                     self.m.route_tables[table].routes.append(
                         Route(r.name, None, "vpce", r.name, prefix_list=prefix)
                     )
-            if prefix:
-                self.m.gateway_endpoints[prefix] = r.name
+            self.m.gateway_endpoints[prefix] = r.name
             return
         for subnet in self.refs(r.inputs.get("subnetIds") or []):
             if subnet in self.m.subnets:
-                # An interface endpoint's ENI: an address in the subnet past AWS's reserved four.
-                net = self.m.subnets[subnet].cidr
-                self.m.interfaces.append(
-                    Interface(
-                        f"{r.name}@{subnet}",
-                        subnet,
-                        net.network_address + 5,
-                        self.refs(r.inputs.get("securityGroupIds") or []),
-                        kind="endpoint",
-                    )
+                # Each endpoint has its own network interface, and address, in each subnet.
+                iface = Interface(
+                    f"{r.name}@{subnet}",
+                    subnet,
+                    [],
+                    self.refs(r.inputs.get("securityGroupIds") or []),
+                    kind="endpoint",
+                    endpoint=r.name,
                 )
+                self.to_place.append((iface, 4, 1))
+                self.m.interfaces.append(iface)
 
     def _tgw(self, r: Declared) -> None:
         self.m.tgws[r.name] = TransitGateway(
@@ -770,5 +962,6 @@ def build_model(
     *,
     prefix_cidrs: Mapping[str, list[str]] | None = None,
     dx_attachment_id: str | None = None,
+    region: str = ALLOWED_REGIONS[0],
 ) -> Model:
-    return _Builder(resources, {}, prefix_cidrs or {}, dx_attachment_id).build()
+    return _Builder(resources, {}, prefix_cidrs or {}, dx_attachment_id, region).build()

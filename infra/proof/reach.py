@@ -122,9 +122,10 @@ def _best_route(ctx: Context, table_name: str, dst: Address) -> Route | None:
     model = ctx.model
     table = model.route_tables[table_name]
     candidates: list[tuple[int, Route]] = []
-    vpc = model.vpcs.get(table.vpc)
-    if vpc is not None and dst.version == vpc.version and dst in vpc:
-        candidates.append((vpc.prefixlen, Route(f"{table_name} (local)", vpc, "local", table.vpc)))
+    for vpc in (model.vpcs.get(table.vpc), model.vpc_v6.get(table.vpc)):
+        if vpc is not None and dst.version == vpc.version and dst in vpc:
+            local = Route(f"{table_name} (local)", vpc, "local", table.vpc)
+            candidates.append((vpc.prefixlen, local))
     for route in table.routes:
         if route.destination is not None:
             if dst.version == route.destination.version and dst in route.destination:
@@ -179,6 +180,12 @@ def _deliver(
         t.hops.append(why)
         if not ok:
             return t.block(why)
+    endpoint = model.endpoints.get(iface.endpoint or "")
+    if endpoint is not None and not endpoint.aws:
+        t.hops.append(f"enters endpoint {endpoint.name} to {endpoint.service!r}: not an AWS "
+                      f"service, a network the model cannot see")  # fmt: skip
+        t.arrived, t.exit = True, "unknown"
+        return t
     t.hops.append(f"arrives at {iface.kind} {iface.name} ({dst})")
     t.arrived, t.exit = True, f"host:{iface.name}"
     return t
@@ -214,8 +221,16 @@ def _from_table(
         t.arrived, t.exit = True, "internet"
         return t
     if kind == "vpce":
-        t.hops.append(f"gateway endpoint {target}: an AWS service, not the internet")
-        t.arrived, t.exit = True, "aws-service"
+        endpoint = model.endpoints.get(target)
+        if (endpoint is not None and endpoint.aws and endpoint.kind == "Gateway"
+                and route.prefix_list == endpoint.prefix_list):  # fmt: skip
+            t.hops.append(f"gateway endpoint {target} ({endpoint.service}): an AWS service, "
+                          f"not the internet")  # fmt: skip
+            t.arrived, t.exit = True, "aws-service"
+            return t
+        what = f"{endpoint.kind} endpoint to {endpoint.service!r}" if endpoint else "an endpoint"
+        t.hops.append(f"{target} is {what}: a network the model cannot see")
+        t.arrived, t.exit = True, "unknown"
         return t
     if kind == "pcx":
         vpc, peer = model.peering.get(target, ("", None))
@@ -338,8 +353,7 @@ def _via_tgw(
         t.arrived, t.exit = True, "unknown"
         return t
     igws = [g for g, v in model.igw.items() if v == nxt.vpc]
-    vpc_cidr = model.vpcs[nxt.vpc]
-    if igws and not (dst.version == vpc_cidr.version and dst in vpc_cidr):
+    if igws and not model.vpc_holds(nxt.vpc, dst):
         t.hops.append(f"VPC {nxt.vpc} has internet gateway {igws[0]}")
         t.arrived, t.exit = True, "internet"
         return t
@@ -420,8 +434,7 @@ def trace(
             attempt = Trace(hops=list(t.hops))
             attempt.hops.append(f"VPN {vpn.name} on virtual private gateway {vpn.vgw}")
             vpc = model.vgw.get(vpn.vgw or "")
-            vpc_cidr = model.vpcs.get(vpc or "")
-            if vpc_cidr is not None and dst.version == vpc_cidr.version and dst in vpc_cidr:
+            if model.vpc_holds(vpc, dst):
                 result = _deliver(ctx, attempt, src, dst, port, protocol, None, stateful_return)
             else:
                 result = _via_vgw(ctx, attempt, vpn.vgw or "", vpn.name, dst)

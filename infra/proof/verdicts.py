@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import functools
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.config import EXTERNAL_ZONES, StackConfig
-from infra.proof.model import Model, dx_site, within
+from infra.proof.model import Model, Net, Route, dx_site, public_v6, within
 from infra.proof.reach import (
     EPHEMERAL_PORT,
     INTERNET_V4,
@@ -56,6 +56,11 @@ class Verdict:
         self.status = VIOLATED
         self.counterexamples.append(Counterexample(summary, list(hops)))
 
+    def cannot_tell(self, summary: str, hops: Iterable[str]) -> None:
+        """Something the proof cannot see past: UNKNOWN, unless already VIOLATED."""
+        self.status = UNKNOWN if self.status == HOLDS else self.status
+        self.counterexamples.append(Counterexample(summary, list(hops)))
+
 
 @dataclass
 class Proof:
@@ -82,9 +87,10 @@ def _zone_sources(ctx: Context, config: StackConfig, zone: str) -> list[Source]:
         site = next(s for s in ctx.sites.values() if s.zone == zone)
         return [Source("site", zone, cidr.network_address + 10, site=site)]
     return [
-        Source("interface", i.name, i.address, interface=i)
+        Source("interface", i.name, a, interface=i)
         for i in ctx.model.interfaces
-        if i.address is not None and i.address in cidr
+        for a in i.addresses
+        if a.version == cidr.version and a in cidr
     ]
 
 
@@ -95,7 +101,78 @@ def _ports(config: StackConfig, model: Model) -> list[int]:
     return sorted(ports)
 
 
-def _closed(ctx: Context, verdict: Verdict) -> None:
+def line_gateways(ctx: Context) -> dict[str, set[str]]:
+    """Outside zone -> the gateways and attachments that carry this stack's line to it."""
+    model = ctx.model
+    found: dict[str, set[str]] = {}
+    for att in model.attachments.values():
+        zone = ctx.site(att.site).zone if att.kind in ("vpn", "dx") else None
+        if zone is not None:
+            found.setdefault(zone, set()).update({att.tgw, att.name})
+    for vpn in model.vpns.values():
+        zone = ctx.site(vpn.site).zone
+        if zone is not None and vpn.vgw:
+            found.setdefault(zone, set()).add(vpn.vgw)
+    return found
+
+
+OUTSIDE_TARGETS = {
+    "igw": "an internet gateway: the internet",
+    "eigw": "an egress-only gateway: the internet over IPv6",
+    "nat": "a NAT gateway: the internet",
+    "pcx": "a peering connection: another VPC and whatever it reaches",
+    "eni": "a network interface: an appliance that forwards where the model cannot see",
+}
+
+
+def route_exposure(
+    ctx: Context, config: StackConfig, lines: Mapping[str, set[str]], route: Route
+) -> str | None:
+    """Why a route of a VPC route table leads somewhere the proof does not accept, or None for
+    the local route, a line's gateway for a prefix inside that line's zone, and an allowed
+    gateway endpoint's service prefix list."""
+    kind, model = route.target_kind, ctx.model
+    if kind == "local":
+        return None
+    if kind in ("tgw", "vgw"):
+        if route.destination is None:
+            return f"prefix list {route.prefix_list} sent to a line: not the zone's own CIDR"
+        for zone, gateways in lines.items():
+            if route.target in gateways and within(route.destination, config.zones[zone].cidr):
+                return None
+        return "not inside the zone of a line this gateway carries"
+    if kind == "vpce":
+        ep = model.endpoints.get(route.target)
+        if (ep is not None and ep.aws and ep.kind == "Gateway" and route.destination is None
+                and route.prefix_list == ep.prefix_list):  # fmt: skip
+            return None
+        what = f"{ep.kind} endpoint to {ep.service!r}" if ep else "an endpoint the model lacks"
+        return f"{what}: a network the proof cannot see"
+    return OUTSIDE_TARGETS.get(kind, f"a {kind} target the model does not understand")
+
+
+def _tgw_exposure(ctx: Context, config: StackConfig, lines: Mapping[str, set[str]],
+                  cidr: Net, att_name: str) -> str | None:  # fmt: skip
+    model = ctx.model
+    att = model.attachments.get(att_name)
+    if att is None:
+        return "an attachment the model does not know"
+    if att.kind == "vpc":
+        if att.vpc not in model.vpcs:
+            return "a VPC outside the model"
+        igws = [g for g, v in model.igw.items() if v == att.vpc]
+        if igws:
+            return f"VPC {att.vpc}, which has internet gateway {igws[0]}"
+        inside = any(within(cidr, n) for n in (model.vpcs[att.vpc], model.vpc_v6.get(att.vpc))
+                     if n is not None)  # fmt: skip
+        return None if inside else f"wider than VPC {att.vpc}"
+    zone = ctx.site(att.site).zone
+    if zone is not None and att.name in lines.get(zone, set()):
+        return None if within(cidr, config.zones[zone].cidr) else f"wider than zone {zone}"
+    return "a line to a site the stack does not know"
+
+
+def _closed(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
     model = ctx.model
     for subnet in model.subnets.values():
         if subnet.public_ip_on_launch:
@@ -105,40 +182,39 @@ def _closed(ctx: Context, verdict: Verdict) -> None:
             )
     for iface in model.interfaces:
         if iface.public_ip:
+            public = [str(a) for a in iface.addresses if public_v6(a)]
             verdict.violate(
                 f"{iface.kind} {iface.name} has a public address",
-                [f"{iface.kind} {iface.name}: public IP or EIP"],
-            )
+                [f"{iface.kind} {iface.name}: public IP, EIP or global IPv6 "
+                 f"{', '.join(public)}".rstrip()],
+            )  # fmt: skip
     for eip in model.eips:
         verdict.violate(f"{eip} is an Elastic IP: an address on the internet", [f"EIP {eip}"])
     for text in open_rules(model):
         verdict.violate("a filter admits the whole internet", [text])
+    for ep in model.endpoints.values():
+        if not ep.aws:
+            accepted = config.endpoint_exceptions.get(ep.service)
+            verdict.cannot_tell(
+                f"endpoint {ep.name} ({ep.kind}) reaches {ep.service!r}, not an AWS service of "
+                f"{config.region}: a network the proof cannot see",
+                [f"VPC endpoint {ep.name}: service {ep.service}"]
+                + ([f"accepted in {config.source}: {accepted}"] if accepted else []),
+            )
+    # Latent exposure: every route that leads anywhere but a line of its own zone or an
+    # allowed endpoint, whether or not a packet takes it today.
+    lines = line_gateways(ctx)
     for table in model.route_tables.values():
         for route in table.routes:
-            if route.target_kind in ("igw", "eigw", "nat"):
+            why = route_exposure(ctx, config, lines, route)
+            if why is not None:
+                dest = route.destination or route.prefix_list
                 verdict.violate(
-                    f"route table {table.name} routes {route.destination} to "
-                    f"{route.target_kind} {route.target}",
-                    [
-                        f"route table {table.name}: {route.resource} "
-                        f"{route.destination} -> {route.target_kind} {route.target}"
-                    ],
-                )
-            if route.target_kind == "pcx":
-                _, peer = model.peering.get(route.target, ("", None))
-                if peer is None or any(v == peer for v in model.igw.values()):
-                    what = (
-                        "a VPC outside the model"
-                        if peer is None
-                        else f"VPC {peer}, which has an internet gateway"
-                    )
-                    verdict.violate(
-                        f"route table {table.name} peers with {what}",
-                        [
-                            f"route table {table.name}: {route.resource} "
-                            f"{route.destination} -> peering {route.target}"
-                        ],
-                    )
+                    f"route table {table.name} routes {dest} to {route.target_kind} "
+                    f"{route.target}: {why}",
+                    [f"route table {table.name}: {route.resource} {dest} -> "
+                     f"{route.target_kind} {route.target}"],
+                )  # fmt: skip
         for vgw in table.propagating_vgws:
             verdict.violate(
                 f"route table {table.name} takes whatever routes VGW {vgw} learns",
@@ -150,34 +226,28 @@ def _closed(ctx: Context, verdict: Verdict) -> None:
     for gw in model.tgws.values():
         for tgw_table, routes in gw.route_tables.items():
             for cidr, att_name in routes:
-                att = model.attachments.get(att_name)
-                if att and att.kind == "vpc" and att.vpc not in model.vpcs:
+                why = _tgw_exposure(ctx, config, lines, cidr, att_name)
+                if why is not None:
                     verdict.violate(
-                        f"transit gateway {gw.name} routes to a VPC outside the model",
+                        f"transit gateway {gw.name} routes {cidr} to {att_name}: {why}",
                         [f"{tgw_table}: {cidr} -> {att_name}"],
-                    )
-                elif att and att.kind == "vpc" and any(v == att.vpc for v in model.igw.values()):
-                    verdict.violate(
-                        f"transit gateway {gw.name} routes towards VPC {att.vpc}, which has an "
-                        f"internet gateway",
-                        [f"{tgw_table}: {cidr} -> {att_name} (VPC {att.vpc})"],
                     )
     paths = 0
     for iface in model.interfaces:
-        if iface.address is None:
-            continue
-        src = Source("interface", iface.name, iface.address, interface=iface)
-        for dst in (INTERNET_V4, INTERNET_V6):
-            for port in (443, 80, 22):
-                paths += 1
-                t = trace(ctx, src, dst, port)
-                if t.arrived and t.exit in ("internet", "unknown"):
-                    verdict.violate(f"{iface.name} reaches the internet on {port}", t.hops)
-                    break
-        inbound = trace(ctx, Source("internet", "internet", INTERNET_V4), iface.address, 443)
-        paths += 1
-        if inbound.arrived:
-            verdict.violate(f"the internet reaches {iface.name}", inbound.hops)
+        for address in iface.addresses:
+            src = Source("interface", iface.name, address, interface=iface)
+            for dst in (INTERNET_V4, INTERNET_V6):
+                for port in (443, 80, 22):
+                    paths += 1
+                    t = trace(ctx, src, dst, port)
+                    if t.arrived and t.exit in ("internet", "unknown"):
+                        verdict.violate(f"{iface.name} reaches the internet on {port}", t.hops)
+                        break
+            outside = INTERNET_V4 if address.version == 4 else INTERNET_V6
+            inbound = trace(ctx, Source("internet", "internet", outside), address, 443)
+            paths += 1
+            if inbound.arrived:
+                verdict.violate(f"the internet reaches {iface.name} at {address}", inbound.hops)
     verdict.checked.update({"interfaces": len(model.interfaces), "paths traced": paths,
                             "route tables": len(model.route_tables),
                             "filters": len(model.groups) + len(model.nacls)})  # fmt: skip
@@ -303,13 +373,10 @@ def _separated(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
                         break
     relays = [i for i in ctx.model.interfaces if not i.source_dest_check]
     for relay in relays:
-        verdict.status = UNKNOWN if verdict.status == HOLDS else verdict.status
-        verdict.counterexamples.append(
-            Counterexample(
-                f"{relay.name} forwards packets (source/destination check off): the model cannot "
-                f"say what it relays",
-                [f"{relay.kind} {relay.name}"],
-            )
+        verdict.cannot_tell(
+            f"{relay.name} forwards packets (source/destination check off): the model cannot "
+            f"say what it relays",
+            [f"{relay.kind} {relay.name}"],
         )
     verdict.checked.update({"paths traced": paths, "ports": len(ports)})
 
@@ -330,7 +397,7 @@ def prove(model: Model, config: StackConfig) -> Proof:
         Verdict("separated", "LGWAN and the fund's line never reach each other"),
     ]
     checks: list[Callable[[Verdict], None]] = [
-        functools.partial(_closed, ctx),
+        functools.partial(_closed, ctx, config),
         functools.partial(_policy, ctx, config),
         functools.partial(_separated, ctx, config),
     ]
