@@ -82,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     evaluated = time.monotonic() - started
-    settings = Settings(min_retention_days=ev.config.backup.retention_days)
+    settings = Settings(
+        min_retention_days=ev.config.backup.retention_days,
+        region=ev.config.region,
+        endpoint_exceptions=ev.config.endpoint_exceptions,
+    )
     violations = evaluate_rules(ev.policy_view(), settings) + evaluate_stack_file(
         yaml.safe_load(stack_file.read_text(encoding="utf-8")), stack_file.name, settings
     )

@@ -1,5 +1,11 @@
 """The adapter from rules.py to pulumi-policy: each rule becomes a resource or stack
-validation policy. Policy config `minRetentionDays` sets the Object Lock minimum (default 30).
+validation policy. Policy config (`pulumi preview --policy-pack-config FILE`), since a pack never
+sees the stack's own config:
+
+- `minRetentionDays`: the Object Lock minimum (default 30);
+- `region`: the stack's region, for the endpoint service names (default: Tokyo or Osaka);
+- `endpointServices`: the non-AWS endpoint services the stack config accepts (names only: the
+  reasons stay in `claims-dc:endpointServices`, where `python -m infra.check` reads them).
 """
 
 from __future__ import annotations
@@ -17,16 +23,24 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from infra.config import ALLOWED_REGIONS
 from infra.policy.rules import DEFAULT_MIN_RETENTION_DAYS, RULES, Res, Rule, Settings
 
 SCHEMA = PolicyConfigSchema(
-    properties={"minRetentionDays": {"type": "integer", "default": DEFAULT_MIN_RETENTION_DAYS}}
+    properties={
+        "minRetentionDays": {"type": "integer", "default": DEFAULT_MIN_RETENTION_DAYS},
+        "region": {"type": "string", "enum": list(ALLOWED_REGIONS)},
+        "endpointServices": {"type": "array", "items": {"type": "string"}, "default": []},
+    }
 )
 
 
 def _settings(config: Any) -> Settings:
-    days = (config or {}).get("minRetentionDays", DEFAULT_MIN_RETENTION_DAYS)
-    return Settings(min_retention_days=int(days))
+    config = config or {}
+    days = config.get("minRetentionDays", DEFAULT_MIN_RETENTION_DAYS)
+    accepted = {str(n): "accepted in the policy config" for n in config.get("endpointServices", [])}
+    return Settings(min_retention_days=int(days), region=config.get("region"),
+                    endpoint_exceptions=accepted)  # fmt: skip
 
 
 def _resource_policy(rule: Rule) -> ResourceValidationPolicy:

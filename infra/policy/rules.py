@@ -10,6 +10,7 @@ to, where one exists ("claims-dc" where neither has one).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.config import ALLOWED_REGIONS, SECRET_KEY_NAME
+from infra.network.services import aws_service
 
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 DEFAULT_MIN_RETENTION_DAYS = 30
@@ -33,10 +35,19 @@ class Res:
     refs: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
+# Where a closed network's routes may point: private IPv4 (RFC 1918), shared address space
+# (RFC 6598) and IPv6 unique local addresses. Anything else is someone's public address space.
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+
+
 @dataclass(frozen=True)
 class Settings:
     min_retention_days: int = DEFAULT_MIN_RETENTION_DAYS
     allowed_regions: tuple[str, ...] = ALLOWED_REGIONS
+    region: str | None = None  # the stack's region; None: any allowed region
+    # Endpoint services other than AWS's that the stack config accepts, with the reason.
+    endpoint_exceptions: Mapping[str, str] = field(default_factory=dict)
+    private_ranges: tuple[str, ...] = PRIVATE_RANGES
 
 
 ResourceCheck = Callable[[Res, Settings], list[str]]
@@ -89,23 +100,98 @@ def no_gateway_out(r: Res, s: Settings) -> list[str]:
     return []
 
 
+ROUTE_DESTINATIONS = ("destinationCidrBlock", "cidrBlock", "destinationIpv6CidrBlock",
+                      "ipv6CidrBlock")  # fmt: skip
+
+
+def _routes(r: Res) -> list[Mapping[str, Any]]:
+    """The routes a resource declares: a route of a VPC or transit gateway table, or a table's
+    inline routes."""
+    if r.type in ("aws:ec2/route:Route", "aws:ec2transitgateway/route:Route"):
+        return [r.props]
+    if r.type in ("aws:ec2/routeTable:RouteTable", "aws:ec2/defaultRouteTable:DefaultRouteTable"):
+        return [x for x in _as_list(r.props.get("routes")) if isinstance(x, Mapping)]
+    return []
+
+
 def no_default_route(r: Res, s: Settings) -> list[str]:
-    routes: list[Mapping[str, Any]] = []
-    if r.type == "aws:ec2/route:Route":
-        routes = [r.props]
-    elif r.type in ("aws:ec2/routeTable:RouteTable", "aws:ec2/defaultRouteTable:DefaultRouteTable"):
-        routes = [x for x in _as_list(r.props.get("routes")) if isinstance(x, Mapping)]
     out = []
-    for route in routes:
-        for key in (
-            "destinationCidrBlock",
-            "cidrBlock",
-            "destinationIpv6CidrBlock",
-            "ipv6CidrBlock",
-        ):
+    for route in _routes(r):
+        for key in ROUTE_DESTINATIONS:
             if route.get(key) in OPEN_CIDRS:
                 out.append(f"{r.name} routes {route[key]}: no route may lead everywhere")
     return out
+
+
+def routes_stay_private(r: Res, s: Settings) -> list[str]:
+    """A default route split into halves (0.0.0.0/1 and 128.0.0.0/1), or any route to public
+    space, leads where the closed network must not: every destination lies in private space."""
+    private = [ipaddress.ip_network(p) for p in s.private_ranges]
+    out = []
+    for route in _routes(r):
+        for key in ROUTE_DESTINATIONS:
+            value = route.get(key)
+            if value is None or value in OPEN_CIDRS:
+                continue  # absent, or CDC-NET-002's
+            try:
+                net = ipaddress.ip_network(str(value), strict=False)
+            except ValueError:
+                out.append(f"{r.name} routes {str(value)[:48]!r}, which is not a CIDR")
+                continue
+            if not any(net.version == p.version and net.subnet_of(p) for p in private):  # type: ignore[arg-type]
+                out.append(f"{r.name} routes {net}, which is not private address space")
+    return out
+
+
+def no_prefix_list_route(r: Res, s: Settings) -> list[str]:
+    """A route to a prefix list sends whatever the list holds, and a list can change outside the
+    program; only a gateway endpoint's AWS service list (added by the endpoint) is routed."""
+    if r.type == "aws:ec2transitgateway/prefixListReference:PrefixListReference":
+        return [f"{r.name} routes a prefix list through a transit gateway"]
+    if r.type == "aws:ec2/managedPrefixList:ManagedPrefixList":
+        return [f"{r.name} is a managed prefix list: routes and rules name zone CIDRs instead"]
+    return [
+        f"{r.name} routes prefix list {route['destinationPrefixListId']}"
+        for route in _routes(r)
+        if route.get("destinationPrefixListId")
+    ]
+
+
+def endpoint_services(r: Res, s: Settings) -> list[str]:
+    """A VPC endpoint leads to the service it names. Only the region's AWS services are known
+    ground; a PrivateLink, partner or Gateway Load Balancer service needs the stack config to
+    list it with a reason."""
+    if r.type != "aws:ec2/vpcEndpoint:VpcEndpoint":
+        return []
+    name = r.props.get("serviceName")
+    kind = r.props.get("vpcEndpointType") or "Gateway"
+    regions = (s.region,) if s.region else s.allowed_regions
+    if any(aws_service(name, region, kind) for region in regions):
+        return []
+    if isinstance(name, str) and name in s.endpoint_exceptions:
+        return []
+    return [f"{r.name} is a {kind} endpoint to {str(name)[:80]!r}, not an AWS service of "
+            f"{' or '.join(regions)}, and the stack config does not list it"]  # fmt: skip
+
+
+DOORS_IN = {
+    "aws:ec2clientvpn/endpoint:Endpoint": "a Client VPN endpoint: remote users dial in",
+    "aws:ec2clientvpn/networkAssociation:NetworkAssociation": "a Client VPN network association",
+    "aws:ec2clientvpn/route:Route": "a Client VPN route",
+    "aws:ec2clientvpn/authorizationRule:AuthorizationRule": "a Client VPN authorization rule",
+}
+
+
+def no_foreign_compute_in_subnets(r: Res, s: Settings) -> list[str]:
+    """Lambda in a VPC and Client VPN put interfaces AWS operates into the data center's subnets,
+    outside the hosts the flow policy names."""
+    if r.type in DOORS_IN:
+        return [f"{r.name} is {DOORS_IN[r.type]}"]
+    if r.type == "aws:lambda/function:Function" and _as_list(
+        _get(r.props, "vpcConfig", "subnetIds")
+    ):
+        return [f"{r.name} is a Lambda function with interfaces in the data center's subnets"]
+    return []
 
 
 def no_public_ip(r: Res, s: Settings) -> list[str]:
@@ -115,6 +201,16 @@ def no_public_ip(r: Res, s: Settings) -> list[str]:
         return [f"{r.name} gets a public IP"]
     if r.type == "aws:ec2/eip:Eip":
         return [f"{r.name} is an Elastic IP: a public address"]
+    if r.type == "aws:ec2/eipAssociation:EipAssociation":
+        return [f"{r.name} associates an Elastic IP: a public address"]
+    v6 = ("ipv6AddressCount", "ipv6Addresses", "ipv6AddressList", "ipv6AddressListEnabled",
+          "assignIpv6AddressOnCreation", "assignGeneratedIpv6CidrBlock",
+          "ipv6CidrBlock")  # fmt: skip
+    if r.type in ("aws:ec2/instance:Instance", "aws:ec2/networkInterface:NetworkInterface",
+                  "aws:ec2/subnet:Subnet", "aws:ec2/vpc:Vpc"):  # fmt: skip
+        asked = [k for k in v6 if r.props.get(k) not in (None, False, 0, [], "")]
+        if asked:
+            return [f"{r.name} sets {', '.join(asked)}: an AWS IPv6 address is a public one"]
     if r.type == "aws:ec2/launchTemplate:LaunchTemplate":
         for nic in _as_list(r.props.get("networkInterfaces")):
             if isinstance(nic, Mapping) and str(nic.get("associatePublicIpAddress")) == "true":
@@ -465,6 +561,40 @@ RULES: tuple[Rule, ...] = (
         "Allow only the zone CIDRs of the flow policy.",
         "Trivy AVD-AWS-0105",
         check=no_open_nacl,
+    ),
+    Rule(
+        "CDC-NET-006",
+        "critical",
+        "Routes lead only to private address space (no split default route)",
+        "Route the zone CIDRs of the flow policy; a public or half-of-everything destination "
+        "is a way out.",
+        f"claims-dc ({MHLW}); no checkov/Trivy equivalent",
+        check=routes_stay_private,
+    ),
+    Rule(
+        "CDC-NET-007",
+        "high",
+        "No route or transit gateway reference to a prefix list",
+        "Route the zone CIDRs by name; S3 is reached through the gateway endpoint alone.",
+        f"claims-dc ({MHLW}); no checkov/Trivy equivalent",
+        check=no_prefix_list_route,
+    ),
+    Rule(
+        "CDC-NET-008",
+        "critical",
+        "VPC endpoints reach only the region's AWS services, or a service the stack accepts",
+        "Use an AWS service of infra/network/services.py, or list the service under "
+        "claims-dc:endpointServices with the reason (policy config endpointServices for the pack).",
+        f"claims-dc ({MHLW}); no checkov/Trivy equivalent",
+        check=endpoint_services,
+    ),
+    Rule(
+        "CDC-NET-009",
+        "high",
+        "No Lambda function or Client VPN in the data center's subnets",
+        "Run the work on the declared hosts; operators come in through the bastion.",
+        f"claims-dc ({MHLW}); no checkov/Trivy equivalent",
+        check=no_foreign_compute_in_subnets,
     ),
     Rule(
         "CDC-EC2-001",

@@ -443,6 +443,33 @@ REJECTIONS: list[tuple[str, Mutation, str, str]] = [
     ),
     ("backup missing", _delete("claims-dc:backup"), "claims-dc:backup", "None"),
     (
+        "endpoint services not a list",
+        _set("claims-dc:endpointServices", "com.example.relay"),
+        "claims-dc:endpointServices",
+        "'com.example.relay'",
+    ),
+    (
+        "endpoint service without a reason",
+        _set("claims-dc:endpointServices", [{"service": "com.example.relay", "why": ""}]),
+        "claims-dc:endpointServices[0].why",
+        "''",
+    ),
+    (
+        "endpoint service exception for an AWS service",
+        _set(
+            "claims-dc:endpointServices",
+            [{"service": "com.amazonaws.ap-northeast-1.s3", "why": "not needed at all"}],
+        ),
+        "claims-dc:endpointServices[0].service",
+        "needs no exception",
+    ),
+    (
+        "endpoint service name with spaces",
+        _set("claims-dc:endpointServices", [{"service": "a relay", "why": "the fund's relay"}]),
+        "claims-dc:endpointServices[0].service",
+        "'a relay'",
+    ),
+    (
         "LGWAN serving two zones",
         _append_flow({"from": "lgwan", "to": "intake", "port": 443, "why": "x"}),
         "claims-dc:flows",
@@ -501,3 +528,9 @@ def test_a_copy_with_another_policy_loads(tmp_path: Path, lab_raw: dict[str, Any
     path.write_text(yaml.safe_dump({"config": lab_raw}, allow_unicode=True))
     config = load_file(path)
     assert config.is_allowed("lgwan", "app", 8443)
+
+
+def test_an_accepted_endpoint_service_is_kept_with_its_reason(lab_raw: dict[str, Any]) -> None:
+    name = "com.amazonaws.vpce.ap-northeast-1.vpce-svc-0123456789abcdef0"
+    lab_raw["claims-dc:endpointServices"] = [{"service": name, "why": "the fund's SFTP relay"}]
+    assert _parse(lab_raw).endpoint_exceptions == {name: "the fund's SFTP relay"}

@@ -21,6 +21,7 @@ from infra.policy.rules import RULES, Res, Settings, evaluate_rules
 
 REPO = Path(__file__).resolve().parents[2]
 S = Settings(min_retention_days=35)
+VPCE, TOKYO, SVC = "aws:ec2/vpcEndpoint:VpcEndpoint", "ap-northeast-1", "vpce-svc-0123456789abcdef0"
 
 # rule id -> (failing resource, passing resource)
 RESOURCE_CASES: dict[str, tuple[Res, Res]] = {
@@ -55,7 +56,79 @@ RESOURCE_CASES: dict[str, tuple[Res, Res]] = {
                     Res("aws:cloudtrail/trail:Trail", "t", {"enableLogFileValidation": True})),
     "CDC-GOV-001": (Res("pulumi:providers:aws", "p", {"region": "us-east-1"}),
                     Res("pulumi:providers:aws", "p", {"region": "ap-northeast-3"})),
+    "CDC-NET-006": (Res("aws:ec2/route:Route", "r", {"destinationCidrBlock": "0.0.0.0/1"}),
+                    Res("aws:ec2/route:Route", "r", {"destinationCidrBlock": "172.20.40.0/24"})),
+    "CDC-NET-007": (Res("aws:ec2/route:Route", "r", {"destinationPrefixListId": "pl-1234"}),
+                    Res("aws:ec2/route:Route", "r", {"destinationCidrBlock": "10.232.1.0/24"})),
+    "CDC-NET-008": (Res(VPCE, "e", {"serviceName": f"com.amazonaws.vpce.{TOKYO}.{SVC}",
+                                    "vpcEndpointType": "Interface"}),
+                    Res(VPCE, "e", {"serviceName": f"com.amazonaws.{TOKYO}.kms",
+                                    "vpcEndpointType": "Interface"})),
+    "CDC-NET-009": (Res("aws:lambda/function:Function", "f",
+                        {"vpcConfig": {"subnetIds": ["app-id"], "securityGroupIds": ["sg-id"]}}),
+                    Res("aws:lambda/function:Function", "f", {"runtime": "python3.11"})),
 }  # fmt: skip
+
+# Every variant of a class the network rules must catch, not only the first one found.
+NETWORK_VARIANTS: list[tuple[str, Res]] = [
+    ("CDC-NET-002", Res("aws:ec2transitgateway/route:Route", "t",
+                        {"destinationCidrBlock": "0.0.0.0/0"})),
+    ("CDC-NET-002", Res("aws:ec2/routeTable:RouteTable", "t",
+                        {"routes": [{"ipv6CidrBlock": "::/0", "egressOnlyGatewayId": "e"}]})),
+    ("CDC-NET-003", Res("aws:ec2/eipAssociation:EipAssociation", "a",
+                        {"allocationId": "eipalloc-0123", "networkInterfaceId": "eni-id"})),
+    ("CDC-NET-003", Res("aws:ec2/instance:Instance", "i", {"ipv6AddressCount": 1})),
+    ("CDC-NET-003", Res("aws:ec2/networkInterface:NetworkInterface", "n",
+                        {"ipv6Addresses": ["2001:db8::5"]})),
+    ("CDC-NET-003", Res("aws:ec2/vpc:Vpc", "v", {"assignGeneratedIpv6CidrBlock": True})),
+    ("CDC-NET-006", Res("aws:ec2/route:Route", "r", {"destinationCidrBlock": "128.0.0.0/1"})),
+    ("CDC-NET-006", Res("aws:ec2/route:Route", "r", {"destinationCidrBlock": "8.8.8.0/24"})),
+    ("CDC-NET-006", Res("aws:ec2/route:Route", "r", {"destinationIpv6CidrBlock": "2000::/3"})),
+    ("CDC-NET-006", Res("aws:ec2transitgateway/route:Route", "t",
+                        {"destinationCidrBlock": "64.0.0.0/2"})),
+    ("CDC-NET-006", Res("aws:ec2/routeTable:RouteTable", "t",
+                        {"routes": [{"cidrBlock": "192.0.0.0/2", "transitGatewayId": "g"}]})),
+    ("CDC-NET-006", Res("aws:ec2/route:Route", "r", {"destinationCidrBlock": "10.0.0.0/33"})),
+    ("CDC-NET-007", Res("aws:ec2transitgateway/prefixListReference:PrefixListReference", "p",
+                        {"prefixListId": "pl-1", "transitGatewayRouteTableId": "t"})),
+    ("CDC-NET-007", Res("aws:ec2/routeTable:RouteTable", "t",
+                        {"routes": [{"destinationPrefixListId": "pl-1", "gatewayId": "g"}]})),
+    ("CDC-NET-007", Res("aws:ec2/managedPrefixList:ManagedPrefixList", "m",
+                        {"entries": [{"cidr": "10.0.0.0/8"}]})),
+    ("CDC-NET-008", Res(VPCE, "e", {"serviceName": f"com.amazonaws.vpce.{TOKYO}.{SVC}",
+                                    "vpcEndpointType": "GatewayLoadBalancer"})),
+    ("CDC-NET-008", Res(VPCE, "e", {"serviceName": "aws.sagemaker.ap-northeast-1.notebook",
+                                    "vpcEndpointType": "Interface"})),
+    ("CDC-NET-008", Res(VPCE, "e", {"serviceName": "com.amazonaws.us-east-1.s3",
+                                    "vpcEndpointType": "Gateway"})),
+    ("CDC-NET-008", Res(VPCE, "e", {"serviceName": f"com.amazonaws.{TOKYO}.kms",
+                                    "vpcEndpointType": "Gateway"})),
+    ("CDC-NET-008", Res(VPCE, "e", {"vpcEndpointType": "Interface"})),
+    ("CDC-NET-009", Res("aws:ec2clientvpn/endpoint:Endpoint", "c",
+                        {"clientCidrBlock": "10.100.0.0/22"})),
+    ("CDC-NET-009", Res("aws:ec2clientvpn/networkAssociation:NetworkAssociation", "c",
+                        {"subnetId": "app-id"})),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("rule_id", "bad"), NETWORK_VARIANTS,
+                         ids=[f"{r}-{b.type.split(':')[-1]}-{i}"
+                              for i, (r, b) in enumerate(NETWORK_VARIANTS)])  # fmt: skip
+def test_network_rules_catch_every_variant(rule_id: str, bad: Res) -> None:
+    check = _rule(rule_id).check
+    assert check(bad, S), f"{rule_id} did not fire on {bad}"
+
+
+def test_an_endpoint_service_the_stack_lists_passes_and_the_region_is_the_stacks() -> None:
+    partner = Res(VPCE, "e", {"serviceName": f"com.amazonaws.vpce.{TOKYO}.{SVC}",
+                              "vpcEndpointType": "Interface"})  # fmt: skip
+    check = _rule("CDC-NET-008").check
+    accepted = Settings(endpoint_exceptions={partner.props["serviceName"]: "the fund's relay"})
+    assert check(partner, accepted) == []
+    osaka_kms = Res(VPCE, "e", {"serviceName": "com.amazonaws.ap-northeast-3.kms",
+                                "vpcEndpointType": "Interface"})  # fmt: skip
+    assert check(osaka_kms, Settings()) == []  # the pack alone: either Japanese region
+    assert check(osaka_kms, Settings(region=TOKYO))  # a Tokyo stack: only Tokyo's services
 
 
 def _bucket_set(**overrides: Any) -> list[Res]:
@@ -300,3 +373,14 @@ def test_the_pack_reports_through_pulumi_policy() -> None:
         StackValidationArgs([bucket, pab], {}), lambda msg, urn=None: stack_reports.append(msg)
     )
     assert stack_reports and "lacks blockPublicPolicy" in stack_reports[0]
+
+
+def test_the_pack_reads_the_region_and_accepted_services_from_its_policy_config() -> None:
+    from infra.policy.pack import _settings
+
+    settings = _settings({"region": "ap-northeast-3", "endpointServices": ["com.example.relay"]})
+    assert settings.region == "ap-northeast-3"
+    assert "com.example.relay" in settings.endpoint_exceptions
+    relay = Res(VPCE, "e", {"serviceName": "com.example.relay", "vpcEndpointType": "Interface"})
+    assert _rule("CDC-NET-008").check(relay, settings) == []
+    assert _rule("CDC-NET-008").check(relay, _settings({}))
