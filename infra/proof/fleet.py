@@ -43,8 +43,8 @@ class Tenant:
                     yield f"route table {table.name}: {route.resource}", route.destination
         for gw in self.model.tgws.values():
             for name, routes in gw.route_tables.items():
-                for cidr, _ in routes:
-                    yield f"transit gateway {gw.name} route table {name}", cidr
+                for tgw_route in routes:
+                    yield f"transit gateway {gw.name} route table {name}", tgw_route.destination
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from infra.config import ALLOWED_REGIONS
 from infra.network.services import aws_service
@@ -166,10 +166,16 @@ class Attachment:
     site: str | None = None  # for vpn / dx: the customer gateway's IP or the DX connection
 
 
+class TgwRoute(NamedTuple):
+    destination: Net
+    attachment: str
+    resource: str  # the Route that declares it
+
+
 @dataclass
 class TransitGateway:
     name: str
-    route_tables: dict[str, list[tuple[Net, str]]] = field(default_factory=dict)  # rt -> routes
+    route_tables: dict[str, list[TgwRoute]] = field(default_factory=dict)  # rt -> routes
     association: dict[str, str] = field(default_factory=dict)  # attachment -> route table
     propagation: dict[str, list[str]] = field(default_factory=dict)  # rt -> attachments
     default_association: bool = True
@@ -952,7 +958,7 @@ class _Builder:
         for gw in self.m.tgws.values():
             # The next hop must be an attachment the model knows, or a walk could not follow it.
             if table in gw.route_tables and cidr and att in self.m.attachments:
-                gw.route_tables[table].append((cidr, att))
+                gw.route_tables[table].append(TgwRoute(cidr, att, r.name))
                 return
         self.m.unknown.append(f"{r.type} {r.name} (table or attachment not in the model)")
 

@@ -297,7 +297,7 @@ def _tgw_lookup(ctx: Context, tgw_name: str, table: str, dst: Address) -> tuple[
     gw = model.tgws[tgw_name]
     candidates = [
         (cidr, att)
-        for cidr, att in gw.route_tables.get(table, [])
+        for cidr, att, _ in gw.route_tables.get(table, [])
         if dst.version == cidr.version and dst in cidr
     ]
     for att_name in gw.propagation.get(table, []):

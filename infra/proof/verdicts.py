@@ -86,11 +86,12 @@ def _zone_sources(ctx: Context, config: StackConfig, zone: str) -> list[Source]:
     if zone in EXTERNAL_ZONES:
         site = next(s for s in ctx.sites.values() if s.zone == zone)
         return [Source("site", zone, cidr.network_address + 10, site=site)]
+    # A member by its IPv4 address in the zone; a source and target at every address it has.
     return [
         Source("interface", i.name, a, interface=i)
         for i in ctx.model.interfaces
+        if any(x.version == 4 and x in cidr for x in i.addresses)
         for a in i.addresses
-        if a.version == cidr.version and a in cidr
     ]
 
 
@@ -225,12 +226,12 @@ def _closed(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
             )
     for gw in model.tgws.values():
         for tgw_table, routes in gw.route_tables.items():
-            for cidr, att_name in routes:
+            for cidr, att_name, resource in routes:
                 why = _tgw_exposure(ctx, config, lines, cidr, att_name)
                 if why is not None:
                     verdict.violate(
                         f"transit gateway {gw.name} routes {cidr} to {att_name}: {why}",
-                        [f"{tgw_table}: {cidr} -> {att_name}"],
+                        [f"{tgw_table}: {resource} {cidr} -> {att_name}"],
                     )
     paths = 0
     for iface in model.interfaces:
@@ -268,6 +269,8 @@ def _policy(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
                 blocked: Trace | None = None
                 for src in sources:
                     for dst in targets:
+                        if src.address.version != dst.address.version:
+                            continue
                         paths += 1
                         t = trace(ctx, src, dst.address, port)
                         if t.arrived:
@@ -350,12 +353,12 @@ def _route_intent(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
             if att.kind == "vpc" or site is None or site.zone is None:
                 continue
             served = [config.zones[z].cidr for z in partners[site.zone]]
-            for cidr, _ in gw.route_tables.get(line_table, []):
+            for cidr, _, resource in gw.route_tables.get(line_table, []):
                 if not any(within(cidr, s) for s in served):
                     verdict.violate(
                         f"the {site.zone} line can address {cidr}, which no flow of "
                         f"{site.zone} needs",
-                        [f"transit gateway {gw.name} route table {line_table}: {cidr}"],
+                        [f"transit gateway {gw.name} route table {line_table}: {resource} {cidr}"],
                     )
 
 
@@ -365,6 +368,8 @@ def _separated(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
     for a, b in ((EXTERNAL_ZONES[0], EXTERNAL_ZONES[1]), (EXTERNAL_ZONES[1], EXTERNAL_ZONES[0])):
         for src in _zone_sources(ctx, config, a):
             for dst in _zone_sources(ctx, config, b):
+                if src.address.version != dst.address.version:
+                    continue
                 for port in ports:
                     paths += 1
                     t = trace(ctx, src, dst.address, port)

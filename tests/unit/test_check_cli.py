@@ -11,12 +11,13 @@ import pytest
 import infra.program
 from infra.check import main
 from infra.config import StackConfig
+from infra.policy.rules import RULES
 
 
 def test_clean_stack_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--stack", "lab", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["violations"] == [] and out["rules"] == 18
+    assert out["violations"] == [] and out["rules"] == len(RULES)
     assert [v["status"] for v in out["proof"]] == ["HOLDS", "HOLDS", "HOLDS"]
     assert {"segment", "lgwan", "fund", "hosts", "backup", "audit", "keys"} <= set(
         out["components"]

@@ -211,3 +211,129 @@ def test_the_internet_gets_in_only_to_public_addresses() -> None:
     internet = Source("internet", "internet", INTERNET_V4)
     assert trace(ctx, internet, A("10.0.1.10"), 443).arrived
     assert not trace(ctx, internet, A("10.0.2.10"), 5432).arrived
+
+
+def _endpoint(name: str, service: str, kind: str = "Interface", **inputs: Any) -> Declared:
+    return d("ec2/vpcEndpoint:VpcEndpoint", name, vpcId="vpc-id", serviceName=service,
+             vpcEndpointType=kind, **inputs)  # fmt: skip
+
+
+def test_each_interface_endpoint_has_its_own_address_and_a_trace_lands_on_the_right_one() -> None:
+    ctx = ctx_of(one_vpc(
+        _endpoint("kms", "com.amazonaws.ap-northeast-1.kms", subnetIds=["data-id"],
+                  securityGroupIds=["data-sg-id"]),
+        _endpoint("relay", "com.amazonaws.vpce.ap-northeast-1.vpce-svc-0123456789abcdef0",
+                  subnetIds=["data-id"], securityGroupIds=["data-sg-id"]),
+    ))  # fmt: skip
+    kms, relay = (
+        next(i for i in ctx.model.interfaces if i.endpoint == n) for n in ("kms", "relay")
+    )
+    assert kms.address != relay.address  # and neither is db-1's 10.0.2.10
+    assert {kms.address, relay.address}.isdisjoint({A("10.0.2.10")})
+    assert kms.address is not None and relay.address is not None
+    to_kms = trace(ctx, src(ctx, "web-1"), kms.address, 5432)
+    assert to_kms.exit == f"host:{kms.name}"
+    # A service that is not AWS's is a network the model cannot see, never a host.
+    to_relay = trace(ctx, src(ctx, "web-1"), relay.address, 5432)
+    assert to_relay.arrived and to_relay.exit == "unknown"
+
+
+def test_only_an_allowed_gateway_endpoint_counts_as_aws() -> None:
+    def exit_via(service: str) -> str | None:
+        resources = one_vpc(
+            _endpoint("gw", service, "Gateway", routeTableIds=["web-rt-id"],
+                      _outputs={"prefixListId": "pl-1"}),
+            d("ec2/securityGroupRule:SecurityGroupRule", "web-out", securityGroupId="web-sg-id",
+              type="egress", protocol="-1", prefixListIds=["pl-1"]),
+        )  # fmt: skip
+        model = build_model(resources, prefix_cidrs={"pl-1": ["52.219.0.0/20"]})
+        assert model.unknown == []
+        ctx = Context(model, {})
+        return trace(ctx, src(ctx, "web-1"), A("52.219.1.1"), 443).exit
+
+    assert exit_via("com.amazonaws.ap-northeast-1.s3") == "aws-service"
+    assert exit_via("com.amazonaws.us-east-1.s3") == "unknown"
+    assert exit_via("com.amazonaws.ap-northeast-1.kms") == "unknown"  # not a gateway service
+
+
+def test_every_address_of_an_interface_is_modelled() -> None:
+    ctx = ctx_of(one_vpc(
+        d("ec2/networkInterface:NetworkInterface", "eni", subnetId="data-id",
+          privateIps=["10.0.2.20", "10.0.2.21"], securityGroups=["data-sg-id"]),
+        d("ec2/networkInterface:NetworkInterface", "counted", subnetId="data-id",
+          privateIpsCount=2, securityGroups=["data-sg-id"]),
+    ))  # fmt: skip
+    second = trace(ctx, src(ctx, "web-1"), A("10.0.2.21"), 5432)
+    assert second.arrived and second.exit == "host:eni"
+    counted = next(i for i in ctx.model.interfaces if i.name == "counted")
+    # AWS numbers it: a primary and two secondaries, none of them an address already taken.
+    assert len(counted.addresses) == 3 and len(set(counted.addresses)) == 3
+    taken = {a for i in ctx.model.interfaces if i.name != "counted" for a in i.addresses}
+    assert taken.isdisjoint(counted.addresses)
+
+
+def test_ipv6_is_modelled_in_full() -> None:
+    ctx = ctx_of([
+        d("ec2/vpc:Vpc", "vpc", cidrBlock="10.0.0.0/16", assignGeneratedIpv6CidrBlock=True),
+        d("ec2/subnet:Subnet", "web", vpcId="vpc-id", cidrBlock="10.0.1.0/24",
+          ipv6CidrBlock="2001:db8:c1a1:ff01::/64", assignIpv6AddressOnCreation=True),
+        d("ec2/securityGroup:SecurityGroup", "sg", vpcId="vpc-id",
+          ingress=[{"protocol": "-1", "ipv6CidrBlocks": ["::/0"]}],
+          egress=[{"protocol": "-1", "ipv6CidrBlocks": ["::/0"]}]),
+        d("ec2/routeTable:RouteTable", "rt", vpcId="vpc-id"),
+        d("ec2/routeTableAssociation:RouteTableAssociation", "as", subnetId="web-id",
+          routeTableId="rt-id"),
+        d("ec2/instance:Instance", "a", subnetId="web-id", privateIp="10.0.1.10",
+          vpcSecurityGroupIds=["sg-id"]),
+        d("ec2/instance:Instance", "b", subnetId="web-id", privateIp="10.0.1.11",
+          ipv6Addresses=["2001:db8:c1a1:ff01::b"], vpcSecurityGroupIds=["sg-id"]),
+    ])  # fmt: skip
+    a = next(i for i in ctx.model.interfaces if i.name == "a")
+    assert any(x.version == 6 for x in a.addresses) and a.public_ip  # numbered on launch
+    v6 = next(x for x in a.addresses if x.version == 6)
+    t = trace(ctx, Source("interface", "a", v6, interface=a), A("2001:db8:c1a1:ff01::b"), 22)
+    assert t.arrived and t.exit == "host:b"  # the VPC's IPv6 local route
+    assert any("(local)" in h for h in t.hops)
+
+
+def test_references_the_program_does_not_declare_are_unknown_wherever_they_are() -> None:
+    cases = {
+        "route target": d("ec2/route:Route", "r", routeTableId="web-rt-id",
+                          destinationCidrBlock="10.9.0.0/16", natGatewayId="nat-0abc"),
+        "prefix list destination": d("ec2/route:Route", "r", routeTableId="web-rt-id",
+                                     destinationPrefixListId="pl-0abc", gatewayId="local"),
+        "inline rule's prefix list": d("ec2/securityGroup:SecurityGroup", "g", vpcId="vpc-id",
+                                       egress=[{"protocol": "-1", "prefixListIds": ["pl-0abc"]}]),
+        "inline rule's group": d("ec2/securityGroup:SecurityGroup", "g", vpcId="vpc-id",
+                                 ingress=[{"protocol": "-1", "securityGroups": ["sg-0abc"]}]),
+        "inline route": d("ec2/routeTable:RouteTable", "t", vpcId="vpc-id",
+                          routes=[{"cidrBlock": "10.9.0.0/16", "transitGatewayId": "tgw-0abc"}]),
+        "instance's group": d("ec2/instance:Instance", "i", subnetId="web-id",
+                              privateIp="10.0.1.99", vpcSecurityGroupIds=["sg-0abc"]),
+        "association's table": d("ec2/routeTableAssociation:RouteTableAssociation", "a",
+                                 subnetId="data-id", routeTableId="rtb-0abc"),
+        "endpoint's subnet": _endpoint("e", "com.amazonaws.ap-northeast-1.kms",
+                                       subnetIds=["subnet-0abc"]),
+        "a route with no destination": d("ec2/route:Route", "r", routeTableId="web-rt-id",
+                                         transitGatewayId="web-rt-id"),
+        "a CIDR that is not one": d("ec2/securityGroupRule:SecurityGroupRule", "x",
+                                    securityGroupId="web-sg-id", type="egress", protocol="-1",
+                                    cidrBlocks=["10.0.0.0/33"]),
+    }  # fmt: skip
+    for what, resource in cases.items():
+        model = build_model(one_vpc(resource))
+        assert any(f" {resource.name} (" in u for u in model.unknown), (what, model.unknown)
+
+
+def test_a_declared_prefix_list_is_read_not_unknown() -> None:
+    model = build_model(one_vpc(
+        d("ec2/managedPrefixList:ManagedPrefixList", "pl", addressFamily="IPv4", maxEntries=5,
+          entries=[{"cidr": "10.0.1.0/24"}]),
+        d("ec2/managedPrefixListEntry:ManagedPrefixListEntry", "e", prefixListId="pl-id",
+          cidr="10.0.3.0/24"),
+        d("vpc/securityGroupIngressRule:SecurityGroupIngressRule", "in",
+          securityGroupId="data-sg-id", prefixListId="pl-id", ipProtocol="tcp", fromPort=22,
+          toPort=22),
+    ))  # fmt: skip
+    assert model.unknown == []
+    assert [str(c) for c in model.prefix_cidrs["pl-id"]] == ["10.0.1.0/24", "10.0.3.0/24"]
