@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.config import EXTERNAL_ZONES, StackConfig
-from infra.proof.model import Model, Net, Route, dx_site, public_v6, within
+from infra.proof.model import Model, Net, Route, dx_site, overlaps, public_v6, within
 from infra.proof.reach import (
     EPHEMERAL_PORT,
     INTERNET_V4,
@@ -273,11 +273,11 @@ def _policy(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
                             continue
                         paths += 1
                         t = trace(ctx, src, dst.address, port)
-                        if t.arrived:
+                        if reached(t, dst):
                             arrived = arrived or t
                             if allowed:
                                 back = _return(ctx, src, dst, port)
-                                if not back.arrived:
+                                if not reached(back, src):
                                     verdict.violate(
                                         f"{src_zone} -> {dst_zone}:{port} is allowed but the "
                                         f"reply from {dst.name} cannot come back",
@@ -297,6 +297,15 @@ def _policy(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
     verdict.checked.update(
         {"zone pairs x ports": triples, "paths traced": paths, "ports": len(ports)}
     )
+
+
+def reached(t: Trace, dst: Source) -> bool:
+    """The packet arrived where it was sent, not somewhere a route diverted it to."""
+    if not t.arrived:
+        return False
+    if dst.kind == "interface":
+        return t.exit == f"host:{dst.name}"
+    return dst.site is not None and t.exit == f"site:{dst.site.zone}"
 
 
 def _return(ctx: Context, src: Source, dst: Source, port: int) -> Trace:
@@ -346,6 +355,8 @@ def _route_intent(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
                         f"{route.target_kind} {route.target}"
                     ],
                 )
+    for found in diversions(ctx, config, config.zones):
+        verdict.violate(found.summary, found.hops)
     for gw in model.tgws.values():
         for att_name, line_table in gw.association.items():
             att = model.attachments[att_name]
@@ -353,13 +364,73 @@ def _route_intent(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
             if att.kind == "vpc" or site is None or site.zone is None:
                 continue
             served = [config.zones[z].cidr for z in partners[site.zone]]
-            for cidr, _, resource in gw.route_tables.get(line_table, []):
+            for cidr, next_hop, resource in gw.route_tables.get(line_table, []):
+                where = [f"transit gateway {gw.name} route table {line_table}: {resource} {cidr}"]
                 if not any(within(cidr, s) for s in served):
                     verdict.violate(
                         f"the {site.zone} line can address {cidr}, which no flow of "
                         f"{site.zone} needs",
-                        [f"transit gateway {gw.name} route table {line_table}: {resource} {cidr}"],
+                        where,
                     )
+                    continue
+                nxt = model.attachments.get(next_hop)
+                home = model.vpcs.get(nxt.vpc or "") if nxt and nxt.kind == "vpc" else None
+                if home is None or not within(cidr, home):
+                    verdict.violate(
+                        f"the {site.zone} line sends {cidr} to {next_hop}, not to the VPC that "
+                        f"holds it",
+                        where,
+                    )
+
+
+def diversions(ctx: Context, config: StackConfig, zones: Iterable[str]) -> list[Counterexample]:
+    """A route that covers any part of a zone must lead to that zone: the local route for the
+    data center's own zones, that zone's line for an outside one. Anything else diverts some
+    of the zone's packets, whichever address the traces happen to pick."""
+    model = ctx.model
+    lines = line_gateways(ctx)
+    found = []
+    wanted = set(zones)
+    for table in model.route_tables.values():
+        for route in table.routes:
+            if route.target_kind == "local":
+                continue
+            endpoint = model.endpoints.get(route.target) if route.target_kind == "vpce" else None
+            if endpoint is not None and endpoint.aws and route.destination is None:
+                continue  # an AWS gateway endpoint's own service list
+            dests = ([route.destination] if route.destination is not None
+                     else model.prefix_cidrs.get(route.prefix_list or "", []))  # fmt: skip
+            for zone_name, zone in config.zones.items():
+                if zone_name not in wanted or not any(overlaps(d, zone.cidr) for d in dests):
+                    continue
+                if zone.external and route.target in lines.get(zone_name, set()):
+                    continue
+                found.append(Counterexample(
+                    f"route table {table.name} sends part of zone {zone_name} to "
+                    f"{route.target_kind} {route.target}, not "
+                    + (f"{zone_name}'s line" if zone.external else "the VPC's local route"),
+                    [f"route table {table.name}: {route.resource} "
+                     f"{route.destination or route.prefix_list} -> {route.target_kind} "
+                     f"{route.target}"],
+                ))  # fmt: skip
+    for gw in model.tgws.values():
+        for tgw_table, routes in gw.route_tables.items():
+            for cidr, att_name, resource in routes:
+                att = model.attachments.get(att_name)
+                for zone_name, zone in config.zones.items():
+                    if zone_name not in wanted or not overlaps(cidr, zone.cidr):
+                        continue
+                    if zone.external and att_name in lines.get(zone_name, set()):
+                        continue
+                    if not zone.external and att is not None and att.kind == "vpc" and (
+                            model.vpc_holds(att.vpc, zone.cidr.network_address)):  # fmt: skip
+                        continue
+                    found.append(Counterexample(
+                        f"transit gateway {gw.name} sends part of zone {zone_name} to "
+                        f"{att_name}, which does not lead to it",
+                        [f"{tgw_table}: {resource} {cidr} -> {att_name}"],
+                    ))  # fmt: skip
+    return found
 
 
 def _separated(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
@@ -373,9 +444,18 @@ def _separated(ctx: Context, config: StackConfig, verdict: Verdict) -> None:
                 for port in ports:
                     paths += 1
                     t = trace(ctx, src, dst.address, port)
-                    if t.arrived:
+                    if reached(t, dst):
                         verdict.violate(f"{a} reaches {b} on {port}", t.hops)
                         break
+                    if t.arrived and t.exit in ("internet", "unknown"):
+                        verdict.cannot_tell(
+                            f"{a}'s packet for {b} leaves to {t.exit}: the proof cannot tell "
+                            f"whether it gets there",
+                            t.hops,
+                        )
+                        break
+    for found in diversions(ctx, config, EXTERNAL_ZONES):
+        verdict.cannot_tell(f"{found.summary}: the traces cannot cover it", found.hops)
     relays = [i for i in ctx.model.interfaces if not i.source_dest_check]
     for relay in relays:
         verdict.cannot_tell(
