@@ -6,7 +6,9 @@ closed: no path to or from the internet, reachable flows equal to the flow polic
 the fund's line never reaching each other. Each verdict is HOLDS, VIOLATED (with the path hop by
 hop) or UNKNOWN (the model met a traffic-carrying resource it does not understand).
 
-Exit codes: 0 every rule and verdict holds; 1 a violation or an unknown; 2 usage or bad config.
+Exit codes: 0 every rule and verdict holds; 1 a violation or an unknown; 2 usage or bad config;
+3 the check could not run (the program itself failed under the mocks, or the check did): the
+error is named, never a traceback.
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except Exception as exc:  # named, never a traceback: the check proves nothing this run
+        print(f"error: the check could not run: {type(exc).__name__}: {str(exc)[:300]}",
+              file=sys.stderr)  # fmt: skip
+        return 3
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m infra.check", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

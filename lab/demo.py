@@ -7,6 +7,7 @@ passed, 1 when one failed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import secrets
 import sys
 import time
@@ -17,6 +18,9 @@ from claimapp.generate import claim_file
 from claimapp.uke import parse
 from infra.check import main as check_main
 from infra.config import ConfigError, StackConfig, load_stack
+from infra.offline import DeclaredResource, evaluate
+from infra.proof import prove_evaluation
+from infra.proof.verdicts import HOLDS
 from lab import backups, lab, review, rotation
 from lab.delivery import (
     create_caseworker,
@@ -44,6 +48,34 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _step(n: int, title: str) -> None:
     print(f"\n== {n}. {title}", flush=True)
+
+
+# What a careless engineer or an attacker could add to the stack: each must leave no HOLDS.
+CARELESS_ADDITIONS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("a third party's PrivateLink endpoint", "aws:ec2/vpcEndpoint:VpcEndpoint", "demo-relay", {
+        "vpcId": "segment-vpc-id", "vpcEndpointType": "Interface",
+        "serviceName": "com.amazonaws.vpce.ap-northeast-1.vpce-svc-0123456789abcdef0",
+        "subnetIds": ["segment-endpoints-ap-northeast-1a-id"]}),
+    ("a route to a prefix list nothing declares", "aws:ec2/route:Route", "demo-pl-route", {
+        "routeTableId": "segment-app-rt-id", "destinationPrefixListId": "pl-0abc1234",
+        "transitGatewayId": "lgwan-tgw-id"}),
+    ("half of the internet through the LGWAN line", "aws:ec2/route:Route", "demo-half", {
+        "routeTableId": "segment-app-rt-id", "destinationCidrBlock": "128.0.0.0/1",
+        "transitGatewayId": "lgwan-tgw-id"}),
+)  # fmt: skip
+
+
+def _fails_closed_step(stack_file: Path) -> bool:
+    """Step 1, continued: the same evaluation with one careless addition at a time."""
+    ev = evaluate(stack_file)
+    ok = True
+    for what, type_token, name, inputs in CARELESS_ADDITIONS:
+        extra = DeclaredResource(type_token, name, inputs)
+        proof = prove_evaluation(dataclasses.replace(ev, resources=[*ev.resources, extra]))
+        verdicts = " ".join(f"{v.id}={v.status}" for v in proof.verdicts)
+        print(f"  + {what:44} {verdicts}")
+        ok = ok and not any(v.status == HOLDS for v in proof.verdicts if v.id == "closed")
+    return ok
 
 
 def _install_step(inventory: str) -> bool:
@@ -215,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     reports = lab.state_dir(args.stack).parent / "reports" / args.stack
     if check_main(["--stack", args.stack, "--report", str(reports)]) != 0:
         print("FAILED: the offline check found violations")
+        return 1
+    print("  the proof fails closed: what it cannot follow is never HOLDS")
+    if not _fails_closed_step(REPO / f"Pulumi.{args.stack}.yaml"):
+        print("FAILED: a careless addition left the network proved closed")
         return 1
     try:
         config = load_stack(args.stack, REPO)

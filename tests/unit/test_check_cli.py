@@ -57,3 +57,16 @@ def test_rule_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--rules", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["id"] for r in rows][:2] == ["CDC-NET-001", "CDC-NET-002"]
+
+
+def test_a_program_that_fails_under_the_mocks_is_a_named_failure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(config: StackConfig) -> None:
+        raise RuntimeError("subnet index out of range")
+
+    monkeypatch.setattr(infra.program, "run", broken)
+    assert main(["--stack", "lab"]) == 3
+    out = capsys.readouterr()
+    assert "the check could not run: RuntimeError: subnet index out of range" in out.err
+    assert "Traceback" not in out.out + out.err
