@@ -17,8 +17,24 @@ machine accounts and their documented purpose, per system:
     [db]
     claims_owner = "owns the schema; migrations only"
 
-Writes review.json, review.csv (UTF-8 with BOM), review.html and SHA256SUMS (signed with
---sign-key). Exit codes: 0 PASS, 1 FINDINGS or INCOMPLETE (or a failed verification), 2 usage.
+Input files (roster, key registry, exceptions) are UTF-8 with a BOM or cp932; anything else
+needs --encoding when it could be read both ways (ops/reviewlib/inputs.py). Each is at most
+16 MiB, no line over 8,192 characters. Staff IDs are one person whatever their width, case or
+spaces. A roster's `end` is the person's last working day: from the next day they are a leaver.
+
+Deadlines: --timeout bounds each host's whole probe (connect, key exchange, login, run, read,
+exit status) and each AWS call; --deadline bounds the whole review. Past either, the scope is
+INCOMPLETE with the host and the stage named.
+
+Writes review.json, review.csv (UTF-8 with BOM, cells safe from formula injection),
+review.html and SHA256SUMS (signed with --sign-key).
+
+Exit codes:
+  0  PASS: every scope complete, no open finding
+  1  FINDINGS: every scope complete, open findings (verify: the review does not verify)
+  2  usage, or an input file refused (the file, line and value are named)
+  3  INCOMPLETE: a scope could not be read completely (the report is written all the same)
+  4  the review itself failed (named on stderr, never a traceback); nothing can be concluded
 """
 
 from __future__ import annotations
@@ -28,16 +44,45 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import threading
+import time
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from ops.reviewlib import checks, database, hosts, iam, report
+from ops.reviewlib.inputs import InputError, decode
 from ops.reviewlib.model import Account, Scope
-from ops.reviewlib.roster import RosterError, load
+from ops.reviewlib.roster import RosterError, load, read_input
+
+T = TypeVar("T")
+PASS, FINDINGS, BAD_INPUT, INCOMPLETE, FAILED = 0, 1, 2, 3, 4
+EXIT_OF = {"PASS": PASS, "FINDINGS": FINDINGS, "INCOMPLETE": INCOMPLETE}
+SERVICE_SYSTEMS = ("aws", "host", "db", "app")
+
+
+def load_service_accounts(path: Path) -> dict[str, dict[str, str]]:
+    """The service-accounts TOML: [system] tables of account = "documented purpose"."""
+    try:
+        doc = tomllib.loads(decode(read_input(path), str(path), "utf-8").text)
+    except InputError as e:
+        raise RosterError(e.problems) from None
+    except tomllib.TOMLDecodeError as e:
+        raise RosterError([f"{path}: not TOML ({e})"]) from None
+    problems = []
+    for system, table in doc.items():
+        if system not in SERVICE_SYSTEMS or not isinstance(table, dict):
+            problems.append(f"{path}: [{system[:40]}] is not one of {', '.join(SERVICE_SYSTEMS)}")
+            continue
+        for name, purpose in table.items():
+            if not isinstance(purpose, str) or not purpose.strip():
+                problems.append(f"{path}: [{system}] {name[:40]} needs its purpose as text")
+    if problems:
+        raise RosterError(problems)
+    return doc
 
 
 def _inventory_hosts(path: Path, group: str) -> list[hosts.HostTarget]:
@@ -72,68 +117,61 @@ def _aws_iam(endpoint: str | None, ca: str | None, timeout: float) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        roster = load(args.roster, args.keys)
+        roster = load(args.roster, args.keys, args.encoding)
         exceptions = (
-            report.parse_exceptions(args.exceptions.read_bytes(), str(args.exceptions))
+            report.parse_exceptions(
+                read_input(args.exceptions), str(args.exceptions), args.encoding
+            )
             if args.exceptions
             else []
         )
-    except (RosterError, report.ExceptionsError, OSError) as e:
+        service = load_service_accounts(args.service_accounts) if args.service_accounts else {}
+        previous = _previous(args.previous) if args.previous else None
+    except (InputError, report.ExceptionsError) as e:
         print(f"access_review: {e}", file=sys.stderr)
-        return 2
-    service: dict[str, dict[str, str]] = {}
-    if args.service_accounts:
-        service = tomllib.loads(args.service_accounts.read_text())
+        return BAD_INPUT
     today = dt.date.fromisoformat(args.today) if args.today else dt.date.today()
-    jobs: list[Any] = []
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        if args.aws:
-            jobs.append(pool.submit(lambda: _aws(args, service)))
-        if args.inventory:
-            targets = _inventory_hosts(args.inventory, args.host_group)
-            jobs.append(
-                pool.submit(
-                    lambda: hosts.collect(
-                        targets,
-                        user=args.ssh_user,
-                        key_file=args.ssh_key,
-                        known_hosts=args.known_hosts,
-                        service=service,
-                        database_host=args.db_via_host,
-                        timeout=args.timeout,
-                    )
-                )
-            )
-        if args.db_dsn:
-            jobs.append(
-                pool.submit(
-                    lambda: _one(database.collect_db_roles(args.db_dsn, service.get("db", {})))
-                )
-            )
-        if args.app_dsn:
-            jobs.append(
-                pool.submit(
-                    lambda: _one(
-                        database.collect_app_accounts(args.app_dsn, service.get("app", {}))
-                    )
-                )
-            )
-        accounts: list[Account] = []
-        scopes: list[Scope] = []
-        for job in jobs:
-            accs, scs = job.result()
-            accounts += accs
-            scopes += scs
+    collectors: dict[str, Callable[[], tuple[list[Account], list[Scope]]]] = {}
+    if args.aws:
+        collectors["aws"] = lambda: _aws(args, service)
+    if args.inventory:
+        targets = _inventory_hosts(args.inventory, args.host_group)
+        collectors["hosts"] = lambda: hosts.collect(
+            targets,
+            user=args.ssh_user,
+            key_file=args.ssh_key,
+            known_hosts=args.known_hosts,
+            service=service,
+            database_host=args.db_via_host,
+            # Inside the review's deadline, so a late host is named with its stage.
+            timeout=min(args.timeout, args.deadline * 0.9),
+        )
+    if args.db_dsn:
+        collectors["db"] = lambda: _one(
+            database.collect_db_roles(args.db_dsn, service.get("db", {}))
+        )
+    if args.app_dsn:
+        collectors["app"] = lambda: _one(
+            database.collect_app_accounts(args.app_dsn, service.get("app", {}))
+        )
+    accounts: list[Account] = []
+    scopes: list[Scope] = []
+    for source, result in run_within(collectors, args.deadline).items():
+        if isinstance(result, BaseException):
+            raise result
+        if result is None:
+            reason = f"{source}: not finished within the review's {args.deadline:g} s deadline"
+            scopes.append(Scope(source, False, 0, reason))
+            continue
+        accounts += result[0]
+        scopes += result[1]
     if not scopes:
         print(
             "access_review: nothing to review: give --aws, --inventory, --db-dsn or --app-dsn",
             file=sys.stderr,
         )
-        return 2
+        return BAD_INPUT
     findings = checks.review(accounts, checks.Context(roster, today, args.dormant_days))
-    previous = None
-    if args.previous:
-        previous = json.loads((args.previous / "review.json").read_text())
     review = report.build(findings, scopes, today=today, exceptions=exceptions, previous=previous)
     review["roster"] = {
         "source": roster.source,
@@ -145,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         written = report.write(review, args.out, args.sign_key)
     except (OSError, subprocess.CalledProcessError) as e:
         print(f"access_review: the review could not be written to {args.out}: {e}", file=sys.stderr)
-        return 1
+        return FAILED
     if args.json:
         review = {**review, "out": str(args.out.resolve()), "files": [p.name for p in written]}
         print(json.dumps(review, indent=2, ensure_ascii=False))
@@ -159,7 +197,43 @@ def run(args: argparse.Namespace) -> int:
         for f in review["findings"]:
             print(f"  {f['severity']:8} {f['id']}  {f['evidence']}")
         print(f"report: {args.out}")
-    return 0 if review["verdict"] == "PASS" else 1
+    return EXIT_OF[review["verdict"]]
+
+
+def run_within(
+    jobs: dict[str, Callable[[], T]], seconds: float
+) -> dict[str, T | BaseException | None]:
+    """Each job in its own daemon thread, all within `seconds`: a job's result, the exception
+    it raised, or None if it had not finished. A late job is abandoned, and being a daemon it
+    cannot hold the process open (a pool's workers would: they are joined at exit)."""
+    results: dict[str, T | BaseException | None] = dict.fromkeys(jobs)
+    done: dict[str, threading.Event] = {name: threading.Event() for name in jobs}
+
+    def work(name: str, job: Callable[[], T]) -> None:
+        try:
+            results[name] = job()
+        except BaseException as e:  # handed to the caller, who names it
+            results[name] = e
+        finally:
+            done[name].set()
+
+    for name, job in jobs.items():
+        threading.Thread(target=work, args=(name, job), daemon=True, name=name).start()
+    end = time.monotonic() + seconds
+    for name in jobs:
+        done[name].wait(max(0.0, end - time.monotonic()))
+    return {name: results[name] if done[name].is_set() else None for name in jobs}
+
+
+def _previous(path: Path) -> dict[str, Any]:
+    source = path / "review.json"
+    try:
+        doc = json.loads(decode(read_input(source), str(source), "utf-8").text)
+    except json.JSONDecodeError as e:
+        raise InputError([f"{source}: not JSON ({e.msg}, line {e.lineno})"]) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("findings"), list):
+        raise InputError([f"{source}: not a review (no findings list)"])
+    return doc
 
 
 def _one(pair: tuple[list[Account], Scope]) -> tuple[list[Account], list[Scope]]:
@@ -214,7 +288,24 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--sign-key", type=Path, help="ssh-keygen key that signs SHA256SUMS")
     r.add_argument("--today", help="the review date (default: today)")
     r.add_argument("--dormant-days", type=int, default=90)
-    r.add_argument("--timeout", type=float, default=30.0, help="per source, seconds")
+    r.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds for each host's whole probe and each AWS call (default 30)",
+    )
+    r.add_argument(
+        "--deadline",
+        type=float,
+        default=900.0,
+        help="seconds for the whole review (default 900); past it, what is "
+        "unfinished is INCOMPLETE",
+    )
+    r.add_argument(
+        "--encoding",
+        choices=("utf-8", "cp932"),
+        help="of the roster, registry and exceptions, when they have no BOM",
+    )
     r.add_argument("--json", action="store_true")
     v = sub.add_parser("verify", help="check a written review against its signed manifest")
     v.add_argument("review", type=Path)
@@ -223,20 +314,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = p.parse_args(argv)
     except SystemExit as e:
-        return 2 if e.code not in (0, None) else 0
+        return BAD_INPUT if e.code not in (0, None) else 0
+    try:
+        return _command(args)
+    except Exception as e:  # named, never a traceback, and never an exit a verdict could have
+        print(f"access_review: the review failed: {type(e).__name__}: {str(e)[:300]}",
+              file=sys.stderr)  # fmt: skip
+        return FAILED
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "verify":
         problems = report.verify_manifest(args.review, args.allowed_signers, args.signer)
         print("\n".join(problems) or f"{args.review}: every file and the signature verify")
-        return 1 if problems else 0
+        return FINDINGS if problems else PASS
     if args.db_via_host and not args.inventory:
         print("access_review: --db-via-host needs --inventory", file=sys.stderr)
-        return 2
+        return BAD_INPUT
+    if not (0 < args.timeout <= 3600 and 0 < args.deadline <= 86400):
+        print("access_review: --timeout must be 0-3600 s and --deadline 0-86400 s",
+              file=sys.stderr)  # fmt: skip
+        return BAD_INPUT
     if args.inventory and not (args.ssh_user and args.ssh_key and args.known_hosts):
         print(
             "access_review: --inventory needs --ssh-user, --ssh-key and --known-hosts",
             file=sys.stderr,
         )
-        return 2
+        return BAD_INPUT
     return run(args)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from ops.inventory import InventoryError
-from ops.reviewlib.roster import STAFF_ID
+from ops.reviewlib.inputs import STAFF_ID, normalise_staff_id
 
 MAX_BYTES = 256 * 1024
 LOGIN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -95,11 +95,6 @@ def key_problem(line: str) -> str | None:
     return None
 
 
-def _normalise_staff_id(value: str) -> str:
-    # The roster's own form: full-width letters and digits and stray spaces are the same person.
-    return unicodedata.normalize("NFKC", value).strip().upper()
-
-
 def parse_operators(data: bytes, source: str) -> list[Operator]:
     if len(data) > MAX_BYTES:
         raise InventoryError([f"{source}: larger than {MAX_BYTES} bytes; not an operators file"])
@@ -163,7 +158,7 @@ def _operator(entry: dict[str, Any], where: str, problems: list[str]) -> Operato
         problems.append(f"{where}: name {name!r} is a system or service account")
         return None
     raw_staff = entry.get("staff_id")
-    staff = _normalise_staff_id(raw_staff) if isinstance(raw_staff, str) else ""
+    staff = normalise_staff_id(raw_staff)
     if not STAFF_ID.match(staff):
         problems.append(f"{where}: staff_id {raw_staff!r} is not a letter and 3-6 digits")
     comment = entry.get("comment", staff)

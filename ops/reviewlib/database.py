@@ -8,20 +8,20 @@ INCOMPLETE with the reason."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 import psycopg
 
+from ops.reviewlib.inputs import staff_id_or_none
 from ops.reviewlib.model import Account, Credential, Scope
 from ops.reviewlib.probe import APP_SQL, ROLES_SQL
 
-STAFF_NAME = re.compile(r"^[a-z][0-9]{3,6}$")  # an app or host account named by a staff ID
 ROLE_ATTRIBUTES = ("superuser", "createrole", "createdb", "replication", "bypassrls")
 
 
 def staff_of(name: str) -> str | None:
-    return name.upper() if STAFF_NAME.match(name) else None
+    """The staff ID an account's name spells, if it spells one (s001, S001, in any width)."""
+    return staff_id_or_none(name)
 
 
 def _time(value: Any) -> dt.datetime | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,39 +90,112 @@ def parse(host: str, data: dict[str, Any], service: dict[str, str]) -> list[Acco
     return out
 
 
+MAX_PROBE_BYTES = 64 * 1024 * 1024  # a probe's JSON; more is not a probe
+
+
+class DeadlinePassed(Exception):
+    """The host's probe did not finish within its deadline; says in which stage it was."""
+
+
+class _Stage:
+    """Which stage a probe is in, so that the deadline can name it."""
+
+    def __init__(self) -> None:
+        self.name = "connect"
+        self.expired = threading.Event()
+
+
 def probe_host(
     target: HostTarget, user: str, key_file: Path, known_hosts: Path, timeout: float
 ) -> dict[str, Any]:
+    """The host's probe output, within `timeout` seconds for everything: connect, key exchange,
+    login, run, read and exit status. At the deadline a watchdog closes the connection, so no
+    stage can outlast it, whatever the host does (silence, a trickle, output closed and no
+    exit); DeadlinePassed then names the stage."""
     import paramiko
 
+    stage = _Stage()
+    deadline = time.monotonic() + timeout
     client = paramiko.SSHClient()
     client.load_host_keys(str(known_hosts))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
+
+    def expire() -> None:
+        stage.expired.set()
+        client.close()  # every blocking read on the connection ends now
+
+    watchdog = threading.Timer(timeout, expire)
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        client.connect(
-            target.address,
-            port=target.port,
-            username=user,
-            key_filename=str(key_file),
-            timeout=timeout,
-            banner_timeout=timeout,
-            auth_timeout=timeout,
-            allow_agent=False,
-            look_for_keys=False,
-        )
-        _, stdout, stderr = client.exec_command(PROBE_COMMAND, timeout=timeout)
-        body = stdout.read()
-        if stdout.channel.recv_exit_status() != 0:
-            raise RuntimeError(f"the probe failed: {stderr.read().decode(errors='replace')[-300:]}")
-        data = dict(json.loads(body))
-        if data.get("format") != probe.FORMAT:
-            raise RuntimeError(
-                f"the probe is format {data.get('format')}, this collector reads format "
-                f"{probe.FORMAT}: install the probe of this release (access_review.yml)"
-            )
-        return data
+        return _probe(client, target, user, key_file, stage, deadline)
+    except Exception as e:
+        if stage.expired.is_set() or time.monotonic() >= deadline:
+            raise DeadlinePassed(
+                f"no answer within the {timeout:g} s deadline, in stage {stage.name}"
+            ) from e
+        raise
     finally:
+        watchdog.cancel()
         client.close()
+
+
+def _left(deadline: float) -> float:
+    return max(0.05, deadline - time.monotonic())
+
+
+def _probe(
+    client: Any, target: HostTarget, user: str, key_file: Path, stage: _Stage, deadline: float
+) -> dict[str, Any]:
+    stage.name = "connect, key exchange and login"
+    client.connect(
+        target.address,
+        port=target.port,
+        username=user,
+        key_filename=str(key_file),
+        timeout=_left(deadline),
+        banner_timeout=_left(deadline),
+        auth_timeout=_left(deadline),
+        channel_timeout=_left(deadline),
+        allow_agent=False,
+        look_for_keys=False,
+    )
+    stage.name = "run"
+    _, stdout, stderr = client.exec_command(PROBE_COMMAND, timeout=_left(deadline))
+    channel = stdout.channel
+    stage.name = "read"
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() >= deadline:
+            raise TimeoutError("reading the probe's output")
+        channel.settimeout(min(1.0, _left(deadline)))
+        try:
+            chunk = channel.recv(65536)
+        except TimeoutError:
+            continue  # a trickle or a silence: the deadline above ends it
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > MAX_PROBE_BYTES:
+            raise RuntimeError(f"the probe wrote over {MAX_PROBE_BYTES:,} bytes")
+        chunks.append(chunk)
+    stage.name = "exit status"
+    if not channel.status_event.wait(_left(deadline)):
+        raise TimeoutError("waiting for the probe's exit status")
+    status = channel.recv_exit_status()
+    if status != 0:
+        channel.settimeout(_left(deadline))
+        error = stderr.read(4096).decode(errors="replace")[-300:]
+        raise RuntimeError(f"the probe failed (exit {status}): {error}")
+    stage.name = "parse"
+    data = dict(json.loads(b"".join(chunks)))
+    if data.get("format") != probe.FORMAT:
+        raise RuntimeError(
+            f"the probe is format {data.get('format')}, this collector reads format "
+            f"{probe.FORMAT}: install the probe of this release (access_review.yml)"
+        )
+    return data
 
 
 def collect(
@@ -142,7 +217,8 @@ def collect(
         try:
             data = probe_host(t, user, key_file, known_hosts, timeout)
         except Exception as e:
-            reason = f"{t.address}:{t.port}: {type(e).__name__}: {e}"
+            what = str(e) or {"TimeoutError": "timed out"}.get(type(e).__name__, "no detail")
+            reason = f"{t.name} ({t.address}:{t.port}): {type(e).__name__}: {what}"
             return [], Scope(f"host:{t.name}", False, 0, reason), None
         accounts = parse(t.name, data, service.get("host", {}))
         return accounts, Scope(f"host:{t.name}", True, len(accounts)), data

@@ -12,6 +12,7 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
+from ops.reviewlib.inputs import normalise_staff_id, staff_id_or_none
 from ops.reviewlib.model import Account, Credential, Scope
 
 STAFF_TAG = "StaffId"
@@ -128,7 +129,7 @@ def collect(
                 Account(
                     system="aws",
                     name=name,
-                    staff_id=tags.get(STAFF_TAG) or (name.upper() if name[:1].isalpha() else None),
+                    staff_id=normalise_staff_id(tags.get(STAFF_TAG)) or staff_id_or_none(name),
                     enabled=console or any(k.active for k in keys),
                     created=u.get("CreateDate"),
                     mfa=row.get("mfa_active") == "true",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ops import manifest
+from ops.reviewlib.inputs import InputError, decode, excerpt
 from ops.reviewlib.model import Finding, Scope
 
 NAMESPACE = "claims-dc-access-review"
@@ -39,7 +40,7 @@ LABELS = {
 
 
 class ExceptionsError(Exception):
-    pass
+    """The exceptions register cannot be trusted as given (file, line and value named)."""
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,14 @@ class Exception_:
     expiry: dt.date
 
 
-def parse_exceptions(data: bytes, source: str) -> list[Exception_]:
-    text = data.decode("utf-8-sig")
+def parse_exceptions(data: bytes, source: str, encoding: str | None = None) -> list[Exception_]:
+    try:
+        rows = list(csv.reader(io.StringIO(decode(data, source, encoding).text)))
+    except InputError as e:
+        raise ExceptionsError("\n".join(e.problems)) from None
+    except csv.Error as e:
+        raise ExceptionsError(f"{source}: not a CSV file ({e})") from None
     out, problems = [], []
-    rows = list(csv.reader(io.StringIO(text)))
     for n, row in enumerate(rows, start=1):
         if not row or (n == 1 and row[0].strip() == "finding_id"):
             continue
@@ -64,7 +69,7 @@ def parse_exceptions(data: bytes, source: str) -> list[Exception_]:
         try:
             expiry = dt.date.fromisoformat(row[3].strip())
         except ValueError:
-            problems.append(f"{where}: expiry {row[3].strip()!r} is not a date (YYYY-MM-DD)")
+            problems.append(f"{where}: expiry {excerpt(row[3].strip())} is not a date (YYYY-MM-DD)")
             continue
         out.append(Exception_(row[0].strip(), row[1].strip(), row[2].strip(), expiry))
     if problems:
@@ -141,8 +146,20 @@ def build(
     }
 
 
+# OWASP's CSV injection rule: a cell a spreadsheet would take for a formula starts with one of
+# these; it is written with a leading apostrophe, so Excel shows it as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: object) -> str:
+    """One CSV cell, safe to open in a spreadsheet."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def to_csv(review: dict[str, Any]) -> bytes:
-    """Open findings, then suppressed ones with their exception: one sheet for the auditor."""
+    """Open findings, then suppressed ones with their exception: one sheet for the auditor.
+    Every cell goes through `cell`, whatever its source (account names, evidence, reasons)."""
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["finding_id", "status", "check", "severity", "system", "account", "staff",
@@ -152,9 +169,10 @@ def to_csv(review: dict[str, Any]) -> bytes:
     for status, f in rows:
         x = f.get("exception")
         waiver = f"{x['reason']} ({x['approver']}, until {x['expiry']})" if x else ""
-        w.writerow([f["id"], status, f["check"], f["severity"], f["system"], f["account"],
-                    f["staff"] or "", f["evidence"], f["fix"], "; ".join(f["references"]),
-                    waiver])  # fmt: skip
+        w.writerow([cell(c) for c in (
+            f["id"], status, f["check"], f["severity"], f["system"], f["account"],
+            f["staff"] or "", f["evidence"], f["fix"], "; ".join(f["references"]), waiver,
+        )])  # fmt: skip
     return out.getvalue().encode("utf-8-sig")
 
 

@@ -1,14 +1,17 @@
 """The staff roster and the SSH key registry: the truth every account is checked against.
 
-Roster CSV (UTF-8 with or without BOM, or cp932, as Excel in a Japanese office saves it):
+Roster CSV (UTF-8 with a BOM, or cp932, as Excel in a Japanese office saves it; other files by
+the rule of ops/reviewlib/inputs.py):
 
     staff_id,name,organisation,job,roles,start,end
     S001,山田太郎,city-welfare,caseworker,app:caseworker,2024-04-01,
     D010,佐藤花子,dc-operator,operator,aws:readonly host:operator db:none,2023-10-01,2026-03-31
 
 `roles` lists the approved role per system as `system:role`, separated by spaces or `;`.
-`end` is empty for current staff. Key registry CSV: `fingerprint,staff_id[,comment]` with
-OpenSSH SHA256 fingerprints (`SHA256:...`).
+`end` is empty for current staff, and is the last working day: the person is current on it and
+a leaver from the next day. Staff IDs are read as ops/reviewlib/inputs.py normalises them
+(full-width, lower case and spaced spellings are the same ID). Key registry CSV:
+`fingerprint,staff_id[,comment]` with OpenSSH SHA256 fingerprints (`SHA256:...`).
 """
 
 from __future__ import annotations
@@ -20,22 +23,20 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ops.reviewlib.inputs import STAFF_ID, InputError, excerpt, normalise_staff_id
+from ops.reviewlib.inputs import decode as decode_input
+
 ORGANISATIONS = ("city-welfare", "dc-operator")
 SYSTEMS = ("aws", "host", "app", "db")
 COLUMNS = ("staff_id", "name", "organisation", "job", "roles", "start", "end")
-STAFF_ID = re.compile(r"^[A-Z][0-9]{3,6}$")
 FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 # A machine account's key (the fund's delivery key, the review's own) is registered to
 # "service:<account name>" instead of a person.
 SERVICE_OWNER = re.compile(r"^service:[a-z_][a-z0-9_.-]{0,31}$")
 
 
-class RosterError(Exception):
+class RosterError(InputError):
     """The roster cannot be trusted as given; every problem is listed with file and line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Person:
     end: dt.date | None
 
     def current(self, on: dt.date) -> bool:
+        """On the roster from `start` through `end`, both days included."""
         return self.start <= on and (self.end is None or on <= self.end)
 
 
@@ -60,21 +62,17 @@ class Roster:
     encoding: str = ""
 
     def person(self, staff_id: str) -> Person | None:
-        return self.people.get(staff_id.upper())
+        return self.people.get(normalise_staff_id(staff_id))
 
 
-def decode(data: bytes, where: str) -> tuple[str, str]:
-    """Text and the encoding it came in: UTF-8 (with or without BOM), else cp932."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8"), "utf-8-sig"
+def _rows(data: bytes, source: str, encoding: str | None) -> tuple[list[list[str]], str]:
     try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp932"), "cp932"
-    except UnicodeDecodeError as e:
-        raise RosterError([f"{where}: neither UTF-8 nor cp932 (byte {e.start})"]) from None
+        text = decode_input(data, source, encoding)
+        return list(csv.reader(io.StringIO(text.text))), text.encoding
+    except InputError as e:
+        raise RosterError(e.problems) from None
+    except csv.Error as e:
+        raise RosterError([f"{source}: not a CSV file ({e})"]) from None
 
 
 def _date(value: str, where: str, column: str, problems: list[str]) -> dt.date | None:
@@ -85,9 +83,8 @@ def _date(value: str, where: str, column: str, problems: list[str]) -> dt.date |
         return None
 
 
-def parse_roster(data: bytes, source: str) -> Roster:
-    text, encoding = decode(data, source)
-    rows = list(csv.reader(io.StringIO(text)))
+def parse_roster(data: bytes, source: str, encoding: str | None = None) -> Roster:
+    rows, encoding = _rows(data, source, encoding)
     if not rows:
         raise RosterError([f"{source}: empty"])
     header = [h.strip().lower() for h in rows[0]]
@@ -104,16 +101,17 @@ def parse_roster(data: bytes, source: str) -> Roster:
         if len(row) != len(COLUMNS):
             problems.append(f"{where}: {len(row)} columns, expected {len(COLUMNS)}")
             continue
-        sid, name, org, job, roles_s, start_s, end_s = (c.strip() for c in row)
+        raw_sid, name, org, job, roles_s, start_s, end_s = (c.strip() for c in row)
+        sid = normalise_staff_id(raw_sid)
         if not STAFF_ID.match(sid):
-            problems.append(f"{where}: staff_id {sid!r} is not a letter and 3-6 digits")
+            problems.append(f"{where}: staff_id {excerpt(raw_sid)} is not a letter and 3-6 digits")
         if sid in people:
             problems.append(f"{where}: staff_id {sid} appears twice")
         if not name:
             problems.append(f"{where}: name is empty")
         if org not in ORGANISATIONS:
             problems.append(
-                f"{where}: organisation {org!r} is not one of {', '.join(ORGANISATIONS)}"
+                f"{where}: organisation {excerpt(org)} is not one of {', '.join(ORGANISATIONS)}"
             )
         roles: dict[str, str] = {}
         for item in re.split(r"[\s;]+", roles_s):
@@ -121,7 +119,7 @@ def parse_roster(data: bytes, source: str) -> Roster:
                 continue
             system, _, role = item.partition(":")
             if system not in SYSTEMS or not role:
-                problems.append(f"{where}: role {item!r} is not system:role with system in "
+                problems.append(f"{where}: role {excerpt(item)} is not system:role with system in "
                                 f"{', '.join(SYSTEMS)}")  # fmt: skip
             elif system in roles:
                 problems.append(f"{where}: two roles for {system}")
@@ -138,11 +136,13 @@ def parse_roster(data: bytes, source: str) -> Roster:
     return Roster(people, source=source, encoding=encoding)
 
 
-def parse_keys(data: bytes, source: str, roster: Roster) -> dict[str, str]:
-    text, _ = decode(data, source)
+def parse_keys(
+    data: bytes, source: str, roster: Roster, encoding: str | None = None
+) -> dict[str, str]:
+    rows, _ = _rows(data, source, encoding)
     problems: list[str] = []
     keys: dict[str, str] = {}
-    for n, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for n, row in enumerate(rows, start=1):
         if (
             not row
             or not any(c.strip() for c in row)
@@ -150,14 +150,17 @@ def parse_keys(data: bytes, source: str, roster: Roster) -> dict[str, str]:
         ):
             continue
         where = f"{source}:{n}"
-        fp, sid = row[0].strip(), (row[1].strip() if len(row) > 1 else "")
+        fp, raw = row[0].strip(), (row[1].strip() if len(row) > 1 else "")
+        sid = raw if raw.startswith("service:") else normalise_staff_id(raw)
         if not FINGERPRINT.match(fp):
-            problems.append(f"{where}: fingerprint {fp!r} is not an OpenSSH SHA256 fingerprint")
+            problems.append(
+                f"{where}: fingerprint {excerpt(fp)} is not an OpenSSH SHA256 fingerprint"
+            )
         elif fp in keys:
             problems.append(f"{where}: fingerprint {fp} registered twice")
         if roster.person(sid) is None and not SERVICE_OWNER.match(sid):
             problems.append(
-                f"{where}: staff_id {sid!r} is not in the roster (nor service:<account>)"
+                f"{where}: staff_id {excerpt(raw)} is not in the roster (nor service:<account>)"
             )
         keys[fp] = sid
     if problems:
@@ -165,8 +168,22 @@ def parse_keys(data: bytes, source: str, roster: Roster) -> dict[str, str]:
     return keys
 
 
-def load(roster_path: Path, keys_path: Path | None = None) -> Roster:
-    roster = parse_roster(roster_path.read_bytes(), str(roster_path))
+def load(roster_path: Path, keys_path: Path | None = None, encoding: str | None = None) -> Roster:
+    roster = parse_roster(read_input(roster_path), str(roster_path), encoding)
     if keys_path is not None:
-        roster.keys = parse_keys(keys_path.read_bytes(), str(keys_path), roster)
+        roster.keys = parse_keys(read_input(keys_path), str(keys_path), roster, encoding)
     return roster
+
+
+def read_input(path: Path) -> bytes:
+    """A file's bytes, refused by its size before it is read whole."""
+    from ops.reviewlib.inputs import MAX_FILE_BYTES
+
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise RosterError([f"{path}: cannot read ({e.strerror})"]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise RosterError([f"{path}: over the {MAX_FILE_BYTES:,}-byte limit"])
+    return data

@@ -164,7 +164,7 @@ def test_an_unreachable_host_makes_the_review_incomplete(
         code, r = bastion_cli(lab_plan, "--out=/tmp/review-unreachable")
     finally:
         pm.exec_in(intake.container, ["systemctl", "start", "ssh.service"])
-    assert code == 1 and r["verdict"] == "INCOMPLETE"
+    assert code == 3 and r["verdict"] == "INCOMPLETE"
     scope = next(s for s in r["scopes"] if s["system"] == f"host:{intake.name}")
     assert scope["status"] == "INCOMPLETE" and str(intake.address) in scope["reason"]
 

@@ -121,5 +121,5 @@ def test_an_unreachable_database_makes_the_review_incomplete(tmp_path: Path, cap
             f"host={tmp_path} dbname=claims user=nobody",
         ]
     )
-    assert code == 1
+    assert code == 3  # INCOMPLETE: never the code of PASS or FINDINGS
     assert "verdict: INCOMPLETE" in capsys.readouterr().out
