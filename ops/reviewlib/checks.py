@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from ops.reviewlib.inputs import staff_id_or_none
 from ops.reviewlib.model import Account, Finding
 from ops.reviewlib.roster import Roster
 
@@ -230,6 +231,27 @@ def _unknown_key(a: Account, ctx: Context) -> str | None:
     return f"{a.name}: " + "; ".join(problems) if problems else None
 
 
+def _unreadable_keys(a: Account, ctx: Context) -> str | None:
+    lines = a.attributes.get("unreadable_key_lines") or []
+    if lines:
+        return f"{a.name}: key lines the review cannot read: {'; '.join(lines[:5])}"
+    return None
+
+
+def _foreign_principal(a: Account, ctx: Context) -> str | None:
+    """A certificate principal opens this account: it must be the account's own person."""
+    strangers = []
+    for c in a.credentials:
+        if c.kind != "ssh_principal":
+            continue
+        owner = staff_id_or_none(c.ident)
+        if a.service or a.staff_id is None or owner != a.staff_id:
+            strangers.append(c.ident)
+    if strangers:
+        return f"{a.name}: a certificate naming {', '.join(strangers)} opens it, not its own person"
+    return None
+
+
 CIS = "CIS AWS Foundations Benchmark v3.0.0"
 CHECKS: tuple[Check, ...] = (
     Check("ACR-001", "Account with no roster match (orphaned)", "high",
@@ -284,6 +306,14 @@ CHECKS: tuple[Check, ...] = (
           "Remove the key, or register it to the person who holds it.",
           (MHLW, "NIST SP 800-53 Rev. 5 IA-5", "NIST SP 800-53 Rev. 5 AC-2"), ("host",),
           _unknown_key),
+    Check("HOST-004", "An authorized_keys line the review cannot read", "high",
+          "Fix or remove the line; a key nobody can list is a key nobody reviews.",
+          (MHLW, "NIST SP 800-53 Rev. 5 AC-2", "NIST SP 800-53 Rev. 5 IA-5"), ("host",),
+          _unreadable_keys),
+    Check("HOST-005", "A certificate principal opens another person's or a shared account",
+          "high", "Name only the account's own person in its principals file.",
+          (MHLW, "NIST SP 800-53 Rev. 5 IA-2", "NIST SP 800-53 Rev. 5 AC-6"), ("host",),
+          _foreign_principal),
 )  # fmt: skip
 
 

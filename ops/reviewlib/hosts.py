@@ -59,14 +59,20 @@ def parse(host: str, data: dict[str, Any], service: dict[str, str]) -> list[Acco
         name = u["name"]
         shadow = data["shadow"].get(name, {})
         keys = data["keys"].get(name, [])
+        principals = (data.get("principals", {}).get(name) or {}).get("principals", [])
         login_shell = u["shell"] not in NOLOGIN
         password = shadow.get("password") == "set"
         groups = groups_of.get(name, set()) | {gid_name.get(u["gid"], str(u["gid"]))}
         system_account = (
-            (u["uid"] < 1000 or name == NOBODY) and name != "root" and not keys and not password
+            (u["uid"] < 1000 or name == NOBODY)
+            and name != "root"
+            and not keys
+            and not password
+            and not principals
         )
         last = data["lastlog"].get(name)
         creds = [Credential("ssh_key", k["fingerprint"], True) for k in keys]
+        creds += [Credential("ssh_principal", str(p), True) for p in principals]
         if password:
             creds.append(Credential("password", "shadow", True))
         out.append(
@@ -74,7 +80,7 @@ def parse(host: str, data: dict[str, Any], service: dict[str, str]) -> list[Acco
                 system=f"host:{host}",
                 name=name,
                 staff_id=staff_of(name),
-                enabled=bool(keys) or (password and login_shell) or u["uid"] == 0,
+                enabled=bool(keys or principals) or (password and login_shell) or u["uid"] == 0,
                 last_used=dt.datetime.fromtimestamp(last, dt.UTC) if last else None,
                 privileges=sorted(groups & PRIVILEGED_GROUPS),
                 credentials=creds,
@@ -84,6 +90,14 @@ def parse(host: str, data: dict[str, Any], service: dict[str, str]) -> list[Acco
                     "shares_uid_with": sorted(set(by_uid[u["uid"]]) - {name}),
                     "nopasswd": nopasswd.get(name, []),
                     "key_files": sorted({k["file"] for k in keys}),
+                    "unreadable_key_lines": [
+                        f"{b['file']}:{b['line']}: {b['reason']}"
+                        for b in data.get("bad_key_lines", {}).get(name, [])
+                    ],
+                    "cert_authority_keys": [
+                        k["fingerprint"] for k in keys if k.get("cert_authority")
+                    ],
+                    "principals": principals,
                 },
             )
         )
@@ -221,7 +235,9 @@ def collect(
             reason = f"{t.name} ({t.address}:{t.port}): {type(e).__name__}: {what}"
             return [], Scope(f"host:{t.name}", False, 0, reason), None
         accounts = parse(t.name, data, service.get("host", {}))
-        return accounts, Scope(f"host:{t.name}", True, len(accounts)), data
+        gaps = [str(g) for g in data.get("incomplete", [])]
+        scope = Scope(f"host:{t.name}", not gaps, len(accounts), "; ".join(gaps))
+        return accounts, scope, data
 
     accounts: list[Account] = []
     scopes: list[Scope] = []

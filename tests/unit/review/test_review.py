@@ -195,6 +195,17 @@ FIXTURES["DB-001"] = (
 )
 
 
+FIXTURES["HOST-004"] = (
+    Account("host:app-1", "d010", staff_id="D010", attributes={
+        "unreadable_key_lines": ["/home/d010/.ssh/authorized_keys:3: option 'x' is unknown"]}),
+    Account("host:app-1", "d010", staff_id="D010", attributes={"unreadable_key_lines": []}),
+)  # fmt: skip
+FIXTURES["HOST-005"] = (
+    Account("host:app-1", "root", service=True,
+            credentials=[Credential("ssh_principal", "d010", True)]),
+    Account("host:app-1", "d010", staff_id="D010",
+            credentials=[Credential("ssh_principal", "d010", True)]),
+)  # fmt: skip
 FIXTURES["HOST-001"] = (
     Account("host:db-1", "toor", attributes={"uid": 0}),
     Account("host:db-1", "root", attributes={"uid": 0}),
