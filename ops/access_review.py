@@ -16,6 +16,10 @@ machine accounts and their documented purpose, per system:
     fund = "the fund's SFTP delivery account"
     [db]
     claims_owner = "owns the schema; migrations only"
+    [break-glass]
+    claims-dc-break-glass = "emergency administration; sealed credentials, logged use"
+
+A role of [break-glass] waits unused on purpose: it is not reported dormant (IAM-007).
 
 Input files (roster, key registry, exceptions) are UTF-8 with a BOM or cp932; anything else
 needs --encoding when it could be read both ways (ops/reviewlib/inputs.py). Each is at most
@@ -61,7 +65,7 @@ from ops.reviewlib.roster import RosterError, load, read_input
 T = TypeVar("T")
 PASS, FINDINGS, BAD_INPUT, INCOMPLETE, FAILED = 0, 1, 2, 3, 4
 EXIT_OF = {"PASS": PASS, "FINDINGS": FINDINGS, "INCOMPLETE": INCOMPLETE}
-SERVICE_SYSTEMS = ("aws", "host", "db", "app")
+SERVICE_SYSTEMS = ("aws", "host", "db", "app", "break-glass")
 
 
 def load_service_accounts(path: Path) -> dict[str, dict[str, str]]:
@@ -246,8 +250,13 @@ def _aws(
     accounts, scope, meta = iam.collect(
         _aws_iam(args.aws_endpoint, args.aws_ca, args.timeout), timeout=args.timeout
     )
+    break_glass = service.get("break-glass", {})
     for a in accounts:
         a.service = a.service or a.name in service.get("aws", {})
+        if a.attributes.get("kind") == "role":
+            reason = break_glass.get(a.name.removeprefix("role/"))
+            if reason:
+                a.attributes["break_glass"] = reason
     scope.reason = (
         scope.reason
         or f"{meta['calls']} IAM calls; credential report of {meta.get('credential_report')}"

@@ -13,6 +13,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ops.reviewlib.inputs import staff_id_or_none
 from ops.reviewlib.model import Account, Finding
@@ -252,6 +253,68 @@ def _foreign_principal(a: Account, ctx: Context) -> str | None:
     return None
 
 
+def _statements(doc: object) -> list[dict[str, Any]]:
+    items = doc.get("Statement", []) if isinstance(doc, dict) else []
+    return [s for s in (items if isinstance(items, list) else [items]) if isinstance(s, dict)]
+
+
+def _aws_principals(statement: dict[str, Any]) -> list[str]:
+    principal = statement.get("Principal")
+    if principal == "*":
+        return ["*"]
+    if not isinstance(principal, dict):
+        return []
+    value = principal.get("AWS", [])
+    return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+
+def _condition_keys(statement: dict[str, Any]) -> set[str]:
+    condition = statement.get("Condition")
+    if not isinstance(condition, dict):
+        return set()
+    return {k.lower() for block in condition.values() if isinstance(block, dict) for k in block}
+
+
+def _open_trust(a: Account, ctx: Context) -> str | None:
+    """Who may assume the role: nobody by wildcard, another account only with an ExternalId,
+    a person (a user, or the account root: any of its users) only with MFA."""
+    if a.attributes.get("kind") != "role":
+        return None
+    own = str(a.attributes.get("account_id") or "")
+    problems = []
+    for st in _statements(a.attributes.get("trust")):
+        if st.get("Effect") != "Allow":
+            continue
+        keys = _condition_keys(st)
+        for principal in _aws_principals(st):
+            account = principal.split(":")[4] if principal.count(":") >= 5 else principal
+            if principal == "*" or "*" in account:
+                problems.append(f"anyone ({principal}) may assume it")
+            elif account != own and "sts:externalid" not in keys:
+                problems.append(f"account {account} may assume it without an ExternalId")
+            elif (account == own and (principal.endswith(":root") or ":user/" in principal)
+                  and "aws:multifactorauthpresent" not in keys
+                  and "aws:multifactorauthage" not in keys):  # fmt: skip
+                problems.append(f"{principal} may assume it without MFA")
+    return f"{a.name}: " + "; ".join(problems) if problems else None
+
+
+def _dormant_role(a: Account, ctx: Context) -> str | None:
+    """A role nobody has used in the review period is a door nobody watches, unless it is a
+    documented break-glass role, which waits unused on purpose."""
+    if a.attributes.get("kind") != "role" or a.attributes.get("break_glass"):
+        return None
+    if a.last_used is not None:
+        idle = _days(ctx, a.last_used)
+        if idle is not None and idle > ctx.dormant_days:
+            return f"{a.name}: last assumed {a.last_used.date()}, {idle} days ago"
+        return None
+    age = _days(ctx, a.created)
+    if age is not None and age > ctx.dormant_days:
+        return f"{a.name}: never assumed since it was created, {age} days ago"
+    return None
+
+
 CIS = "CIS AWS Foundations Benchmark v3.0.0"
 CHECKS: tuple[Check, ...] = (
     Check("ACR-001", "Account with no roster match (orphaned)", "high",
@@ -306,6 +369,16 @@ CHECKS: tuple[Check, ...] = (
           "Remove the key, or register it to the person who holds it.",
           (MHLW, "NIST SP 800-53 Rev. 5 IA-5", "NIST SP 800-53 Rev. 5 AC-2"), ("host",),
           _unknown_key),
+    Check("IAM-006", "Role trust open to anyone, another account without ExternalId, or a "
+          "person without MFA", "critical",
+          "Name the principals exactly; require sts:ExternalId for other accounts and "
+          "aws:MultiFactorAuthPresent for people.",
+          (f"{CIS} 1.16", "NIST SP 800-53 Rev. 5 AC-6", "NIST SP 800-53 Rev. 5 IA-2(1)",
+           "AWS IAM User Guide: the confused deputy problem"), ("aws",), _open_trust),
+    Check("IAM-007", "Role not used in the review period (not a documented break-glass role)",
+          "medium", "Delete the role, or document it as break-glass in the service-accounts "
+          "file's [break-glass] table.",
+          (MHLW, "NIST SP 800-53 Rev. 5 AC-2(3)"), ("aws",), _dormant_role),
     Check("HOST-004", "An authorized_keys line the review cannot read", "high",
           "Fix or remove the line; a key nobody can list is a key nobody reviews.",
           (MHLW, "NIST SP 800-53 Rev. 5 AC-2", "NIST SP 800-53 Rev. 5 IA-5"), ("host",),

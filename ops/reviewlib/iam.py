@@ -165,6 +165,8 @@ def _role(r: dict[str, Any], policies: dict[str, Any]) -> Account:
         doc = _default_version(policies.get(p["PolicyArn"]))
         if doc is not None:
             docs.append(_named(doc, p["PolicyName"]))
+    trust = r.get("AssumeRolePolicyDocument")
+    arn = str(r.get("Arn", ""))
     return Account(
         system="aws",
         name=f"role/{r['RoleName']}",
@@ -173,7 +175,11 @@ def _role(r: dict[str, Any], policies: dict[str, Any]) -> Account:
         privileges=sorted(set(attached) | {d["_name"] for d in docs}),
         policy_documents=docs,
         service=True,
-        attributes={"kind": "role"},
+        attributes={
+            "kind": "role",
+            "trust": _named(trust, "trust") if trust else {},
+            "account_id": arn.split(":")[4] if arn.count(":") >= 5 else "",
+        },
     )
 
 

@@ -214,3 +214,47 @@ def test_a_hanging_host_ends_the_review_incomplete_in_time(tmp_path: Path, capsy
     assert code == access_review.INCOMPLETE and elapsed < 10
     (scope,) = out["scopes"]
     assert "intake-1" in scope["reason"] and "in stage read" in scope["reason"]
+
+
+def test_a_documented_break_glass_role_waits_unused_others_are_dormant(
+    tmp_path: Path, moto_endpoint: str, capsys: Any
+) -> None:
+    client = boto3.client("iam", endpoint_url=moto_endpoint, region_name="us-east-1")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action":
+             "sts:AssumeRole", "Principal": {"Service": "ec2.amazonaws.com"}}]}  # fmt: skip
+    for name in ("claims-dc-break-glass", "forgotten-role"):
+        client.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    roster = tmp_path / "roster.csv"
+    roster.write_text(HEADER, encoding="utf-8-sig")
+    services = tmp_path / "services.toml"
+    services.write_text('[break-glass]\n"claims-dc-break-glass" = "sealed credentials, logged"\n')
+    later = (dt.date.today() + dt.timedelta(days=200)).isoformat()
+    access_review.main(["run", "--roster", str(roster), "--out", str(tmp_path / "o"), "--json",
+                        "--aws", "--aws-endpoint", moto_endpoint, "--today", later,
+                        "--service-accounts", str(services)])  # fmt: skip
+    dormant = {f["account"] for f in json.loads(capsys.readouterr().out)["findings"]
+               if f["check"] == "IAM-007"}  # fmt: skip
+    assert "role/forgotten-role" in dormant and "role/claims-dc-break-glass" not in dormant
+    for name in ("claims-dc-break-glass", "forgotten-role"):
+        client.delete_role(RoleName=name)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("[host\nfund = 1", "not TOML"),
+        ('[printers]\nx = "y"', "is not one of"),
+        ("[host]\nfund = 3", "needs its purpose as text"),
+    ],
+)
+def test_a_bad_service_accounts_file_is_bad_input(
+    tmp_path: Path, text: str, why: str, capsys: Any
+) -> None:
+    roster = tmp_path / "roster.csv"
+    roster.write_text(HEADER, encoding="utf-8-sig")
+    services = tmp_path / "services.toml"
+    services.write_text(text)
+    code = access_review.main(["run", "--roster", str(roster), "--out", str(tmp_path / "o"),
+                               "--db-dsn", "x", "--service-accounts", str(services)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == access_review.BAD_INPUT and why in err and "services.toml" in err

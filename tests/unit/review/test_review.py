@@ -195,6 +195,26 @@ FIXTURES["DB-001"] = (
 )
 
 
+def _trust(principal: object, condition: dict[str, Any] | None = None) -> dict[str, Any]:
+    st: dict[str, Any] = {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": principal}
+    if condition:
+        st["Condition"] = condition
+    return {"Version": "2012-10-17", "Statement": [st]}
+
+
+OWN = "123456789012"
+FIXTURES["IAM-006"] = (
+    Account("aws", "role/open", service=True, attributes={
+        "kind": "role", "account_id": OWN, "trust": _trust({"AWS": "*"})}),
+    Account("aws", "role/ec2", service=True, attributes={
+        "kind": "role", "account_id": OWN, "trust": _trust({"Service": "ec2.amazonaws.com"})}),
+)  # fmt: skip
+FIXTURES["IAM-007"] = (
+    Account("aws", "role/forgotten", service=True, created=t(400),
+            attributes={"kind": "role"}),
+    Account("aws", "role/claims-dc-break-glass", service=True, created=t(400),
+            attributes={"kind": "role", "break_glass": "sealed, logged"}),
+)  # fmt: skip
 FIXTURES["HOST-004"] = (
     Account("host:app-1", "d010", staff_id="D010", attributes={
         "unreadable_key_lines": ["/home/d010/.ssh/authorized_keys:3: option 'x' is unknown"]}),
@@ -586,6 +606,45 @@ def test_iam_roles_are_read_and_their_policies_checked(iam_client: Any) -> None:
     assert {"role/app-host", "role/legacy-admin"} <= set(roles) and scope.complete
     got = {(f.check, f.account) for f in checks.review(list(roles.values()), ctx())}
     assert got == {("IAM-004", "role/legacy-admin")}  # no roster owner asked of a machine role
+
+
+@pytest.mark.parametrize(
+    ("trust", "why"),
+    [
+        (_trust({"AWS": "*"}), "anyone"),
+        (_trust({"AWS": "arn:aws:iam::210987654321:root"}), "without an ExternalId"),
+        (_trust({"AWS": f"arn:aws:iam::{OWN}:root"}), "without MFA"),
+        (_trust({"AWS": [f"arn:aws:iam::{OWN}:user/d010"]}), "without MFA"),
+        (_trust("*"), "anyone"),
+    ],
+)
+def test_role_trust_policies_are_checked(iam_client: Any, trust: dict[str, Any], why: str) -> None:
+    iam_client.create_role(RoleName="assumable", AssumeRolePolicyDocument=json.dumps(trust))
+    accounts, _, _ = iam.collect(iam_client)
+    role = next(a for a in accounts if a.name == "role/assumable")
+    found = [f for f in checks.review([role], ctx()) if f.check == "IAM-006"]
+    assert found and why in found[0].evidence, found
+    iam_client.delete_role(RoleName="assumable")
+
+
+@pytest.mark.parametrize(
+    "trust",
+    [
+        _trust({"AWS": "arn:aws:iam::210987654321:root"},
+               {"StringEquals": {"sts:ExternalId": "claims-dc-999997"}}),
+        _trust({"AWS": f"arn:aws:iam::{OWN}:root"},
+               {"Bool": {"aws:MultiFactorAuthPresent": "true"}}),
+        _trust({"Service": "ec2.amazonaws.com"}),
+    ],
+)  # fmt: skip
+def test_role_trust_that_names_its_principals_passes(
+    iam_client: Any, trust: dict[str, Any]
+) -> None:
+    iam_client.create_role(RoleName="assumable", AssumeRolePolicyDocument=json.dumps(trust))
+    accounts, _, _ = iam.collect(iam_client)
+    role = next(a for a in accounts if a.name == "role/assumable")
+    assert [f for f in checks.review([role], ctx()) if f.check == "IAM-006"] == []
+    iam_client.delete_role(RoleName="assumable")
 
 
 class _ReportFails:
