@@ -36,7 +36,13 @@ LABELS = {
     "previous": "前回のレビュー / Previous review",
     "date": "実施日 / Review date",
     "roster": "職員名簿 / Staff roster",
+    "rules": "判定の規則 / Rules applied",
 }
+# How the review reads the roster's dates, printed in every report so no reader has to guess.
+END_DATE_RULE = (
+    "終了日は最終勤務日: 翌日から退職者として扱う / The end date is the last working day: "
+    "from the next day the person is a leaver"
+)
 
 
 class ExceptionsError(Exception):
@@ -142,6 +148,7 @@ def build(
         }
         if previous is not None
         else None,
+        "rules": {"end_date": END_DATE_RULE},
         "signoff": {"reviewer": "", "date": "", "signature": ""},
     }
 
@@ -229,6 +236,7 @@ vertical-align:top}}th{{background:#eee}}@page{{size:A4 landscape;margin:12mm}}
 <p>{e(LABELS["verdict"])}: <b>{e(review["verdict"])}</b> &nbsp; {e(LABELS["date"])}:
 {e(review["review_date"])} &nbsp; {e(LABELS["roster"])}: {e(str(roster.get("source", "-")))}
 ({roster.get("people", "-")} 名 / people, {roster.get("keys", "-")} 鍵 / keys)</p>
+<p>{e(LABELS["rules"])}: {e(review.get("rules", {}).get("end_date", END_DATE_RULE))}</p>
 {body}
 <h2>{e(LABELS["signoff"])}</h2>
 <table><tr><th>確認者 / Reviewer</th><th>日付 / Date</th><th>署名・印 / Signature</th></tr>

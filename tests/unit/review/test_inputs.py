@@ -258,3 +258,9 @@ def test_a_bad_service_accounts_file_is_bad_input(
                                "--db-dsn", "x", "--service-accounts", str(services)])  # fmt: skip
     err = capsys.readouterr().err
     assert code == access_review.BAD_INPUT and why in err and "services.toml" in err
+
+
+def test_the_end_date_rule_is_printed_in_the_report() -> None:
+    review = report.build([], [], today=TODAY)
+    assert review["rules"]["end_date"] == report.END_DATE_RULE
+    assert "last working day" in report.to_html(review)
