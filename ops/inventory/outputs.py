@@ -23,6 +23,7 @@ INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 KMS_KEY_ARN = re.compile(r"^arn:aws:kms:(?P<region>[a-z0-9-]+):[0-9]{12}:key/[A-Za-z0-9-]{1,128}$")
 DNS_NAME = re.compile(r"^[A-Za-z0-9*.-]{1,253}$")
+ROLE_ARN = re.compile(r"^arn:aws:iam::[0-9]{12}:role/(?:[\w+=,.@-]+/)*(?P<name>[\w+=,.@-]{1,64})$")
 SECRET_MARK = "[secret]"  # noqa: S105 - what `pulumi stack output --json` prints for a secret output
 
 
@@ -35,6 +36,7 @@ class StackOutputs:
     backup_bucket: str
     storage_key_arn: str
     endpoint_dns_names: dict[str, list[str]] = field(default_factory=dict)
+    break_glass_roles: list[str] = field(default_factory=list)  # IAM role names
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -164,6 +166,16 @@ def load_outputs(path: Path, config: StackConfig) -> StackOutputs:
             continue
         endpoints[str(service)] = list(names)
 
+    break_glass: list[str] = []
+    role_arn = doc.get("backupBreakGlassRoleArn")
+    if role_arn is not None:
+        match = ROLE_ARN.match(role_arn) if isinstance(role_arn, str) else None
+        if match is None:
+            problems.append(f"{where}: output 'backupBreakGlassRoleArn' = {str(role_arn)[:80]!r} "
+                            "is not an IAM role ARN")  # fmt: skip
+        else:
+            break_glass.append(match["name"])
+
     if problems:
         raise InventoryError(problems)
-    return StackOutputs(where, region, ips, ids, bucket, key_arn, endpoints)
+    return StackOutputs(where, region, ips, ids, bucket, key_arn, endpoints, break_glass)

@@ -245,6 +245,8 @@ def _foreign_principal(a: Account, ctx: Context) -> str | None:
     for c in a.credentials:
         if c.kind != "ssh_principal":
             continue
+        if c.ident == a.name:  # the principal the hardening role writes: the account's name
+            continue
         owner = staff_id_or_none(c.ident)
         if a.service or a.staff_id is None or owner != a.staff_id:
             strangers.append(c.ident)

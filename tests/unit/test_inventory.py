@@ -161,6 +161,7 @@ def _refused(tmp_path: Path, outputs: Path, *extra: str) -> str:
         ({"storageKeyArn": "arn:aws:kms:ap-northeast-3:210987654321:key/x"}, "ap-northeast-3"),
         ({"backupBucket": "Not_A_Bucket"}, "'Not_A_Bucket' is not an S3 bucket name"),
         ({"privateIps": "10.80.10.10"}, "output 'privateIps' must be an object"),
+        ({"backupBreakGlassRoleArn": "role/x"}, "'role/x' is not an IAM role ARN"),
     ],
 )
 def test_a_missing_or_malformed_output_is_named_with_its_file(
@@ -170,6 +171,14 @@ def test_a_missing_or_malformed_output_is_named_with_its_file(
     err = _refused(tmp_path, outputs)
     assert named in err
     assert str(outputs) in err
+
+
+def test_the_break_glass_role_reaches_the_access_review(tmp_path: Path) -> None:
+    from infra.config import load_stack
+    from ops.inventory.outputs import load_outputs
+
+    outputs = load_outputs(OUTPUTS, load_stack("omuta-prod"))
+    assert outputs.break_glass_roles == ["claims-dc-402028-omuta-prod-backup-break-glass"]
 
 
 def test_addresses_must_be_the_configs_and_hosts_the_stacks(tmp_path: Path) -> None:

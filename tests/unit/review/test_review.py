@@ -223,8 +223,8 @@ FIXTURES["HOST-004"] = (
 FIXTURES["HOST-005"] = (
     Account("host:app-1", "root", service=True,
             credentials=[Credential("ssh_principal", "d010", True)]),
-    Account("host:app-1", "d010", staff_id="D010",
-            credentials=[Credential("ssh_principal", "d010", True)]),
+    Account("host:app-1", "opsadmin",
+            credentials=[Credential("ssh_principal", "opsadmin", True)]),
 )  # fmt: skip
 FIXTURES["HOST-001"] = (
     Account("host:db-1", "toor", attributes={"uid": 0}),
