@@ -76,7 +76,8 @@ def app_accounts(rows: list[dict[str, Any]], service: dict[str, str]) -> list[Ac
 
 
 def _query(dsn: str, sql: str) -> list[dict[str, Any]]:
-    with psycopg.connect(dsn, connect_timeout=10) as conn:
+    # Bounded both ways: the connection, and the query on the server.
+    with psycopg.connect(dsn, connect_timeout=10, options="-c statement_timeout=60s") as conn:
         row = conn.execute(sql).fetchone()
     return list(row[0]) if row else []
 
