@@ -183,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
         "people": len(roster.people),
         "keys": len(roster.keys),
     }
+    review["certificate_logins"] = report.certificate_logins(accounts)
     try:
         written = report.write(review, args.out, args.sign_key)
     except (OSError, subprocess.CalledProcessError) as e:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ops import manifest
 from ops.reviewlib.inputs import InputError, decode, excerpt
-from ops.reviewlib.model import Finding, Scope
+from ops.reviewlib.model import Account, Finding, Scope
 
 NAMESPACE = "claims-dc-access-review"
 FILES = ("review.json", "review.csv", "review.html")
@@ -37,6 +37,7 @@ LABELS = {
     "date": "実施日 / Review date",
     "roster": "職員名簿 / Staff roster",
     "rules": "判定の規則 / Rules applied",
+    "certificates": "証明書でログインできる者 / Who opens which account with a certificate",
 }
 # How the review reads the roster's dates, printed in every report so no reader has to guess.
 END_DATE_RULE = (
@@ -153,6 +154,15 @@ def build(
     }
 
 
+def certificate_logins(accounts: list[Account]) -> list[dict[str, str]]:
+    """Which certificate principals open which host account (AuthorizedPrincipalsFile)."""
+    return [
+        {"system": a.system, "account": a.name, "principals": ", ".join(a.attributes["principals"])}
+        for a in sorted(accounts, key=lambda a: (a.system, a.name))
+        if a.attributes.get("principals")
+    ]
+
+
 # OWASP's CSV injection rule: a cell a spreadsheet would take for a formula starts with one of
 # these; it is written with a leading apostrophe, so Excel shows it as text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -225,6 +235,11 @@ def to_html(review: dict[str, Any]) -> str:
              [[change, d["id"], d["system"], d["account"]]
               for change in ("new", "resolved", "unchanged") for d in diff[change]])),
     ]  # fmt: skip
+    if review.get("certificate_logins"):
+        sections.append((LABELS["certificates"], _table(
+            ["system", "account", "principals"],
+            [[c["system"], c["account"], c["principals"]]
+             for c in review["certificate_logins"]])))  # fmt: skip
     body = "".join(f"<h2>{e(title)}</h2>{content}" for title, content in sections)
     return f"""<!doctype html>
 <html lang="ja"><head><meta charset="utf-8"><title>{e(LABELS["title"])}</title>

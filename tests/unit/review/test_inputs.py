@@ -264,3 +264,16 @@ def test_the_end_date_rule_is_printed_in_the_report() -> None:
     review = report.build([], [], today=TODAY)
     assert review["rules"]["end_date"] == report.END_DATE_RULE
     assert "last working day" in report.to_html(review)
+
+
+def test_certificate_logins_are_listed_in_the_report() -> None:
+    from ops.reviewlib.model import Account, Credential
+
+    opsadmin = Account("host:app-1", "opsadmin", attributes={"principals": ["opsadmin"]},
+                       credentials=[Credential("ssh_principal", "opsadmin", True)])  # fmt: skip
+    review = report.build([], [], today=TODAY)
+    review["certificate_logins"] = report.certificate_logins([opsadmin, Account("aws", "x")])
+    assert review["certificate_logins"] == [
+        {"system": "host:app-1", "account": "opsadmin", "principals": "opsadmin"}
+    ]
+    assert "opsadmin" in report.to_html(review)
