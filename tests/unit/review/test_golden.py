@@ -29,7 +29,9 @@ def golden_review() -> dict[str, object]:
     previous = report.build([gone, findings[0]], scopes, today=TODAY - dt.timedelta(days=90))
     review = report.build(findings, scopes, today=TODAY, exceptions=exceptions, previous=previous)
     review["roster"] = {"source": "roster.csv", "encoding": "utf-8-sig", "people": 3, "keys": 1}
-    review["certificate_logins"] = [{"system": "host:db-1", "account": "d010", "principals": "d010"}]
+    review["certificate_logins"] = [
+        {"system": "host:db-1", "account": "d010", "principals": "d010"}
+    ]
     return review
 
 
