@@ -149,7 +149,8 @@ accounts, scopes = hosts.collect(
     targets, user="claims-dc-review", key_file=Path("/var/lib/claims-dc-review/keys/probe_ed25519"),
     known_hosts=Path("/etc/claims-dc/access-review/known_hosts"), service={}, timeout=60)
 print(json.dumps({"seconds": time.perf_counter() - t, "accounts": len(accounts),
-                  "complete": sum(s.complete for s in scopes), "scopes": len(scopes)}))
+                  "complete": sum(s.complete for s in scopes), "scopes": len(scopes),
+                  "first_gap": next((s.reason for s in scopes if not s.complete), "")}))
 """
 
 
@@ -176,6 +177,7 @@ def bench_hosts(n: int) -> tuple[float | None, str]:
         f"hosts: {r['scopes']} targets ({len(addresses)} lab hosts' sshd reused), "
         f"{r['complete']} complete, {r['accounts']} accounts read from the bastion in "
         f"{r['seconds']:.1f}s (16 in parallel)"
+        + (f"; first gap: {r['first_gap'][:200]}" if r["first_gap"] else "")
     )
 
 
