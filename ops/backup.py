@@ -13,8 +13,14 @@ AES-256-GCM under a master key that KMS wraps (or a local key file).
     python -m ops.backup prune [--dry-run]       # needs the maintenance role, not the hosts'
 
 Results go to stdout (`--json` for machines), progress to stderr; every command but list and
-show writes a JSON and a text report under <state dir>/reports/. Exit codes: 0 ok, 1 a failure
-or a finding (verify problems, a drill mismatch), 2 usage or configuration.
+show writes a JSON and a text report under <state dir>/reports/.
+
+Exit codes:
+  0  ok
+  1  a failure or a finding: verify problems, a drill mismatch, storage, KMS or source errors,
+     another run holding the lock, or an unexpected error (named on stderr, never a traceback)
+  2  usage or configuration: a bad argument, the settings file (each wrong key or type named),
+     a key file that is missing, readable by others, malformed or not this repository's
 """
 
 from __future__ import annotations
@@ -291,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, settings.SettingsError) as e:
         print(f"claims-dc-backup: {e}", file=sys.stderr)
         return 2
+    except crypto.KeyConfigError as e:  # configuration, but reported like a failed run
+        result = {"command": args.command, "ok": False, "error": str(e)}
+        code = 2
     except (
         RepositoryError,
         StorageError,
@@ -301,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         OSError,
     ) as e:
         result = {"command": args.command, "ok": False, "error": str(e)}
+        code = 1
+    except Exception as e:  # named, and reported where operators look, never a traceback
+        result = {"command": args.command, "ok": False,
+                  "error": f"unexpected error: {type(e).__name__}: {str(e)[:300]}"}  # fmt: skip
         code = 1
     finally:
         if lock is not None:

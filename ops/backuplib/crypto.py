@@ -32,6 +32,11 @@ class KeyError_(Exception):
     """The key cannot be had or does not open the repository."""
 
 
+class KeyConfigError(KeyError_):
+    """The configured key file is wrong (missing, readable by others, malformed, or not this
+    repository's): the settings are at fault, not the moment (exit 2, as settings are)."""
+
+
 class IntegrityError(Exception):
     """Stored data does not authenticate: corrupted, truncated or not ours."""
 
@@ -140,9 +145,9 @@ def read_key_file(path: Path) -> bytes:
         st = path.stat()
         text = path.read_text().strip()
     except OSError as e:
-        raise KeyError_(f"key file {path}: {e.strerror}") from e
+        raise KeyConfigError(f"key file {path}: {e.strerror}") from e
     if st.st_mode & 0o077:
-        raise KeyError_(
+        raise KeyConfigError(
             f"key file {path}: mode {st.st_mode & 0o777:o} lets others read it; chmod 600 it"
         )
     try:
@@ -150,13 +155,13 @@ def read_key_file(path: Path) -> bytes:
     except ValueError:
         key = b""
     if len(key) != 32:
-        raise KeyError_(f"key file {path}: not 32 bytes of base64")
+        raise KeyConfigError(f"key file {path}: not 32 bytes of base64")
     return key
 
 
 def make_key_file(path: Path) -> None:
     if path.exists():
-        raise KeyError_(f"key file {path} exists; refusing to overwrite a key")
+        raise KeyConfigError(f"key file {path} exists; refusing to overwrite a key")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -178,7 +183,7 @@ def unwrap_with_file(path: Path, record: dict[str, Any], repo_id: str) -> Master
     try:
         return MasterKey(AESGCM(key).decrypt(blob[:NONCE], blob[NONCE:], repo_id.encode()))
     except InvalidTag:
-        raise KeyError_(f"key file {path} does not open this repository (wrong key)") from None
+        raise KeyConfigError(f"key file {path} does not open this repository (wrong key)") from None
 
 
 def _aws_reason(e: Exception) -> str:

@@ -234,6 +234,7 @@ class Repository:
         if not records:
             raise RepositoryError(f"{storage.url}: no key records under keys/")
         errors = []
+        settings_at_fault: list[bool] = []  # per key that failed: the key file's fault?
         for record in records:
             repo_id = str(record["repository"])
             try:
@@ -248,6 +249,7 @@ class Repository:
                     continue
             except crypto.KeyError_ as e:
                 errors.append(str(e))
+                settings_at_fault.append(isinstance(e, crypto.KeyConfigError))
                 continue
             try:
                 raw = master.open_json(sealed_config, b"config", "config")
@@ -267,7 +269,9 @@ class Repository:
                     f"{storage.url}: key record and config disagree on the repository ID"
                 )
             return cls(storage, master, config, record["kind"], record.get("kms_key_id"))
-        raise crypto.KeyError_(f"{storage.url}: no key opens this repository: " + "; ".join(errors))
+        failure = (crypto.KeyConfigError if settings_at_fault and all(settings_at_fault)
+                   else crypto.KeyError_)  # fmt: skip
+        raise failure(f"{storage.url}: no key opens this repository: " + "; ".join(errors))
 
     # --- sealed metadata objects ------------------------------------------------------------
 

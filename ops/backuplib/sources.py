@@ -63,29 +63,33 @@ class SourceSpec:
         name, kind = d.get("name"), d.get("kind")
         if not isinstance(name, str) or not name or "/" in name:
             raise SourceError(f"{where}: a source needs a name without '/', got {name!r}")
+        here = f"{where}: source {name!r}"
         if kind == "files":
             paths = d.get("paths")
-            if (
-                not isinstance(paths, list)
-                or not paths
-                or not all(isinstance(p, str) and p.startswith("/") for p in paths)
-            ):
-                raise SourceError(
-                    f"{where}: source {name!r}: paths must be absolute paths, got {paths!r}"
-                )
+            if isinstance(paths, str):
+                raise SourceError(f"{here}: paths must be a list, like [{paths!r}], "
+                                  "not a string")  # fmt: skip
+            if not isinstance(paths, list) or not paths:
+                raise SourceError(f"{here}: paths must be a non-empty list of absolute paths, "
+                                  f"got {paths!r}")  # fmt: skip
+            bad = [p for p in paths if not isinstance(p, str) or not p.startswith("/")]
+            if bad:
+                raise SourceError(f"{here}: paths must be absolute paths; {bad[0]!r} is not")
             return cls(name, kind, paths=list(paths))
         if kind == "postgres":
             db = d.get("database")
             if not isinstance(db, str) or not db:
-                raise SourceError(f"{where}: source {name!r}: database is required")
-            return cls(
-                name,
-                kind,
-                database=db,
-                run_as=str(d.get("run_as", "")),
-                pg_bin=str(d.get("pg_bin", "/usr/bin")),
-                pg_options=[str(o) for o in d.get("pg_options", [])],
-            )
+                raise SourceError(f"{here}: database must be a database name, got {db!r}")
+            texts = {k: d.get(k, default) for k, default in
+                     (("run_as", ""), ("pg_bin", "/usr/bin"))}  # fmt: skip
+            for key, value in texts.items():
+                if not isinstance(value, str):
+                    raise SourceError(f"{here}: {key} must be a string, got {value!r}")
+            options = d.get("pg_options", [])
+            if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+                raise SourceError(f"{here}: pg_options must be a list of strings, got {options!r}")
+            return cls(name, kind, database=db, run_as=texts["run_as"], pg_bin=texts["pg_bin"],
+                       pg_options=list(options))  # fmt: skip
         raise SourceError(
             f"{where}: source {name!r}: unknown kind {kind!r} (expected files or postgres)"
         )

@@ -97,7 +97,7 @@ def test_a_failed_run_leaves_a_status_operators_can_see(tmp_path: Path, capsys: 
     assert run(config, "init", "--new-key-file", capsys=capsys)[0] == 0
     os.chmod(tmp_path / "repo.key", 0o644)
     code, out = run(config, "run", capsys=capsys)
-    assert code == 1 and "lets others read it" in out["error"]  # type: ignore[index]
+    assert code == 2 and "lets others read it" in out["error"]  # type: ignore[index]
     status = json.loads((tmp_path / "state" / "status.json").read_text())
     assert status["ok"] is False and "lets others read it" in status["error"]
 
@@ -105,7 +105,7 @@ def test_a_failed_run_leaves_a_status_operators_can_see(tmp_path: Path, capsys: 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("[repository]\n", "url is required"),
+        ("[repository]\n", "url must be a directory or s3://bucket/prefix, got nothing"),
         ('[repository]\nurl = "/r"\n', "exactly one of kms_key_id and key_file"),
         ('[repository]\nurl = "/r"\nkey_file = "/k"\nlock_days = 0\n', "lock_days must be"),
         (
@@ -118,6 +118,27 @@ def test_a_failed_run_leaves_a_status_operators_can_see(tmp_path: Path, capsys: 
             "paths must be absolute",
         ),
         ("[repository\n", "not valid TOML"),
+        ('[repository]\nurl = 5\nkey_file = "/k"\n', "url must be a directory or s3://"),
+        ('[repository]\nurl = "/r"\nkey_file = 5\n', "key_file must be the absolute path"),
+        ('[repository]\nurl = "/r"\nkey_file = "k"\n', "key_file must be an absolute path"),
+        ('[repository]\nurl = "/r"\nkey_file = "/k"\n[state]\ndir = 5\n', "dir must be"),
+        ('[repository]\nurl = "/r"\nkey_file = "/k"\nstate = 5\n', "unknown key(s)"),
+        ('repository = "/r"\n', "[repository] must be a table"),
+        (
+            '[repository]\nurl = "/r"\nkey_file = "/k"\n[retention]\ndaily = "7"\n',
+            "retention.daily must be a whole number",
+        ),
+        ('[repository]\nurl = "/r"\nkey_file = "/k"\n[source]\nname = "x"\n', "written [[source]]"),
+        (
+            '[repository]\nurl = "/r"\nkey_file = "/k"\n[[source]]\nname = "x"\nkind = "files"\n'
+            'paths = "/x"\n',
+            "paths must be a list, like ['/x']",
+        ),
+        (
+            '[repository]\nurl = "/r"\nkey_file = "/k"\n[[source]]\nname = "x"\n'
+            'kind = "postgres"\ndatabase = "c"\npg_options = "-p 5"\n',
+            "pg_options must be a list",
+        ),
     ],
 )
 def test_bad_settings_exit_2_and_name_the_problem(
@@ -128,6 +149,37 @@ def test_bad_settings_exit_2_and_name_the_problem(
     assert cli.main(["--config", str(config), "list"]) == 2
     err = capsys.readouterr().err
     assert message in err and str(config) in err
+
+
+def test_a_wrong_key_file_is_a_configuration_error_exit_2(tmp_path: Path, capsys: Any) -> None:
+    config = write_config(tmp_path, str(tmp_path / "repo"))
+    make_tree(tmp_path / "srv")
+    assert run(config, "init", "--new-key-file", capsys=capsys)[0] == 0
+    (tmp_path / "repo.key").unlink()
+    from ops.backuplib import crypto
+
+    crypto.make_key_file(tmp_path / "repo.key")  # another key, in the same place
+    code, out = run(config, "list", capsys=capsys)
+    assert code == 2 and "wrong key" in out["error"]  # type: ignore[index]
+    code, out = run(config, "run", capsys=capsys)
+    assert code == 2 and "wrong key" in out["error"]  # type: ignore[index]
+
+
+def test_an_unexpected_error_is_named_exit_1_and_reported(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path, str(tmp_path / "repo"))
+    make_tree(tmp_path / "srv")
+    assert run(config, "init", "--new-key-file", capsys=capsys)[0] == 0
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli.archiver, "backup", broken)
+    code, out = run(config, "run", capsys=capsys)
+    assert code == 1 and out["error"] == "unexpected error: ZeroDivisionError: a bug"  # type: ignore[index]
+    status = json.loads((tmp_path / "state" / "status.json").read_text())
+    assert status["ok"] is False and "ZeroDivisionError" in status["error"]
 
 
 def test_two_runs_on_one_host_the_second_is_told_at_once(tmp_path: Path, capsys: Any) -> None:
