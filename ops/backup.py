@@ -208,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                 lock = _LocalLock(s.state_dir)
                 result = archiver.backup(repo, specs, tags=args.tag, quiet=args.quiet)
             elif args.command == "list":
-                snaps = archiver.list_report(repo)
+                unreadable: list[str] = []
+                snaps = archiver.list_report(repo, unreadable)
+                for problem in unreadable:
+                    print(f"claims-dc-backup: {problem}", file=sys.stderr)
                 if args.json:
                     print(json.dumps(snaps, indent=2))
                 else:
@@ -218,9 +221,12 @@ def main(argv: list[str] | None = None) -> int:
                             f"{','.join(x['sources']):<32} {x['logical']:>14,d} B  "
                             f"locked until {x['retain_until'] or '-'}"
                         )
-                return 0
+                return 1 if unreadable else 0
             elif args.command == "show":
-                snap = archiver.select_snapshot(repo, args.snapshot, None)
+                skipped: list[str] = []
+                snap = archiver.select_snapshot(repo, args.snapshot, None, skipped)
+                for problem in skipped:
+                    print(f"claims-dc-backup: {problem}", file=sys.stderr)
                 if args.json:
                     print(json.dumps(snap, indent=2))
                 else:
@@ -242,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                             )
                         if len(src["entries"]) > 20:
                             print(f"  ... {len(src['entries']) - 20} more")
-                return 0
+                return 1 if skipped else 0
             elif args.command == "verify":
                 result = archiver.verify(
                     repo,

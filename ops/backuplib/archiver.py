@@ -293,7 +293,8 @@ class BlobReader:
             ref = self.index.blobs.get(blob_id)
             if ref is None:
                 raise IntegrityError(
-                    f"{where}: blob {hex_id[:16]} is in no index (its pack is missing)"
+                    f"{where}: blob {hex_id[:16]} is in no index and in no pack stored "
+                    "(its pack is missing; `verify` names what else it affects)"
                 )
             end = ref.offset + ref.length
             if segs:
@@ -356,10 +357,13 @@ def select_snapshot(
     repo: Repository,
     snapshot: str | None,
     as_of: dt.datetime | None,
+    problems: list[str] | None = None,
 ) -> dict[str, Any]:
+    """The snapshot asked for; for latest or --as-of, the newest readable one, any unreadable
+    manifest named in `problems` (when given) instead of stopping the walk."""
     if snapshot and snapshot != "latest":
         return repo.get_snapshot(snapshot)
-    snaps = repo.list_snapshots()
+    snaps = repo.list_snapshots(problems=problems)
     if as_of is not None:
         snaps = [s for s in snaps if parse_iso(s["time"]) <= as_of]
     if not snaps:
@@ -381,20 +385,22 @@ def restore(
     to a temporary name and renamed only once every blob of it has authenticated, so a damaged
     repository never leaves wrong data behind under a real name."""
     started = time.monotonic()
-    snap = select_snapshot(repo, snapshot, as_of)
+    failed: list[str] = []
+    snap = select_snapshot(repo, snapshot, as_of, failed)
     sources = [s for s in snap["sources"] if source is None or s["name"] == source]
     if not sources:
         names = [s["name"] for s in snap["sources"]]
         raise RepositoryError(
             f"snapshot {snap['id'][:12]} has no source {source!r} (it has {names})"
         )
-    index = repo.load_index(adopt_orphans=False)
+    # Packs a run uploaded but did not index yet are read too (their headers say what they
+    # hold); nothing is written to the repository.
+    index = repo.load_index(adopt_orphans=True, on_problem=failed.append)
     total = sum(e.get("size", 0) for s in sources for e in s["entries"])
     prog = Progress("restore", total, quiet=quiet)
     reader = BlobReader(repo, index)
     am_root = os.geteuid() == 0
     written = 0
-    failed: list[str] = []
     try:
         target.mkdir(parents=True, exist_ok=True)
         for src in sources:
@@ -425,6 +431,12 @@ def restore(
                     tmp.unlink(missing_ok=True)
                     failed.append(str(err))
                     continue
+                except BaseException as err:  # a full disk, a lost endpoint, an interrupt
+                    tmp.unlink(missing_ok=True)
+                    if isinstance(err, OSError):
+                        raise OSError(err.errno, f"restoring {where} to {path}: "
+                                      f"{err.strerror or err}") from err  # fmt: skip
+                    raise
                 _apply_meta(path, e, am_root)
                 written += 1
             for path, e in reversed(dirs):
@@ -615,7 +627,15 @@ def prune(
     prog = Progress("prune", quiet=quiet)
     lease = None if dry_run else repo.acquire_lease("prune")
     try:
-        snaps = repo.list_snapshots(include_forgotten=True)
+        unreadable: list[str] = []
+        snaps = repo.list_snapshots(include_forgotten=True, problems=unreadable)
+        if unreadable:
+            # What an unreadable snapshot references is unknown: deleting anything could
+            # take data it needs. Nothing changes until it is dealt with.
+            return {"command": "prune", "dry_run": dry_run, "ok": False,
+                    "problems": [*unreadable, "prune changed nothing: a snapshot it "
+                                 "cannot read may need any pack"],
+                    "duration_seconds": round(time.monotonic() - started, 3)}  # fmt: skip
         forgotten_ids = {o.key.rsplit("/", 1)[-1] for o in repo.storage.list_objects("forgotten/")}
         live = [s for s in snaps if s["id"] not in forgotten_ids]
         keep, forget, reasons = decide(live, policy)
@@ -717,7 +737,7 @@ def prune(
             repo.release_lease(lease)
 
 
-def list_report(repo: Repository) -> list[dict[str, Any]]:
+def list_report(repo: Repository, problems: list[str] | None = None) -> list[dict[str, Any]]:
     return [
         {
             "id": s["id"],
@@ -728,5 +748,5 @@ def list_report(repo: Repository) -> list[dict[str, Any]]:
             "new": s["stats"]["new"],
             "retain_until": s.get("retain_until"),
         }
-        for s in repo.list_snapshots()
+        for s in repo.list_snapshots(problems=problems)
     ]

@@ -155,7 +155,8 @@ def drill(
     compare_live: bool = True,
 ) -> dict[str, Any]:
     started = time.monotonic()
-    snap = select_snapshot(repo, snapshot, None)
+    problems: list[str] = []  # an unreadable manifest skipped on the way to latest, and more
+    snap = select_snapshot(repo, snapshot, None, problems)
     pg_sources = [
         s
         for s in snap["sources"]
@@ -170,7 +171,7 @@ def drill(
     dump = next((e for e in src["entries"] if e["path"].endswith(".dump")), None)
     if dump is None:
         raise RepositoryError(f"source {src['name']} in {snap['id'][:12]} has no dump")
-    index = repo.load_index(adopt_orphans=False)
+    index = repo.load_index(adopt_orphans=True, on_problem=problems.append)
     result: dict[str, Any] = {
         "command": "drill",
         "snapshot": snap["id"],
@@ -217,7 +218,6 @@ def drill(
         "row_counts": restored_counts,
         "dump_sha256": restored_dump[0],
     }
-    problems: list[str] = []
     if compare_live:
         live_counts = row_counts(live)
         live_dump = normalized_dump(live)

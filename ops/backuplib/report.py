@@ -50,6 +50,8 @@ def text(report: dict[str, Any]) -> str:
         )
     for p in report.get("problems", []):
         lines.append(f"PROBLEM: {p}")
+    for p in report.get("unindexed_packs", []):
+        lines.append(f"unindexed pack: {p} (present, in no index: the next run adopts it)")
     if report.get("coverage"):
         lines.append(f"coverage: {report['coverage']}")
     if "duration_seconds" in report:

@@ -444,7 +444,12 @@ class Repository:
 
     # --- snapshots --------------------------------------------------------------------------
 
-    def list_snapshots(self, *, include_forgotten: bool = False) -> list[dict[str, Any]]:
+    def list_snapshots(
+        self, *, include_forgotten: bool = False, problems: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The readable snapshots, oldest first. With `problems`, a manifest that does not
+        authenticate (or vanished meanwhile) is named there and the walk goes on; without, it
+        raises."""
         forgotten = (
             set()
             if include_forgotten
@@ -455,7 +460,13 @@ class Repository:
             sid = obj.key.rsplit("/", 1)[-1]
             if sid in forgotten:
                 continue
-            doc = self.get_sealed(obj.key, b"snapshot")
+            try:
+                doc = self.get_sealed(obj.key, b"snapshot")
+            except (IntegrityError, NotFound) as e:
+                if problems is None:
+                    raise
+                problems.append(f"snapshot {sid}: unreadable, skipped: {e}")
+                continue
             doc["id"] = sid
             out.append(doc)
         return sorted(out, key=lambda s: (s["time"], s["id"]))
