@@ -129,6 +129,7 @@ def backup(
     prog = Progress("backup", quiet=quiet)
     lease = repo.acquire_lease("backup")
     try:
+        swept = _sweep(repo, prog)
         problems: list[str] = []
         index = repo.load_index(on_problem=problems.append)
         if problems:
@@ -212,6 +213,7 @@ def backup(
             "snapshot": snap.key.rsplit("/", 1)[-1],
             "time": iso(t0),
             "hostname": snapshot["hostname"],
+            "removed_temporaries": swept,
             "sources": [
                 {
                     "name": s["name"],
@@ -351,6 +353,15 @@ class BlobReader:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _sweep(repo: Repository, prog: Progress) -> list[str]:
+    """Temporary files of writes a killed run left (local repositories), removed and said."""
+    sweep = getattr(repo.storage, "sweep_temporaries", None)
+    removed: list[str] = sweep() if sweep is not None else []
+    if removed:
+        prog.note(f"removed {len(removed)} temporary file(s) of interrupted writes")
+    return removed
 
 
 def select_snapshot(
@@ -516,6 +527,9 @@ def verify(
                 f"{info.size} (truncated or replaced; needed by {used_by})"
             )
     unindexed = sorted(set(stored) - set(index.packs))
+    for path, pid in getattr(repo.storage, "temporaries", list)():
+        problems.append(f"temporary file {path} of an unfinished write (pid {pid}); the next "
+                        "run or prune removes it once that process is gone")  # fmt: skip
     coverage: dict[str, Any] = {}
     if read_data:
         candidates = sorted(p for p in index.packs if p in stored)
@@ -627,6 +641,7 @@ def prune(
     prog = Progress("prune", quiet=quiet)
     lease = None if dry_run else repo.acquire_lease("prune")
     try:
+        swept = [] if dry_run else _sweep(repo, prog)
         unreadable: list[str] = []
         snaps = repo.list_snapshots(include_forgotten=True, problems=unreadable)
         if unreadable:
@@ -659,6 +674,8 @@ def prune(
             "held_by_lock": [],
             "deleted_packs": [],
             "deleted_indexes": [],
+            "deleted_leases": [],
+            "removed_temporaries": swept,
             "extended_locks": 0,
         }
         if dry_run:
@@ -723,11 +740,13 @@ def prune(
             for old in index.index_ids:
                 if delete_all(f"index/{old}"):
                     result["deleted_indexes"].append(old)
-        # Ended leases go too, once the bucket's default lock lets them.
-        for o in repo.storage.list_objects("locks/"):
-            if o.key.endswith(".released") and o.key[: -len(".released")] != f"locks/{lease}":
-                for k in (o.key[: -len(".released")], o.key):
-                    delete_all(k, report=False)
+        # Ended leases go too, once the bucket's default lock lets them: released ones, and
+        # leases no process holds any more (see Repository.ended_leases).
+        for name in repo.ended_leases(exclude=lease):
+            gone = [delete_all(k, report=False) for k in (f"locks/{name}",
+                                                        f"locks/{name}.released")]  # fmt: skip
+            if any(gone):
+                result["deleted_leases"].append(name)
         prog.finish()
         result["ok"] = True
         result["duration_seconds"] = round(time.monotonic() - started, 3)

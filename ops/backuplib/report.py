@@ -41,6 +41,11 @@ def text(report: dict[str, Any]) -> str:
             f"sizes: logical {human(z['logical'])}, new {human(z['new'])}, "
             f"stored {human(z['stored'])}"
         )
+    if report.get("removed_temporaries"):
+        lines.append(f"removed temporary files of interrupted writes: "
+                     f"{len(report['removed_temporaries'])}")  # fmt: skip
+    if report.get("deleted_leases"):
+        lines.append(f"deleted ended leases: {', '.join(report['deleted_leases'])}")
     if "extended_locks" in report:
         lines.append(f"locks extended: {report['extended_locks']}")
     for o in report.get("objects", []):

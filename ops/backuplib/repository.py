@@ -538,6 +538,30 @@ class Repository:
                 live.append(doc)
         return live
 
+    def ended_leases(self, exclude: str | None = None) -> list[str]:
+        """Leases no run holds: released, expired (LEASE_SECONDS after their start, far beyond
+        any run; a stopped clock cannot make a live one look expired to its own host, which
+        checks the process instead), or left by a process of this host that is gone.
+        A lease that does not authenticate is left for an operator to look at."""
+        objs = self.storage.list_objects("locks/")
+        released = {o.key[: -len(".released")] for o in objs if o.key.endswith(".released")}
+        now = utcnow()
+        out = []
+        for o in objs:
+            if o.key.endswith(".released") or o.key == f"locks/{exclude}":
+                continue
+            name = o.key.split("/", 1)[1]
+            if o.key in released:
+                out.append(name)
+                continue
+            try:
+                doc = self.key.open_json(self.storage.get(o.key), b"lease", o.key)
+            except (IntegrityError, NotFound):
+                continue
+            if parse_iso(doc["expires"]) <= now or _stale(name, doc):
+                out.append(name)
+        return sorted(out)
+
     def release_lease(self, name: str) -> None:
         _HELD.discard(name)
         # Best effort: if this write fails too, the lease is stale (its process ends) or expires.

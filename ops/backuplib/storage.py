@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,8 +98,25 @@ def sha256_b64(data: bytes) -> str:
 # --- a local directory ----------------------------------------------------------------------
 
 
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class LocalStorage:
-    """A directory: atomic writes (temporary file, fsync, link), read-only objects, no locks."""
+    """A directory: atomic writes (temporary file, fsync, link), read-only objects, no locks.
+
+    A write goes to `.<name>.<pid>.<random>.tmp` beside its object first. A process killed in
+    between leaves that file: `temporaries` lists them (verify reports them) and
+    `sweep_temporaries` removes those whose process is gone (run and prune do, at start)."""
 
     supports_lock = False
 
@@ -122,11 +140,18 @@ class LocalStorage:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o440)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o440)
+        except OSError as e:  # a full disk above all: nothing of this write may stay
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"{self.url}/{key}: cannot write {tmp}: {e.strerror or e}") from e
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         try:
             if if_none_match:
                 try:
@@ -184,6 +209,26 @@ class LocalStorage:
 
     def lock_configuration(self) -> LockConfiguration | None:
         return None
+
+    def temporaries(self) -> list[tuple[Path, int]]:
+        """Every temporary file of an unfinished write, with the PID that wrote it."""
+        if not self.root.exists():
+            return []
+        out = []
+        for p in self.root.rglob(".*.tmp"):
+            match = TEMPORARY.match(p.name)
+            if match and p.is_file():
+                out.append((p, int(match["pid"])))
+        return sorted(out)
+
+    def sweep_temporaries(self) -> list[str]:
+        """Remove what writes of processes that no longer run left behind; the names."""
+        removed = []
+        for path, pid in self.temporaries():
+            if pid != os.getpid() and not _running(pid):
+                path.unlink(missing_ok=True)
+                removed.append(str(path.relative_to(self.root)))
+        return removed
 
 
 # --- S3 -------------------------------------------------------------------------------------

@@ -134,3 +134,90 @@ def test_a_restore_that_fails_midway_leaves_no_partial_file_and_names_it(
         caught.value
     )
     assert not list((tmp_path / "out").rglob("*.partial")), "the partial file is removed"
+
+
+KILLED_WRITER = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, {repo_root!r})
+from ops.backuplib import archiver
+from ops.backuplib.repository import KeyOptions, Repository
+from ops.backuplib.sources import SourceSpec
+from ops.backuplib.storage import LocalStorage
+
+real_fsync = os.fsync
+def fsync_then_wait(fd):
+    real_fsync(fd)
+    if os.readlink(f"/proc/self/fd/{{fd}}").endswith(".tmp") and "data/" in os.readlink(
+            f"/proc/self/fd/{{fd}}"):
+        Path({marker!r}).write_text("writing")
+        time.sleep(120)  # killed here, mid-write, by the test
+os.fsync = fsync_then_wait
+repo = Repository.open(LocalStorage(Path({repo_dir!r})), KeyOptions(key_file=Path({key!r})))
+archiver.backup(repo, [SourceSpec("claim-files", "files", paths=[{src!r}])], quiet=True)
+"""
+
+
+def test_a_run_killed_mid_write_leaves_nothing_the_next_run_and_prune_do_not_clear(
+    local_repo: Repository, key_file: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = make_tree(tmp_path / "srv")
+    (src / "big.bin").write_bytes(os.urandom(300_000))
+    marker = tmp_path / "marker"
+    script = KILLED_WRITER.format(repo_root=str(Path(__file__).resolve().parents[3]),
+                                  marker=str(marker), repo_dir=str(tmp_path / "repo"),
+                                  key=str(key_file), src=str(src))  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the writer never reached a write"
+    os.kill(proc.pid, signal.SIGKILL)  # a real kill -9, mid-write
+    proc.wait(10)
+    left = local_repo.storage.temporaries()  # type: ignore[attr-defined]
+    assert left and all(pid == proc.pid for _, pid in left)
+    check = archiver.verify(local_repo, quiet=True)
+    assert any("temporary file" in p and str(proc.pid) in p for p in check["problems"])
+    run = archiver.backup(local_repo, files(src), quiet=True)
+    assert run["ok"] and run["removed_temporaries"]
+    assert local_repo.storage.temporaries() == []  # type: ignore[attr-defined]
+    assert archiver.verify(local_repo, quiet=True)["ok"]
+    # The killed run's lease was never released: prune knows it has ended, and removes it.
+    pruned = archiver.prune(local_repo, RetentionPolicy(daily=5, monthly=0, yearly=0),
+                            quiet=True)  # fmt: skip
+    assert pruned["ok"] and pruned["deleted_leases"], pruned
+    left_leases = {o.key for o in local_repo.storage.list_objects("locks/")}
+    assert all(k.split("/")[1].split(".")[0] not in pruned["deleted_leases"] for k in left_leases)
+    assert len({k.split(".")[0] for k in left_leases}) == 1, left_leases  # prune's own, released
+
+
+def test_a_full_disk_fails_the_write_with_its_path_and_leaves_nothing(
+    local_repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ops.backuplib.storage import StorageError
+
+    src = make_tree(tmp_path / "srv")
+    real_open = open
+
+    def full(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if str(path).endswith(".tmp") and "/data/" in str(path):
+            handle = real_open(path, mode, *args, **kwargs)
+
+            def write(_: bytes) -> int:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            handle.write = write
+            return handle
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full)
+    with pytest.raises(StorageError, match=r"cannot write .*/data/.*\.tmp: No space left"):
+        archiver.backup(local_repo, files(src), quiet=True)
+    monkeypatch.undo()
+    assert local_repo.storage.temporaries() == []  # type: ignore[attr-defined]
+    assert local_repo.list_snapshots() == []
