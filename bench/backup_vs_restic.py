@@ -12,8 +12,13 @@ full restore time. Printed as restic / claims-dc (above 1: claims-dc is faster o
 restic has no Object Lock: its bucket is an ordinary versioned one, while claims-dc writes
 every object with a COMPLIANCE retain-until into a locked bucket (more work, not less).
 
+Memory: a separate process backs up one --rss-gib GiB file (2 by default) into a local
+repository and prints its peak resident set (ru_maxrss); files are chunked a window at a time,
+so it must stay at or under 256 MiB whatever the file's size.
+
     python bench/backup_vs_restic.py                 # 1 GiB dump, local and moto
     python bench/backup_vs_restic.py --gib 0.2 --only local
+    python bench/backup_vs_restic.py --only rss      # peak RSS only
 """
 
 from __future__ import annotations
@@ -207,7 +212,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--gib", type=float, default=1.0, help="size of the dump (default 1.0)")
-    ap.add_argument("--only", choices=("local", "moto"), help="one backend only")
+    ap.add_argument("--only", choices=("local", "moto", "rss"), help="one part only")
+    ap.add_argument("--rss-gib", type=float, default=2.0, help="file size for peak RSS")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if not shutil.which("restic"):
@@ -216,9 +222,12 @@ def main() -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="claims-dc-bench-", dir="/var/tmp") as tmp:
         base = Path(tmp)
-        progress(f"generating {args.gib} GiB dump and claim files")
-        data = make_data(base / "orig" / "data", args.gib)
-        logical = dir_size(base / "orig" / "data")
+        data: dict[str, Any] = {}
+        logical = 0
+        if args.only != "rss":
+            progress(f"generating {args.gib} GiB dump and claim files")
+            data = make_data(base / "orig" / "data", args.gib)
+            logical = dir_size(base / "orig" / "data")
         key_file = base / "repo.key"
         crypto.make_key_file(key_file)
         env = {**os.environ, "RESTIC_PASSWORD": "bench-only-not-a-secret"}
@@ -248,9 +257,49 @@ def main() -> int:
                 shutil.rmtree(base / p, ignore_errors=True)
         if args.only in (None, "moto"):
             results["moto"] = moto_run(base, data, logical, key_file, env)
+        if args.only in (None, "rss"):
+            results["peak_rss_mib"] = peak_rss(base, args.rss_gib, key_file)
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
+
+
+RSS_CHILD = """
+import resource, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from ops.backuplib import archiver
+from ops.backuplib.repository import KeyOptions, Repository
+from ops.backuplib.sources import SourceSpec
+from ops.backuplib.storage import LocalStorage
+repo = Repository.init(LocalStorage(Path(sys.argv[2])), KeyOptions(key_file=Path(sys.argv[3])),
+                       lock_days=1)
+archiver.backup(repo, [SourceSpec("big", "files", paths=[sys.argv[4]])], quiet=True)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss(base: Path, gib: float, key_file: Path) -> float:
+    """Peak RSS of a separate process that backs up one `gib` GiB file (half random, half a
+    repeated pattern, so both sealing paths run)."""
+    src = base / "rss-src"
+    src.mkdir()
+    big = src / "big.bin"
+    progress(f"writing a {gib} GiB file for the peak RSS")
+    block = os.urandom(1 << 20)
+    with big.open("wb") as f:
+        for i in range(int(gib * 1024)):
+            f.write(os.urandom(1 << 20) if i % 2 else block)
+    progress("peak RSS: claims-dc backing it up in a separate process")
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, str(REPO), str(base / "repo-rss"), str(key_file),
+         str(src)], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    mib = int(out.stdout.strip().splitlines()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    print(f"\npeak RSS backing up a {gib:g} GiB file: {mib:.0f} MiB (bound: 256 MiB)")
+    shutil.rmtree(base / "repo-rss", ignore_errors=True)
+    big.unlink()
+    return round(mib, 1)
 
 
 def moto_run(

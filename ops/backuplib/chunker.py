@@ -32,9 +32,15 @@ class ChunkerParams:
         )
 
 
+WINDOW = 64 << 20  # bytes of a file in memory at once while chunking it
+
+
 class Chunker:
-    def __init__(self, params: ChunkerParams, seed: int) -> None:
+    def __init__(self, params: ChunkerParams, seed: int, window: int = WINDOW) -> None:
+        if window < 2 * params.max_size:
+            raise ValueError(f"a window of {window} bytes is under twice max_size")
         self.params = params
+        self.window = window
         self._cdc = FastCDC(
             params.avg_size,
             min_size=params.min_size,
@@ -49,7 +55,36 @@ class Chunker:
             yield chunk.data
 
     def file(self, path: Path) -> Iterator[memoryview]:
-        if path.stat().st_size == 0:
-            return
-        for chunk in self._cdc.cut_file(str(path)):
-            yield chunk.data
+        """Chunks of a file, read a window at a time so that memory stays bounded by the
+        window (not the file: a whole-file map of a 2 GiB file is 2 GiB of resident pages).
+        The boundaries are those of chunking the whole file at once: a chunk is taken from a
+        window only while at least max_size bytes follow its start there (a cut never looks
+        further than that), and the rest is carried into the next window."""
+        max_size = self.params.max_size
+        # One buffer for the whole file: the views handed out are dead by the time it is
+        # refilled (each is valid until the next chunk), and fresh memory would be faulted in
+        # page by page again for every window.
+        window = bytearray(self.window + max_size)
+        view = memoryview(window)
+        with open(path, "rb", buffering=0) as f:
+            carry = b""
+            eof = False
+            while not eof:
+                window[: len(carry)] = carry
+                filled = len(carry)
+                while filled < len(window):
+                    n = f.readinto(view[filled:])
+                    if not n:
+                        eof = True
+                        break
+                    filled += n
+                if filled == 0:
+                    return
+                data = view[:filled]
+                taken = 0
+                for chunk in self._cdc.cut_buf(data):
+                    if not eof and filled - chunk.offset < max_size:
+                        break
+                    yield chunk.data
+                    taken = chunk.offset + chunk.length
+                carry = bytes(data[taken:filled])

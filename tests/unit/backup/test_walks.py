@@ -221,3 +221,20 @@ def test_a_full_disk_fails_the_write_with_its_path_and_leaves_nothing(
     monkeypatch.undo()
     assert local_repo.storage.temporaries() == []  # type: ignore[attr-defined]
     assert local_repo.list_snapshots() == []
+
+
+@pytest.mark.parametrize("size", [0, 1, 1023, 16_384, 50_000, 300_001, 1_000_003])
+def test_a_file_chunked_a_window_at_a_time_cuts_where_the_whole_file_would(
+    tmp_path: Path, size: int
+) -> None:
+    from ops.backuplib.chunker import Chunker
+
+    from .conftest import SMALL
+
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(size))
+    chunker = Chunker(SMALL, 1234, window=2 * SMALL.max_size + 7)  # many windows, odd edges
+    windowed = [bytes(v) for v in chunker.file(path)]
+    whole = [bytes(c.data) for c in chunker._cdc.cut_file(str(path))] if size else []
+    assert windowed == whole
+    assert b"".join(windowed) == path.read_bytes()
