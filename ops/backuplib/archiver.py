@@ -204,6 +204,8 @@ def backup(
         }
         snap = repo.put_sealed("snapshots", b"snapshot", snapshot, until=until)
         written.append(snap)
+        # Last: a missing head only means an older head names an older snapshot, which exists.
+        written.append(repo.write_head(snap.key.rsplit("/", 1)[-1], iso(t0), until))
         prog.finish()
         return {
             "command": "run",
@@ -375,6 +377,8 @@ def select_snapshot(
     if snapshot and snapshot != "latest":
         return repo.get_snapshot(snapshot)
     snaps = repo.list_snapshots(problems=problems)
+    if problems is not None and as_of is None:
+        problems.extend(repo.head_problems(snaps))
     if as_of is not None:
         snaps = [s for s in snaps if parse_iso(s["time"]) <= as_of]
     if not snaps:
@@ -527,6 +531,7 @@ def verify(
                 f"{info.size} (truncated or replaced; needed by {used_by})"
             )
     unindexed = sorted(set(stored) - set(index.packs))
+    problems.extend(repo.head_problems([{"id": sid} for sid, _ in snapshots]))
     for path, pid in getattr(repo.storage, "temporaries", list)():
         problems.append(f"temporary file {path} of an unfinished write (pid {pid}); the next "
                         "run or prune removes it once that process is gone")  # fmt: skip
@@ -757,6 +762,9 @@ def prune(
 
 
 def list_report(repo: Repository, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    snaps = repo.list_snapshots(problems=problems)
+    if problems is not None:
+        problems.extend(repo.head_problems(snaps))
     return [
         {
             "id": s["id"],
@@ -767,5 +775,5 @@ def list_report(repo: Repository, problems: list[str] | None = None) -> list[dic
             "new": s["stats"]["new"],
             "retain_until": s.get("retain_until"),
         }
-        for s in repo.list_snapshots(problems=problems)
+        for s in snaps
     ]

@@ -490,6 +490,62 @@ class Repository:
         doc["id"] = key.rsplit("/", 1)[-1]
         return doc  # type: ignore[no-any-return]
 
+    # --- the head record ----------------------------------------------------------------------
+
+    def write_head(
+        self, snapshot_id: str, time_: str, until: dt.datetime | None = None
+    ) -> PutResult:
+        """After a snapshot is committed: which snapshot is the newest, in the next of a
+        numbered series of heads (sealed, locked like the snapshot, never rewritten)."""
+        sequence = max((n for n, _ in self._head_names()), default=0) + 1
+        return self.put_sealed(
+            "heads", b"head", {"sequence": sequence, "snapshot": snapshot_id, "time": time_},
+            name=f"{sequence:012d}", until=until,
+        )  # fmt: skip
+
+    def _head_names(self) -> list[tuple[int, str]]:
+        out = []
+        for o in self.storage.list_objects("heads/"):
+            name = o.key.rsplit("/", 1)[-1]
+            if name.isdigit():
+                out.append((int(name), o.key))
+        return sorted(out)
+
+    def head(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        """The newest readable head record, or None in a repository that has none yet."""
+        for sequence, key in reversed(self._head_names()):
+            try:
+                doc = self.get_sealed(key, b"head", content_named=False)
+            except (IntegrityError, NotFound) as e:
+                if problems is None:
+                    raise
+                problems.append(f"head record {sequence}: unreadable: {e}")
+                continue
+            if doc.get("sequence") != sequence:
+                if problems is not None:
+                    problems.append(f"head record {sequence}: names sequence "
+                                    f"{doc.get('sequence')} (moved or replaced)")  # fmt: skip
+                continue
+            return dict(doc)
+        return None
+
+    def head_problems(self, snapshots: list[dict[str, Any]]) -> list[str]:
+        """What the head record says is missing from `snapshots` (the readable ones): the
+        newest snapshot deleted, or the repository rolled back to an earlier state."""
+        problems: list[str] = []
+        head = self.head(problems)
+        if head is None:
+            return problems
+        ids = {s["id"] for s in snapshots}
+        forgotten = {o.key.rsplit("/", 1)[-1] for o in self.storage.list_objects("forgotten/")}
+        if head["snapshot"] not in ids and head["snapshot"] not in forgotten:
+            problems.append(
+                f"the head record (number {head['sequence']}) names snapshot "
+                f"{head['snapshot']} of {head['time']} as the newest, and it is missing: "
+                "deleted, or the repository was rolled back"
+            )
+        return problems
+
     # --- leases -----------------------------------------------------------------------------
 
     def acquire_lease(self, purpose: str, *, attempts: int = 3, wait: float = 2.0) -> str:

@@ -147,7 +147,8 @@ def test_an_interrupted_backup_is_resumed_without_uploading_again(
         chunker=local_repo.config.chunker,
         pack_size=local_repo.config.pack_size,
     )
-    faulty = FaultyStorage(fresh.storage, fail_at=total - 3)  # packs are up, no index yet
+    # The last operations: index, snapshot, the heads' listing, the head: fail before the index.
+    faulty = FaultyStorage(fresh.storage, fail_at=total - 5)  # packs are up, no index yet
     with pytest.raises(InjectedFault):
         archiver.backup(reopen(fresh, faulty, key_file), files(src), quiet=True)
     assert fresh.list_snapshots() == []

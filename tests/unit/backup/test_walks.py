@@ -238,3 +238,23 @@ def test_a_file_chunked_a_window_at_a_time_cuts_where_the_whole_file_would(
     whole = [bytes(c.data) for c in chunker._cdc.cut_file(str(path))] if size else []
     assert windowed == whole
     assert b"".join(windowed) == path.read_bytes()
+
+
+def test_a_deleted_newest_snapshot_is_noticed_through_the_head_record(
+    local_repo: Repository, tmp_path: Path, capsys: Any
+) -> None:
+    src = make_tree(tmp_path / "srv")
+    first = archiver.backup(local_repo, files(src), quiet=True)
+    (src / "new.txt").write_text("new\n")
+    second = archiver.backup(local_repo, files(src), quiet=True)
+    assert archiver.verify(local_repo, quiet=True)["ok"]
+    os.chmod(tmp_path / "repo" / "snapshots" / second["snapshot"], 0o640)
+    (tmp_path / "repo" / "snapshots" / second["snapshot"]).unlink()  # what Object Lock forbids
+    out = archiver.restore(local_repo, tmp_path / "out", quiet=True)
+    assert out["snapshot"] == first["snapshot"] and not out["ok"]
+    assert any(second["snapshot"] in p and "missing" in p for p in out["problems"])
+    check = archiver.verify(local_repo, quiet=True)
+    assert any("head record" in p and second["snapshot"] in p for p in check["problems"])
+    problems: list[str] = []
+    archiver.list_report(local_repo, problems)
+    assert any("rolled back" in p for p in problems)
