@@ -12,6 +12,7 @@ import shutil
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ from ops.backuplib.sources import (
 from ops.backuplib.storage import NotFound, PutResult, StorageError
 
 PROGRAM = "claims-dc-backup 1"
-SEGMENT_MAX = 32 << 20
+SEGMENT_MAX = 8 << 20  # one ranged GET: several in flight beat one long one
+RESTORE_PREFETCH = 8  # ranged GETs in flight while restoring
 SEGMENT_GAP = 1 << 20
 
 
@@ -344,14 +346,67 @@ class BlobReader:
         return out
 
     def read(self, ids: list[str], where: str) -> Iterator[bytes]:
-        segs = self._segments(ids, where)
-        futures: list[Future[list[bytes]]] = []
+        for kind, _, payload in self.read_files([(0, ids, where)]):
+            if isinstance(payload, IntegrityError):
+                raise payload
+            if kind == "data":
+                assert isinstance(payload, bytes)
+                yield payload
+
+    def read_files(
+        self, files: list[tuple[int, list[str], str]]
+    ) -> Iterator[tuple[str, int, bytes | IntegrityError | None]]:
+        """The blobs of many files, in order, with the ranged GETs of later files already in
+        flight while earlier ones are written (a restore of many small files is otherwise one
+        round trip per file). Per file: ("data", n, bytes) for each blob, then ("end", n, None);
+        or ("error", n, IntegrityError) once, when one of its blobs cannot be had, after which
+        the rest of that file is skipped and the next goes on."""
+        plan: list[tuple[int, str, Any]] = []  # (file, where, segment | IntegrityError)
+        for n, ids, where in files:
+            try:
+                plan += [(n, where, seg) for seg in self._segments(ids, where)]
+            except IntegrityError as e:
+                plan.append((n, where, e))
+            plan.append((n, where, None))  # the end of the file
+        pending: deque[Future[list[bytes]] | None] = deque()
         nxt = 0
-        for _ in range(len(segs)):
-            while nxt < len(segs) and len(futures) < self.prefetch:
-                futures.append(self.pool.submit(self._fetch, segs[nxt], where))
+        failed: set[int] = set()
+
+        def fill() -> None:
+            nonlocal nxt
+            in_flight = sum(1 for f in pending if f is not None)
+            while nxt < len(plan) and in_flight < self.prefetch:
+                _, where, item = plan[nxt]
+                if isinstance(item, tuple):
+                    pending.append(self.pool.submit(self._fetch, item, where))
+                    in_flight += 1
+                else:
+                    pending.append(None)
                 nxt += 1
-            yield from futures.pop(0).result()
+
+        for n, _where, item in plan:
+            fill()
+            future = pending.popleft()
+            if n in failed:
+                if future is not None:
+                    future.cancel()
+                continue
+            if isinstance(item, IntegrityError):
+                failed.add(n)
+                yield "error", n, item
+                continue
+            if item is None:
+                yield "end", n, None
+                continue
+            assert future is not None
+            try:
+                blobs = future.result()
+            except IntegrityError as e:
+                failed.add(n)
+                yield "error", n, e
+                continue
+            for data in blobs:
+                yield "data", n, data
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -413,18 +468,18 @@ def restore(
     index = repo.load_index(adopt_orphans=True, on_problem=failed.append)
     total = sum(e.get("size", 0) for s in sources for e in s["entries"])
     prog = Progress("restore", total, quiet=quiet)
-    reader = BlobReader(repo, index)
+    reader = BlobReader(repo, index, prefetch=RESTORE_PREFETCH)
     am_root = os.geteuid() == 0
     written = 0
+    dirs: list[tuple[Path, dict[str, Any]]] = []
+    regular: list[tuple[Path, dict[str, Any], str]] = []
     try:
         target.mkdir(parents=True, exist_ok=True)
-        for src in sources:
+        for src in sources:  # directories and links first, then every file in one stream
             base = target / src["name"]
             base.mkdir(exist_ok=True)
-            dirs: list[tuple[Path, dict[str, Any]]] = []
             for e in src["entries"]:
                 path = safe_target(base, e["path"])
-                where = f"{src['name']}:{e['path']}"
                 if e["type"] == "dir":
                     path.mkdir(parents=True, exist_ok=True)
                     dirs.append((path, e))
@@ -435,27 +490,41 @@ def restore(
                         path.unlink()
                     os.symlink(e["target"], path)
                     continue
-                tmp = path.with_name(f".{path.name}.partial")
-                try:
-                    with open(tmp, "wb") as f:
-                        for data in reader.read(e.get("chunks", []), where):
-                            f.write(data)
-                            prog.advance(len(data), e["path"])
-                    os.replace(tmp, path)
-                except IntegrityError as err:
-                    tmp.unlink(missing_ok=True)
-                    failed.append(str(err))
+                regular.append((path, e, f"{src['name']}:{e['path']}"))
+        wanted = [(n, e.get("chunks", []), where) for n, (_, e, where) in enumerate(regular)]
+        current: tuple[int, Path, Any] | None = None  # file number, its temporary, the handle
+        try:
+            for kind, n, payload in reader.read_files(wanted):
+                path, e, where = regular[n]
+                if current is None or current[0] != n:
+                    tmp = path.with_name(f".{path.name}.partial")
+                    current = (n, tmp, open(tmp, "wb"))  # noqa: SIM115 - closed below
+                _, tmp, handle = current
+                if kind == "data":
+                    assert isinstance(payload, bytes)
+                    handle.write(payload)
+                    prog.advance(len(payload), e["path"])
                     continue
-                except BaseException as err:  # a full disk, a lost endpoint, an interrupt
+                handle.close()
+                current = None
+                if kind == "error":
                     tmp.unlink(missing_ok=True)
-                    if isinstance(err, OSError):
-                        raise OSError(err.errno, f"restoring {where} to {path}: "
-                                      f"{err.strerror or err}") from err  # fmt: skip
-                    raise
+                    failed.append(str(payload))
+                    continue
+                os.replace(tmp, path)
                 _apply_meta(path, e, am_root)
                 written += 1
-            for path, e in reversed(dirs):
-                _apply_meta(path, e, am_root)
+        except BaseException as err:  # a full disk, a lost endpoint, an interrupt
+            if current is not None:
+                current[2].close()
+                current[1].unlink(missing_ok=True)
+            if isinstance(err, OSError) and current is not None:
+                path, _, where = regular[current[0]]
+                raise OSError(err.errno, f"restoring {where} to {path}: "
+                              f"{err.strerror or err}") from err  # fmt: skip
+            raise
+        for path, e in reversed(dirs):
+            _apply_meta(path, e, am_root)
     finally:
         reader.close()
     prog.finish()
