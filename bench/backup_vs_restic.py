@@ -7,7 +7,9 @@ most recent rows (0.2%), plus 1% new claim files.
 
 Measured for both tools, on a local directory and on a moto S3 server (a separate process on
 loopback): initial backup time, incremental backup time after the 1% change, repository size,
-full restore time. Printed as restic / claims-dc (above 1: claims-dc is faster or smaller).
+full restore time. Printed as restic / claims-dc (above 1: claims-dc is faster or smaller),
+for restic run twice: without its cache (--no-cache) and with it (RESTIC_CACHE_DIR, filled by
+its own backups), as a user runs it by default.
 
 restic has no Object Lock: its bucket is an ordinary versioned one, while claims-dc writes
 every object with a COMPLIANCE retain-until into a locked bucket (more work, not less).
@@ -142,8 +144,11 @@ def bucket_size(s3: Any, bucket: str) -> int:
 
 
 def restic(env: dict[str, str], *args: str) -> None:
+    """restic without its local cache unless RESTIC_CACHE_DIR is set: then with it, as a user
+    runs it by default (the cache holds the repository's metadata between runs)."""
+    cache = [] if env.get("RESTIC_CACHE_DIR") else ["--no-cache"]
     subprocess.run(
-        ["restic", "--quiet", "--no-cache", *args], env=env, check=True, stdout=subprocess.DEVNULL
+        ["restic", "--quiet", *cache, *args], env=env, check=True, stdout=subprocess.DEVNULL
     )
 
 
@@ -183,20 +188,26 @@ def run_restic(
 
 
 def report(
-    where: str, ours: dict[str, float], theirs: dict[str, float], logical: int
+    where: str,
+    ours: dict[str, float],
+    theirs: dict[str, float],
+    cached: dict[str, float],
+    logical: int,
 ) -> dict[str, Any]:
+    """`theirs`: restic --no-cache; `cached`: restic with its cache, as a user runs it."""
     rows = {}
     print(f"\n{where}: {logical / (1 << 30):.2f} GiB logical")
-    print(f"  {'':12} {'claims-dc':>12} {'restic':>12} {'restic/ours':>12}")
+    print(f"  {'':12} {'claims-dc':>10} {'restic':>10} {'ratio':>7} {'restic+cache':>13} "
+          f"{'ratio':>7}")  # fmt: skip
     for k, unit in (("initial", "s"), ("incremental", "s"), ("size", "MiB"), ("restore", "s")):
-        a, b = ours[k], theirs[k]
+        a, b, c = ours[k], theirs[k], cached[k]
         if unit == "MiB":
-            a, b = a / (1 << 20), b / (1 << 20)
-        rows[k] = {"claims_dc": round(a, 2), "restic": round(b, 2), "ratio": round(b / a, 2)}
-        print(
-            f"  {k:12} {a:11.1f}{unit[0] if unit == 's' else 'M'} {b:11.1f}"
-            f"{unit[0] if unit == 's' else 'M'} {b / a:12.2f}"
-        )
+            a, b, c = a / (1 << 20), b / (1 << 20), c / (1 << 20)
+        rows[k] = {"claims_dc": round(a, 2), "restic": round(b, 2), "ratio": round(b / a, 2),
+                   "restic_cached": round(c, 2), "ratio_cached": round(c / a, 2)}  # fmt: skip
+        u = unit[0] if unit == "s" else "M"
+        print(f"  {k:12} {a:9.1f}{u} {b:9.1f}{u} {b / a:7.2f} {c:12.1f}{u} {c / a:7.2f}")
+    print("  ratio: restic / claims-dc (above 1: claims-dc is faster or smaller)")
     return rows
 
 
@@ -251,8 +262,19 @@ def main() -> int:
                 lambda: dir_size(base / "repo-restic"),
                 lambda: change_one_percent(d2),
             )
-            results["local"] = report("local directory", ours, theirs, logical)
-            for p in ("repo-ours", "repo-restic", "out-ours", "out-restic", "l1", "l2"):
+            progress("local directory: restic with its cache")
+            d3 = fresh_copy(data, base, "l3")
+            cached = run_restic(
+                {**env, "RESTIC_REPOSITORY": str(base / "repo-restic-c"),
+                 "RESTIC_CACHE_DIR": str(base / "restic-cache")},
+                d3,
+                base / "out-restic-c",
+                lambda: dir_size(base / "repo-restic-c"),
+                lambda: change_one_percent(d3),
+            )  # fmt: skip
+            results["local"] = report("local directory", ours, theirs, cached, logical)
+            for p in ("repo-ours", "repo-restic", "out-ours", "out-restic", "l1", "l2", "l3",
+                      "repo-restic-c", "out-restic-c", "restic-cache"):  # fmt: skip
                 subprocess.run(["chmod", "-R", "u+w", str(base / p)], check=False)
                 shutil.rmtree(base / p, ignore_errors=True)
         if args.only in (None, "moto"):
@@ -329,9 +351,10 @@ def moto_run(
                 "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
             },
         )
-        s3.create_bucket(
-            Bucket="bench-restic", CreateBucketConfiguration={"LocationConstraint": REGION}
-        )
+        for bucket in ("bench-restic", "bench-restic-c"):
+            s3.create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+            )
         progress("moto S3: claims-dc")
         d1 = fresh_copy(data, base, "m1")
         ours = run_ours(
@@ -351,7 +374,17 @@ def moto_run(
             lambda: bucket_size(s3, "bench-restic"),
             lambda: change_one_percent(d2),
         )
-        return report("moto S3 (separate process, loopback)", ours, theirs, logical)
+        progress("moto S3: restic with its cache")
+        d3 = fresh_copy(data, base, "m3")
+        cached = run_restic(
+            {**env, **aws, "RESTIC_REPOSITORY": f"s3:{endpoint}/bench-restic-c",
+             "RESTIC_CACHE_DIR": str(base / "mrestic-cache")},
+            d3,
+            base / "mout-restic-c",
+            lambda: bucket_size(s3, "bench-restic-c"),
+            lambda: change_one_percent(d3),
+        )  # fmt: skip
+        return report("moto S3 (separate process, loopback)", ours, theirs, cached, logical)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ class _Ingest:
                 self._sealing.append(
                     (blob_id, self._pool.submit(self.repo.seal_blob, blob_id, data))
                 )
-                self._drain(8)
+                self._drain(4)
             self.prog.advance(n)
         return ids, size
 

@@ -32,7 +32,7 @@ class ChunkerParams:
         )
 
 
-WINDOW = 64 << 20  # bytes of a file in memory at once while chunking it
+WINDOW = 16 << 20  # bytes of a file in memory at once while chunking it
 
 
 class Chunker:
@@ -64,7 +64,8 @@ class Chunker:
         # One buffer for the whole file: the views handed out are dead by the time it is
         # refilled (each is valid until the next chunk), and fresh memory would be faulted in
         # page by page again for every window.
-        window = bytearray(self.window + max_size)
+        # Sized to the file when it is smaller: a claim file needs kilobytes, not the window.
+        window = bytearray(min(self.window, path.stat().st_size + 1) + max_size)
         view = memoryview(window)
         with open(path, "rb", buffering=0) as f:
             carry = b""
