@@ -177,13 +177,12 @@ def load(roster_path: Path, keys_path: Path | None = None, encoding: str | None 
 
 def read_input(path: Path) -> bytes:
     """A file's bytes, refused by its size before it is read whole."""
+    from ops.files import FileRefused, read_at_most
     from ops.reviewlib.inputs import MAX_FILE_BYTES
 
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+        return read_at_most(path, MAX_FILE_BYTES, "an input of the review")
+    except FileRefused as e:
+        raise RosterError([str(e)]) from None
     except OSError as e:
         raise RosterError([f"{path}: cannot read ({e.strerror})"]) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise RosterError([f"{path}: over the {MAX_FILE_BYTES:,}-byte limit"])
-    return data
