@@ -82,8 +82,13 @@ BACKUP = Product(
 )
 REVIEW = Product(
     name="claims-dc-access-review",
-    files=("ops/__init__.py", "ops/access_review.py", "ops/files.py", "ops/manifest.py",
-           "ops/reviewlib"),
+    files=(
+        "ops/__init__.py",
+        "ops/access_review.py",
+        "ops/files.py",
+        "ops/manifest.py",
+        "ops/reviewlib",
+    ),
     requires=("boto3", "paramiko", "psycopg[binary]", "pyyaml"),
     out=REPO / "build" / "review-bundle",
     scripts='claims-dc-access-review = "ops.access_review:main"',
