@@ -12,6 +12,15 @@ AES-256-GCM under a master key that KMS wraps (or a local key file).
     python -m ops.backup restore --target DIR [--snapshot ID | --as-of 2026-11-20] [--source S]
     python -m ops.backup prune [--dry-run]       # needs the maintenance role, not the hosts'
 
+Disaster recovery, on the host being rebuilt (docs/restore.md):
+    python -m ops.backup recover [--to "2026-12-02 14:05 JST" | --snapshot ID] [--replace]
+        the cluster from a base backup, then the WAL archive replayed (to its end by default)
+    python -m ops.backup load [--snapshot ID] [--replace]   # a pg_dump into the live database
+    python -m ops.backup compare --source claim-files [--root /]   # files vs a snapshot
+PostgreSQL calls, as archive_command and restore_command:
+    python -m ops.backup wal-push %p             python -m ops.backup wal-fetch --system-id ID %f %p
+    python -m ops.backup wal-status              # what the WAL archive holds
+
 Results go to stdout (`--json` for machines), progress to stderr; every command but list and
 show writes a JSON and a text report under <state dir>/reports/.
 
@@ -21,6 +30,9 @@ Exit codes:
      another run holding the lock, or an unexpected error (named on stderr, never a traceback)
   2  usage or configuration: a bad argument, the settings file (each wrong key or type named),
      a key file that is missing, readable by others, malformed or not this repository's
+  3  recover, load: refused, the database holds data (the tables are named; --replace)
+wal-fetch, which PostgreSQL runs: 1 the archive does not hold the file (recovery ends there),
+  126 the archive could not be read (PostgreSQL stops recovery instead of ending it early).
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ops.backuplib import archiver, crypto, drill, report, settings
+from ops.backuplib import archiver, crypto, drill, recovery, report, settings, wal
 from ops.backuplib.repository import KeyOptions, Repository, RepositoryError, iso, utcnow
 from ops.backuplib.retention import RetentionPolicy
 from ops.backuplib.sources import SourceError
@@ -74,6 +86,11 @@ def _clients(s: settings.Settings) -> tuple[Any, KeyOptions]:
 
 
 def _parse_as_of(text: str) -> dt.datetime:
+    if text.rstrip().endswith(("JST", "UTC")):
+        try:
+            return recovery.parse_moment(text)
+        except recovery.RecoveryError as e:
+            raise UsageError(f"--as-of {e}") from None
     try:
         if len(text) == 10:  # a date: the end of that day, in this host's time zone
             day = dt.date.fromisoformat(text)
@@ -113,6 +130,71 @@ class _LocalLock:
 
     def release(self) -> None:
         os.close(self.fd)
+
+
+def _postgres_source(s: settings.Settings, name: str | None) -> Any:
+    pg = [x for x in s.sources if x.kind == "postgres" and (name is None or x.name == name)]
+    if not pg:
+        raise UsageError(f"{s.origin}: no postgres source" + (f" named {name!r}" if name else ""))
+    return pg[0]
+
+
+def _live_cluster(spec: Any, args: argparse.Namespace) -> recovery.Cluster:
+    bin_dir = Path(spec.pg_bin)
+    probe = recovery.Cluster(args.data_dir, spec.run_as, bin_dir, spec.pg_options, [], [])
+    data_dir = args.data_dir
+    if probe.running():
+        data_dir = Path(probe.ask("SHOW data_directory").strip())
+    unit = args.service
+    return recovery.Cluster(
+        data_dir, spec.run_as, bin_dir, spec.pg_options,
+        start=["systemctl", "start", unit], stop=["systemctl", "stop", unit],
+        log=Path("/var/log/postgresql") / f"postgresql-{unit.split('@')[-1]}.log",
+        deadline=args.deadline,
+    )  # fmt: skip
+
+
+def _self_command(config: Path) -> list[str]:
+    """How PostgreSQL calls this tool back (restore_command): the host's wrapper says so in
+    CLAIMS_DC_BACKUP_COMMAND; otherwise this interpreter with these settings."""
+    given = os.environ.get("CLAIMS_DC_BACKUP_COMMAND")
+    if given:
+        return [given, "--quiet"]
+    return [sys.executable, "-m", "ops.backup", "--config", str(config.resolve()), "--quiet"]
+
+
+def _wal_command(args: argparse.Namespace) -> int:
+    """archive_command and restore_command: quiet on success, one line on failure (it lands
+    in PostgreSQL's log), no report files (one a segment would flood the state directory)."""
+    failed = 1 if args.command == "wal-push" else wal.FETCH_FAILED
+    try:
+        s = settings.load(args.config)
+        storage, keys = _clients(s)
+        repo = Repository.open(storage, keys)
+        if args.command == "wal-push":
+            system_id = args.system_id or wal.system_identifier(Path.cwd())
+            pushed = wal.push(repo, args.path, system_id)
+            if not args.quiet:
+                print(f"{pushed.key}: {pushed.size} bytes"
+                      + (" (already archived)" if pushed.already else ""))  # fmt: skip
+            return 0
+        wal.check_name(args.name)
+        try:
+            size = wal.fetch(repo, args.system_id, args.name, args.dest)
+        except wal.NotFound:
+            if not args.quiet:
+                print(f"claims-dc-backup: {args.name}: not in the archive", file=sys.stderr)
+            return 1
+        if args.spool is not None and args.ahead > 0:
+            ahead = wal.following(args.name, size, args.ahead)
+            wal.prefetch(repo, args.system_id, ahead, args.spool)
+        if not args.quiet:
+            print(f"{args.name}: {size} bytes")
+        return 0
+    except Exception as e:  # every failure named in PostgreSQL's log, never a traceback
+        print(f"claims-dc-backup {args.command}: {type(e).__name__}: {str(e)[:300]}",
+              file=sys.stderr)  # fmt: skip
+        return failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,10 +251,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
     for k in ("daily", "monthly", "yearly"):
         p.add_argument(f"--keep-{k}", type=int, help=f"override retention.{k}")
+    p = sub.add_parser(
+        "recover",
+        help="rebuild the live cluster from a base backup and the WAL archive (point in time)",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--to", metavar="TIME", help="recover to this moment, with its zone "
+                       "('2026-12-02 14:05 JST'); default: the end of the archive")  # fmt: skip
+    group.add_argument("--snapshot", help="only to this snapshot's base backup")
+    p.add_argument("--source", help="the postgres source (default: the first)")
+    p.add_argument("--replace", action="store_true", help="replace a database that holds data")
+    p.add_argument("--data-dir", type=Path, default=Path("/var/lib/postgresql/15/main"),
+                   help="the cluster's data directory when it is not running (default "
+                   "%(default)s; a running cluster says where its own is)")  # fmt: skip
+    p.add_argument("--service", default="postgresql@15-main", help="its systemd unit")
+    p.add_argument("--deadline", type=float, default=3600.0, help="seconds to finish replay")
+    p = sub.add_parser("load", help="load a snapshot's pg_dump into the live database as owner")
+    p.add_argument("--snapshot", default=None, help="a snapshot ID or 'latest' (default)")
+    p.add_argument("--source", help="the postgres source (default: the first)")
+    p.add_argument("--owner", default="claims_owner", help="the role that owns the schema")
+    p.add_argument("--replace", action="store_true", help="replace a database that holds data")
+    p = sub.add_parser("compare", help="the live files of a source against a snapshot")
+    p.add_argument("--source", required=True, help="a files source")
+    p.add_argument("--root", type=Path, default=Path("/"), help="where they live (default /)")
+    p.add_argument("--snapshot", default=None, help="a snapshot ID or 'latest' (default)")
+    p = sub.add_parser("wal-push", help="archive one WAL file (PostgreSQL's archive_command)")
+    p.add_argument("path", type=Path, help="%%p: the file, relative to the data directory")
+    p.add_argument("--system-id", help="the cluster's identifier (default: global/pg_control)")
+    p = sub.add_parser("wal-fetch", help="one archived WAL file (PostgreSQL's restore_command)")
+    p.add_argument("--system-id", required=True, help="the cluster's identifier")
+    p.add_argument("--spool", type=Path, help="also fetch the segments that follow into here")
+    p.add_argument("--ahead", type=int, default=wal.PREFETCH_AHEAD, help="how many (%(default)s)")
+    p.add_argument("name", help="%%f: the file's name")
+    p.add_argument("dest", type=Path, help="%%p: where to write it")
+    sub.add_parser("wal-status", help="what the WAL archive holds, per cluster")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code not in (0, None) else 0
+    if args.command in ("wal-push", "wal-fetch"):
+        return _wal_command(args)
 
     started = utcnow()
     state_dir: Path | None = None
@@ -288,6 +406,25 @@ def main(argv: list[str] | None = None) -> int:
                     source=args.source,
                     quiet=args.quiet,
                 )
+            elif args.command in ("recover", "load"):
+                spec = _postgres_source(s, args.source)
+                cluster = _live_cluster(spec, args)
+                if args.command == "recover":
+                    moment = recovery.parse_moment(args.to) if args.to else None
+                    result = recovery.recover(repo, spec, cluster, _self_command(args.config),
+                                              snapshot=args.snapshot, to=moment,
+                                              replace=args.replace)  # fmt: skip
+                else:
+                    result = recovery.load_dump(
+                        repo, spec, cluster, owner=args.owner, snapshot=args.snapshot,
+                        replace=args.replace)  # fmt: skip
+            elif args.command == "compare":
+                result = recovery.compare_files(repo, args.source, args.root,
+                                                snapshot=args.snapshot)  # fmt: skip
+            elif args.command == "wal-status":
+                states = wal.state(repo)
+                result = {"command": "wal-status", "ok": True,
+                          "clusters": [vars(x) for x in states]}  # fmt: skip
             elif args.command == "prune":
                 pol = s.retention
                 policy = RetentionPolicy(
@@ -303,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, settings.SettingsError) as e:
         print(f"claims-dc-backup: {e}", file=sys.stderr)
         return 2
+    except recovery.Refused as e:
+        result = {"command": args.command, "ok": False, "error": str(e)}
+        code = 3
     except crypto.KeyConfigError as e:  # configuration, but reported like a failed run
         result = {"command": args.command, "ok": False, "error": str(e)}
         code = 2
@@ -325,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         if lock is not None:
             lock.release()
     result.setdefault("started", iso(started))
-    if state_dir is not None and args.command != "list":
+    if state_dir is not None and args.command not in ("list", "wal-status"):
         try:
             paths = report.write(result, state_dir, started.strftime("%Y%m%dT%H%M%S%fZ"))
             result["report"] = [str(p) for p in paths]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ops.backuplib.crypto import IntegrityError
 from ops.backuplib.progress import Progress
@@ -37,7 +37,11 @@ from ops.backuplib.repository import (
 )
 from ops.backuplib.retention import RetentionPolicy, decide
 from ops.backuplib.sources import (
+    DumpTransaction,
+    Entry,
     SourceSpec,
+    Stream,
+    base_backup_stream,
     postgres_streams,
     safe_target,
     walk_files,
@@ -83,10 +87,13 @@ class _Ingest:
             self.stats.stored += len(sealed)
             self.writer.add(blob_id, sealed, raw)
 
-    def chunks_of(self, chunks: Iterator[memoryview]) -> tuple[list[str], int]:
-        ids, size = [], 0
+    def chunks_of(self, chunks: Iterator[memoryview]) -> tuple[list[str], int, str]:
+        """The chunks' blob IDs, the total size and the content's SHA-256 (which restores
+        and the restore playbook check files against)."""
+        ids, size, digest = [], 0, hashlib.sha256()
         for view in chunks:
             n = len(view)
+            digest.update(view)
             blob_id = self.repo.key.blob_id(view)
             size += n
             self.stats.logical += n
@@ -105,7 +112,7 @@ class _Ingest:
                 )
                 self._drain(4)
             self.prog.advance(n)
-        return ids, size
+        return ids, size, digest.hexdigest()
 
     def finish(self) -> None:
         try:
@@ -175,7 +182,7 @@ def backup(
         try:
             for spec in specs:
                 prog.note(f"source {spec.name} ({spec.kind})")
-                entries = _ingest_source(spec, ingest)
+                entries, extra = _ingest_source(spec, ingest)
                 sources_doc.append(
                     {
                         "name": spec.name,
@@ -183,6 +190,7 @@ def backup(
                         "paths": spec.paths,
                         "database": spec.database,
                         "entries": entries,
+                        **extra,
                     }
                 )
             ingest.finish()
@@ -272,28 +280,47 @@ def backup(
         repo.release_lease(lease)
 
 
-def _ingest_source(spec: SourceSpec, ingest: _Ingest) -> list[dict[str, Any]]:
+def _ingest_source(
+    spec: SourceSpec, ingest: _Ingest
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The source's entries, and what the snapshot records about it beyond them."""
     entries: list[dict[str, Any]] = []
     if spec.kind == "postgres":
-        streams = postgres_streams(spec)
+        session = DumpTransaction(spec)
         try:
-            for entry, stream in streams:
-                ids, size = ingest.chunks_of(ingest.repo.chunker.stream(stream.stdout))
-                stream.finish()
-                d = entry.as_dict()
-                d.update(size=size, chunks=ids, mtime=time.time())
-                entries.append(d)
+            streams = postgres_streams(spec, session.snapshot)
+            try:
+                for entry, stream in streams:
+                    entries.append(_ingest_stream(entry, stream, ingest))
+            finally:
+                for _, stream in streams:
+                    stream.abort()
         finally:
-            for _, stream in streams:
+            session.close()
+        extra: dict[str, Any] = {"tables": session.tables, "system_identifier": session.system_id}
+        if spec.base_backup:
+            extra["wal_start"] = session.wal_position
+            entry, stream = base_backup_stream(spec)
+            try:
+                entries.append(_ingest_stream(entry, stream, ingest))
+            finally:
                 stream.abort()
-        return entries
+        return entries, extra
     for entry, path in walk_files(spec):
         d = entry.as_dict()
         if entry.type == "file":
-            ids, size = ingest.chunks_of(ingest.repo.chunker.file(path))
-            d.update(size=size, chunks=ids)
+            ids, size, digest = ingest.chunks_of(ingest.repo.chunker.file(path))
+            d.update(size=size, chunks=ids, sha256=digest)
         entries.append(d)
-    return entries
+    return entries, {}
+
+
+def _ingest_stream(entry: Entry, stream: Stream, ingest: _Ingest) -> dict[str, Any]:
+    ids, size, digest = ingest.chunks_of(ingest.repo.chunker.stream(stream.stdout))
+    stream.finish()
+    d = entry.as_dict()
+    d.update(size=size, chunks=ids, sha256=digest, mtime=time.time())
+    return d
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -430,6 +457,27 @@ class BlobReader:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def pipe_entry(
+    repo: Repository, index: Index, entry: dict[str, Any], where: str, sink: IO[bytes]
+) -> str:
+    """An entry's content written into `sink` (a child's stdin, closed at the end); returns
+    its SHA-256. A child that stops reading early is not an error here: its exit code and
+    stderr say why."""
+    digest = hashlib.sha256()
+    reader = BlobReader(repo, index)
+    try:
+        for data in reader.read(entry.get("chunks", []), where):
+            digest.update(data)
+            sink.write(data)
+    except BrokenPipeError:
+        pass
+    finally:
+        reader.close()
+        with contextlib.suppress(BrokenPipeError):
+            sink.close()
+    return digest.hexdigest()
+
+
 def _sweep(repo: Repository, prog: Progress) -> list[str]:
     """Temporary files of writes a killed run left (local repositories), removed and said."""
     sweep = getattr(repo.storage, "sweep_temporaries", None)
@@ -553,6 +601,8 @@ def restore(
         "time": snap["time"],
         "target": str(target),
         "sources": [s["name"] for s in sources],
+        # Where each source's roots came from: <target>/<source><root> goes back to <root>.
+        "paths": {s["name"]: s.get("paths") or [] for s in sources},
         "files": written,
         "bytes": prog.done,
         "problems": failed,
@@ -767,11 +817,18 @@ def prune(
             "deleted_packs": [],
             "deleted_indexes": [],
             "deleted_leases": [],
+            "deleted_wal": 0,
+            "wal_held_by_lock": 0,
             "removed_temporaries": swept,
             "extended_locks": 0,
         }
+        wal_floor = _wal_floor(keep)
+        unneeded_wal = [o.key for o in repo.storage.list_objects("wal/")
+                        if _wal_unneeded(o.key, wal_floor)]  # fmt: skip
+        result["wal_kept_from"] = wal_floor
         if dry_run:
             result["ok"] = True
+            result["deleted_wal"] = len(unneeded_wal)  # would be, locks permitting
             return result
         for s in forget:
             repo.put_sealed(
@@ -832,6 +889,11 @@ def prune(
             for old in index.index_ids:
                 if delete_all(f"index/{old}"):
                     result["deleted_indexes"].append(old)
+        for key in unneeded_wal:
+            if delete_all(key, report=False):
+                result["deleted_wal"] += 1
+            else:
+                result["wal_held_by_lock"] += 1
         # Ended leases go too, once the bucket's default lock lets them: released ones, and
         # leases no process holds any more (see Repository.ended_leases).
         for name in repo.ended_leases(exclude=lease):
@@ -846,6 +908,35 @@ def prune(
     finally:
         if lease:
             repo.release_lease(lease)
+
+
+def _wal_floor(keep: list[dict[str, Any]]) -> dict[str, str]:
+    """Per cluster, the oldest WAL position (log and segment, timeline aside) a kept base
+    backup needs; a cluster with a kept base backup of unknown start keeps all its WAL."""
+    floor: dict[str, str] = {}
+    unknown: set[str] = set()
+    for s in keep:
+        for src in s["sources"]:
+            system_id = src.get("system_identifier")
+            if not system_id or not any(e["path"] == "base.tar" for e in src["entries"]):
+                continue
+            start = src.get("wal_start")
+            if not isinstance(start, str) or len(start) != 24:
+                unknown.add(system_id)
+                continue
+            floor[system_id] = min(floor.get(system_id, start[8:]), start[8:])
+    return {k: v for k, v in floor.items() if k not in unknown}
+
+
+def _wal_unneeded(key: str, floor: dict[str, str]) -> bool:
+    """A segment (or backup history file) older than every kept base backup of its cluster.
+    Timeline history files stay; so does the WAL of a cluster no kept base backup names (a
+    base backup of it may be in progress)."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[1] not in floor or parts[2].endswith(".history"):
+        return False
+    name = parts[2]
+    return len(name) >= 24 and name[:24].isalnum() and name[8:24] < floor[parts[1]]
 
 
 def list_report(repo: Repository, problems: list[str] | None = None) -> list[dict[str, Any]]:

@@ -17,22 +17,16 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ops.backuplib.archiver import BlobReader, select_snapshot
+from ops.backuplib.archiver import pipe_entry, select_snapshot
 from ops.backuplib.repository import Repository, RepositoryError
+from ops.backuplib.sources import COUNT_SQL
 
 PG_LIB = Path("/usr/lib/postgresql/15/bin")
-COUNT_SQL = (
-    "SELECT n.nspname || '.' || c.relname, (xpath('/row/c/text()', query_to_xml(format("
-    "'select count(*) as c from %I.%I', n.nspname, c.relname), false, true, '')))[1]::text "
-    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-    "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"
-)
 
 
 class DrillError(Exception):
@@ -193,16 +187,7 @@ def drill(
                 stderr=errors,
             )
             assert restore.stdin is not None
-            reader = BlobReader(repo, index)
-            try:
-                for data in reader.read(dump.get("chunks", []), f"{src['name']}:{dump['path']}"):
-                    restore.stdin.write(data)
-            except BrokenPipeError:
-                pass  # pg_restore stopped early: its exit code and stderr say why
-            finally:
-                reader.close()
-                with suppress(BrokenPipeError):
-                    restore.stdin.close()
+            pipe_entry(repo, index, dump, f"{src['name']}:{dump['path']}", restore.stdin)
             if restore.wait() != 0:
                 errors.seek(0)
                 tail = errors.read().decode(errors="replace").strip()[-400:]

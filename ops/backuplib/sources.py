@@ -2,13 +2,18 @@
 
 - `postgres`: one database as a consistent snapshot (`pg_dump --format=custom`, one
   transaction), uncompressed so that unchanged rows deduplicate from day to day (the
-  repository compresses), plus the cluster's globals without role passwords. A dump that
-  exits non-zero fails the whole run: a snapshot never holds a partial dump.
+  repository compresses), plus the cluster's globals without role passwords, and each
+  table's row count read in the dump's own transaction (the restore checks against them).
+  A dump that exits non-zero fails the whole run: a snapshot never holds a partial dump.
+  With `base_backup = true`, also the whole cluster as `pg_basebackup` writes it (a tar,
+  without WAL: the segments it needs come from the WAL archive, wal.py), the base of a
+  point-in-time recovery.
 - `files`: directory trees and files, with modes, owners and times.
 """
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -57,6 +62,7 @@ class SourceSpec:
     run_as: str = ""
     pg_bin: str = "/usr/bin"
     pg_options: list[str] = field(default_factory=list)
+    base_backup: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str) -> SourceSpec:
@@ -88,8 +94,11 @@ class SourceSpec:
             options = d.get("pg_options", [])
             if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
                 raise SourceError(f"{here}: pg_options must be a list of strings, got {options!r}")
+            base = d.get("base_backup", False)
+            if not isinstance(base, bool):
+                raise SourceError(f"{here}: base_backup must be true or false, got {base!r}")
             return cls(name, kind, database=db, run_as=texts["run_as"], pg_bin=texts["pg_bin"],
-                       pg_options=list(options))  # fmt: skip
+                       pg_options=list(options), base_backup=base)  # fmt: skip
         raise SourceError(
             f"{where}: source {name!r}: unknown kind {kind!r} (expected files or postgres)"
         )
@@ -123,7 +132,103 @@ def _as_user(spec: SourceSpec, argv: list[str]) -> list[str]:
     return argv
 
 
-def postgres_streams(spec: SourceSpec) -> list[tuple[Entry, Stream]]:
+COUNT_SQL = (
+    "SELECT n.nspname || '.' || c.relname, (xpath('/row/c/text()', query_to_xml(format("
+    "'select count(*) as c from %I.%I', n.nspname, c.relname), false, true, '')))[1]::text "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"
+)
+_END = "-- claims-dc: end of answer --"
+
+
+class DumpTransaction:
+    """A read-only transaction whose snapshot pg_dump joins (--snapshot): the row counts read
+    here are those of the dump, whatever commits meanwhile. It stays open until closed."""
+
+    def __init__(self, spec: SourceSpec) -> None:
+        psql = str(Path(spec.pg_bin) / "psql")
+        self.what = f"the dump's transaction on {spec.database!r} (source {spec.name!r})"
+        self.proc = subprocess.Popen(
+            _as_user(spec, [psql, "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                            "--no-password", *spec.pg_options, "--dbname", spec.database]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.snapshot = self._ask(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();"
+        )[0]
+        self.system_id = self._ask("SELECT system_identifier FROM pg_control_system();")[0]
+        # The WAL segment in use before the base backup starts: no recovery from that base
+        # needs an older one (prune keeps the archive from there on).
+        self.wal_position = None
+        if spec.base_backup:
+            self._check_archiving()
+            self.wal_position = self._ask("SELECT pg_walfile_name(pg_current_wal_lsn());")[0]
+        self.tables = {
+            line.split("\t")[0]: int(line.split("\t")[1]) for line in self._ask(COUNT_SQL + ";")
+        }
+
+    def _check_archiving(self) -> None:
+        """A base backup without WAL is only restorable with the WAL it spans, and the server
+        waits for that WAL to be archived: with archiving off the base would be useless, and
+        with archiving failing the backup would wait for ever."""
+        mode = self._ask("SHOW archive_mode;")[0]
+        if mode == "off":
+            raise SourceError(f"{self.what}: base_backup needs WAL archiving, and "
+                              "archive_mode is off (archive_command: this tool)")  # fmt: skip
+        failing = self._ask(
+            "SELECT last_failed_wal || ' at ' || last_failed_time FROM pg_stat_archiver "
+            "WHERE last_failed_time > coalesce(last_archived_time, '-infinity');"
+        )
+        if failing:
+            raise SourceError(f"{self.what}: WAL archiving is failing (last failure: "
+                              f"{failing[0]}; the server's log says why): a base backup "
+                              "would wait for it for ever")  # fmt: skip
+
+    def _ask(self, sql: str) -> list[str]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(f"{sql}\n\\echo '{_END}'\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        lines: list[str] = []
+        for line in self.proc.stdout:
+            if line.rstrip("\n") == _END:
+                return lines
+            lines.append(line.rstrip("\n"))
+        err = self.proc.stderr.read() if self.proc.stderr else ""
+        self.close()
+        raise SourceError(f"{self.what} failed: {err.strip()[-400:] or 'psql ended'}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self.proc.stdin is not None
+                self.proc.stdin.write("ROLLBACK;\n")
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def base_backup_stream(spec: SourceSpec) -> tuple[Entry, Stream]:
+    """The cluster as one tar on stdout; the server waits until the WAL the backup needs is
+    archived before the stream ends, so a finished stream is a restorable base."""
+    return (
+        Entry("base.tar", "stream"),
+        Stream(
+            _as_user(spec, [str(Path(spec.pg_bin) / "pg_basebackup"), "--pgdata=-",
+                            "--format=tar", "--wal-method=none", "--checkpoint=fast",
+                            "--no-manifest", "--no-password", *spec.pg_options]),
+            f"pg_basebackup (source {spec.name!r})",
+        ),
+    )  # fmt: skip
+
+
+def postgres_streams(spec: SourceSpec, snapshot: str) -> list[tuple[Entry, Stream]]:
     pg_dump = str(Path(spec.pg_bin) / "pg_dump")
     pg_dumpall = str(Path(spec.pg_bin) / "pg_dumpall")
     if not Path(pg_dump).exists():
@@ -139,6 +244,7 @@ def postgres_streams(spec: SourceSpec) -> list[tuple[Entry, Stream]]:
                         "--format=custom",
                         "--compress=0",
                         "--no-password",
+                        f"--snapshot={snapshot}",
                         *spec.pg_options,
                         "--dbname",
                         spec.database,

@@ -85,8 +85,18 @@ def test_a_local_repository_through_the_cli(tmp_path: Path, capsys: Any) -> None
         "claim-files",
         capsys=capsys,
     )
-    assert code == 0
+    assert code == 0 and out["paths"] == {"claim-files": [str(src)]}  # type: ignore[index]
     assert tree_digest(tmp_path / "out" / "claim-files" / str(src).lstrip("/")) == tree_digest(src)
+    # What was restored is what the snapshot recorded, file by file; a changed byte is named.
+    restored = tmp_path / "out" / "claim-files"
+    code, out = run(config, "compare", "--source", "claim-files", "--root", str(restored),
+                    capsys=capsys)  # fmt: skip
+    assert code == 0 and out["checked"] == out["entries"] > 0  # type: ignore[index]
+    victim = next(p for p in restored.rglob("*") if p.is_file() and not p.is_symlink())
+    victim.write_bytes(victim.read_bytes() + b"x")
+    code, out = run(config, "compare", "--source", "claim-files", "--root", str(restored),
+                    capsys=capsys)  # fmt: skip
+    assert code == 1 and out["problems"] == [f"{victim}: SHA-256 differs from the snapshot's"]  # type: ignore[index]
     code, out = run(config, "prune", "--dry-run", capsys=capsys)
     assert code == 0 and out["forget"] == []  # type: ignore[index]
 
@@ -138,6 +148,11 @@ def test_a_failed_run_leaves_a_status_operators_can_see(tmp_path: Path, capsys: 
             '[repository]\nurl = "/r"\nkey_file = "/k"\n[[source]]\nname = "x"\n'
             'kind = "postgres"\ndatabase = "c"\npg_options = "-p 5"\n',
             "pg_options must be a list",
+        ),
+        (
+            '[repository]\nurl = "/r"\nkey_file = "/k"\n[[source]]\nname = "x"\n'
+            'kind = "postgres"\ndatabase = "c"\nbase_backup = "yes"\n',
+            "base_backup must be true or false, got 'yes'",
         ),
     ],
 )
@@ -284,7 +299,7 @@ def test_a_failing_pg_dump_fails_the_run_and_writes_no_snapshot(
     monkeypatch.setenv("PGPASSWORD", "not-the-password")
     config = db_config(tmp_path, owner["host"], capsys)
     code, out = run(config, "run", capsys=capsys)
-    assert code == 1 and "pg_dump of 'claims'" in out["error"]  # type: ignore[index]
+    assert code == 1 and "on 'claims'" in out["error"]  # type: ignore[index]
     assert "password authentication failed" in out["error"]  # type: ignore[index]
     code, snaps = run(config, "list", capsys=capsys)
     assert snaps == []
