@@ -368,3 +368,28 @@ def test_a_base_backup_refuses_a_server_that_does_not_archive(lab: Lab) -> None:
     subprocess.run(argv, check=True, capture_output=True)
     code, out = lab.cli("run")
     assert code == 1 and "archive_mode is off" in out["error"]
+
+
+def test_a_dump_is_loaded_in_one_transaction_and_checked_against_the_snapshot(
+    lab: Lab,
+) -> None:
+    lab.sql("CREATE DATABASE claims", "postgres")
+    lab.sql("CREATE TABLE t (id serial PRIMARY KEY, batch text NOT NULL)")
+    lab.sql("INSERT INTO t (batch) SELECT 'a' FROM generate_series(1, 40)")
+    assert lab.cli("run")[0] == 0
+    lab.sql("INSERT INTO t (batch) SELECT 'later' FROM generate_series(1, 5)")
+    repo, cluster = lab.repo(), lab.cluster()
+    spec = settings.load(lab.config).sources[0]
+    with pytest.raises(recovery.Refused, match=r"public\.t \(45 rows\)"):
+        recovery.load_dump(repo, spec, cluster, owner="postgres")
+    loaded = recovery.load_dump(repo, spec, cluster, owner="postgres", replace=True)
+    assert loaded["ok"] and loaded["row_counts"] == loaded["expected_row_counts"] == {
+        "public.t": 40
+    }
+    assert loaded["replaced"] == {"public.t": 45}
+    # A dump that cannot be loaded changes nothing: one transaction.
+    lab.sql("INSERT INTO t (batch) VALUES ('kept')")
+    lab.sql("CREATE VIEW blocker AS SELECT * FROM t")  # DROP TABLE t fails without CASCADE
+    with pytest.raises(recovery.RecoveryError, match="nothing changed"):
+        recovery.load_dump(repo, spec, cluster, owner="postgres", replace=True)
+    assert _rows(lab) == 41
