@@ -12,6 +12,7 @@ PACKAGES=(podman runc netavark aardvark-dns iptables debootstrap openssh-client 
           graphviz fonts-noto-cjk  # the linkage report's zone diagram, in Japanese
           postgresql-15            # the claim application's tests run a private cluster
           restic                   # bench/backup_vs_restic.py: the anchor
+          pgbackrest               # bench/restore_time.py: the anchor
           chromium chromium-driver libnss3-tools)  # the pages in a real browser (lab/browser.py)
 
 missing=()

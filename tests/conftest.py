@@ -21,8 +21,13 @@ def lab_raw() -> dict[str, Any]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Tests that take the shared lab down run after every test that uses it.
-    items.sort(key=lambda item: item.get_closest_marker("destroys_lab") is not None)
+    # Tests that replace hosts run after those that read them as they are; tests that take
+    # the shared lab down run after every test that uses it.
+    def last(item: pytest.Item) -> tuple[bool, bool]:
+        marked = item.get_closest_marker
+        return marked("destroys_lab") is not None, marked("replaces_hosts") is not None
+
+    items.sort(key=last)
 
 
 @pytest.fixture(scope="session")

@@ -176,6 +176,7 @@ def test_pg_hba_admits_only_the_application_hosts_over_tls(hosts: dict[str, Any]
     )
     assert rules.splitlines() == [
         "local|all|postgres||peer",
+        "local|replication|postgres||peer",
         "local|all|all||reject",
         "hostssl|claims|+claims_app|10.231.10.10|scram-sha-256",
         "hostssl|claims|+claims_app|10.231.30.10|scram-sha-256",
