@@ -27,6 +27,7 @@ from lab.delivery import (
     wait_for,
 )
 from lab.plan import LabPlan, build_plan
+from lab.review import CASEWORKER
 from ops.playbook import PlaybookRun, run_playbook
 
 
@@ -37,7 +38,6 @@ class Loss:
     recovery_point: str = ""  # the moment restore.yml was asked for ("" = the archive's end)
     receipts_at_point: int = 0
     audit_ids_at_point: list[int] = field(default_factory=list)
-    after_point_actor: str = ""
     receipts_after_restore: int = 0
     audit_ids_after_restore: list[int] = field(default_factory=list)
     after_point_rows_back: int = 0
@@ -57,7 +57,7 @@ def load_and_search(plan: LabPlan, receipts: int = 200, files: int = 2) -> tuple
     sftp_upload(plan, month)
     wait_for(lambda: receipt_count(plan) == before + receipts * files, "the intake to load")
     recipient = parse(next(iter(month.values()))).receipts[0].recipient_number
-    login = create_caseworker(plan)
+    login = create_caseworker(plan, CASEWORKER)
     found = terminal_get(plan, f"/api/receipts?recipient={recipient}", login)
     return recipient, len(found["receipts"])
 
@@ -129,8 +129,7 @@ def lose_and_restore(
         loss.recovery_point = point.isoformat(timespec="seconds").replace("+00:00", "Z")
         time.sleep(1.5)
         # After the point: a caseworker made and searching; none of it may come back.
-        after = create_caseworker(plan)
-        loss.after_point_actor = after[0]
+        after = create_caseworker(plan, CASEWORKER)
         terminal_get(plan, f"/api/receipts?recipient={recipient}", after)
     loss.receipts_at_point = receipt_count(plan)
     point_or_now = loss.recovery_point or dt.datetime.now(dt.UTC).isoformat()
@@ -150,7 +149,7 @@ def lose_and_restore(
     t_restore = time.monotonic()
     if not run.ok:
         raise RuntimeError("restore.yml failed: " + run.stdout[-4000:] + run.stderr[-1000:])
-    login = create_caseworker(plan)
+    login = create_caseworker(plan, CASEWORKER)
     found = terminal_get(plan, f"/api/receipts?recipient={recipient}", login)
     t_answer = time.monotonic()
     loss.searched = {recipient: len(found["receipts"])}
