@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import site
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from tests.support.astool import runnable_copy, write_wrapper  # noqa: E402
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 AS_PG = ["runuser", "-u", "postgres", "--"]
@@ -43,6 +44,7 @@ class Bench:
         self.ours, self.theirs = base / "repo", base / "pgbackrest"
         self.config, self.wrapper = base / "backup.toml", base / "claims-dc-backup"
         self.pgbr_conf = base / "pgbackrest.conf"
+        self.lib = runnable_copy()  # the tool as postgres can run it (archive_command)
 
     def pg_ctl(self, *args: str) -> list[str]:
         archive = (f"{self.wrapper} --quiet wal-push %p && pgbackrest --config={self.pgbr_conf} "
@@ -76,12 +78,7 @@ class Bench:
             f'kind = "postgres"\ndatabase = "bench"\nrun_as = "postgres"\npg_bin = "{PG_BIN}"\n'
             f'pg_options = ["--host={self.sock}", "--username=postgres"]\nbase_backup = true\n'
         )
-        paths = ":".join([str(REPO), *site.getsitepackages()])
-        self.wrapper.write_text(
-            f"#!/bin/sh\nCLAIMS_DC_BACKUP_COMMAND={self.wrapper}\nexport CLAIMS_DC_BACKUP_COMMAND\n"
-            f'PYTHONPATH={paths} exec /usr/bin/python3 -m ops.backup --config {self.config} "$@"\n'
-        )
-        self.wrapper.chmod(0o755)
+        write_wrapper(self.wrapper, self.lib, self.config)
         self.pgbr_conf.write_text(
             f"[global]\nrepo1-path={self.theirs}\nrepo1-retention-full=2\ncompress-type=zst\n"
             f"log-path={self.base}\nlock-path={self.base}\nspool-path={self.base}\n"
@@ -184,6 +181,7 @@ def private(scale: int, write_seconds: int) -> dict[str, object]:
     finally:
         subprocess.run(b.pg_ctl("-m", "immediate", "stop"), capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(b.lib, ignore_errors=True)
 
 
 def in_the_lab() -> dict[str, object]:

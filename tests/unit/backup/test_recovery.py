@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import site
 import subprocess
 import tempfile
 import time
@@ -24,8 +23,8 @@ from ops.backuplib import recovery, settings, wal
 from ops.backuplib.crypto import make_key_file
 from ops.backuplib.repository import KeyOptions, Repository
 from ops.backuplib.storage import LocalStorage
+from tests.support.astool import runnable_copy, write_wrapper
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 AS_PG = ["runuser", "-u", "postgres", "--"]
 
@@ -87,8 +86,17 @@ class Lab:
         raise AssertionError(f"{name} was not archived: {self.sql('TABLE pg_stat_archiver')}")
 
 
+@pytest.fixture(scope="module")
+def tool_copy() -> Iterator[Path]:
+    lib = runnable_copy()
+    try:
+        yield lib
+    finally:
+        shutil.rmtree(lib, ignore_errors=True)
+
+
 @pytest.fixture
-def lab() -> Iterator[Lab]:
+def lab(tool_copy: Path) -> Iterator[Lab]:
     if not (PG_BIN / "initdb").exists():
         pytest.fail("PostgreSQL 15 is not installed (lab/setup-host.sh installs it)")
     base = Path(tempfile.mkdtemp(prefix="claims-dc-pitr-"))
@@ -115,17 +123,8 @@ pg_bin = "{PG_BIN}"
 pg_options = ["--host={sock}", "--username=postgres"]
 base_backup = true
 ''')
-    # What the hosts' wrapper is: this tool with these settings, runnable by postgres (the
-    # test's own interpreter may live where postgres cannot read).
-    paths = [str(REPO_ROOT), *site.getsitepackages()]
     wrapper = base / "claims-dc-backup"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f"CLAIMS_DC_BACKUP_COMMAND={wrapper}\nexport CLAIMS_DC_BACKUP_COMMAND\n"
-        f"PYTHONPATH={':'.join(paths)} exec /usr/bin/python3 -m ops.backup --config {config} "
-        '"$@"\n'
-    )
-    wrapper.chmod(0o755)
+    write_wrapper(wrapper, tool_copy, config)
     assert cli.main(["--config", str(config), "--quiet", "init"]) == 0
     for p in (sock, key, *repo_dir.rglob("*"), repo_dir):
         shutil.chown(p, "postgres", "postgres")
