@@ -296,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     state_dir: Path | None = None
     lock: _LocalLock | None = None
     try:
+        moment = None
+        if args.command == "recover" and args.to:
+            try:
+                moment = recovery.parse_moment(args.to)
+            except recovery.RecoveryError as e:
+                raise UsageError(f"--to {e}") from None
         s = settings.load(args.config)
         state_dir = s.state_dir
         storage, keys = _clients(s)
@@ -410,7 +416,6 @@ def main(argv: list[str] | None = None) -> int:
                 spec = _postgres_source(s, args.source)
                 cluster = _live_cluster(spec, args)
                 if args.command == "recover":
-                    moment = recovery.parse_moment(args.to) if args.to else None
                     result = recovery.recover(repo, spec, cluster, _self_command(args.config),
                                               snapshot=args.snapshot, to=moment,
                                               replace=args.replace)  # fmt: skip

@@ -101,6 +101,12 @@ def test_a_local_repository_through_the_cli(tmp_path: Path, capsys: Any) -> None
     assert code == 0 and out["forget"] == []  # type: ignore[index]
 
 
+def test_a_recovery_moment_without_its_zone_is_a_usage_error(tmp_path: Path, capsys: Any) -> None:
+    config = write_config(tmp_path, str(tmp_path / "repo"))
+    assert cli.main(["--config", str(config), "recover", "--to", "2026-12-02 14:05"]) == 2
+    assert "'2026-12-02 14:05': say which zone" in capsys.readouterr().err
+
+
 def test_a_failed_run_leaves_a_status_operators_can_see(tmp_path: Path, capsys: Any) -> None:
     config = write_config(tmp_path, str(tmp_path / "repo"))
     make_tree(tmp_path / "srv")
