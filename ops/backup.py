@@ -141,8 +141,8 @@ def _postgres_source(s: settings.Settings, name: str | None) -> Any:
 
 def _live_cluster(spec: Any, args: argparse.Namespace) -> recovery.Cluster:
     bin_dir = Path(spec.pg_bin)
-    probe = recovery.Cluster(args.data_dir, spec.run_as, bin_dir, spec.pg_options, [], [])
     data_dir = args.data_dir
+    probe = recovery.Cluster(data_dir, spec.run_as, bin_dir, spec.pg_options, [], [])
     if probe.running():
         data_dir = Path(probe.ask("SHOW data_directory").strip())
     unit = args.service
@@ -150,7 +150,7 @@ def _live_cluster(spec: Any, args: argparse.Namespace) -> recovery.Cluster:
         data_dir, spec.run_as, bin_dir, spec.pg_options,
         start=["systemctl", "start", unit], stop=["systemctl", "stop", unit],
         log=Path("/var/log/postgresql") / f"postgresql-{unit.split('@')[-1]}.log",
-        deadline=args.deadline,
+        deadline=getattr(args, "deadline", 3600.0),  # recover only: load never restarts it
     )  # fmt: skip
 
 
@@ -261,16 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--snapshot", help="only to this snapshot's base backup")
     p.add_argument("--source", help="the postgres source (default: the first)")
     p.add_argument("--replace", action="store_true", help="replace a database that holds data")
-    p.add_argument("--data-dir", type=Path, default=Path("/var/lib/postgresql/15/main"),
-                   help="the cluster's data directory when it is not running (default "
-                   "%(default)s; a running cluster says where its own is)")  # fmt: skip
-    p.add_argument("--service", default="postgresql@15-main", help="its systemd unit")
     p.add_argument("--deadline", type=float, default=3600.0, help="seconds to finish replay")
     p = sub.add_parser("load", help="load a snapshot's pg_dump into the live database as owner")
     p.add_argument("--snapshot", default=None, help="a snapshot ID or 'latest' (default)")
     p.add_argument("--source", help="the postgres source (default: the first)")
     p.add_argument("--owner", default="claims_owner", help="the role that owns the schema")
     p.add_argument("--replace", action="store_true", help="replace a database that holds data")
+    for q in (sub.choices["recover"], p):  # where the live cluster is, for both
+        q.add_argument("--data-dir", type=Path, default=Path("/var/lib/postgresql/15/main"),
+                       help="its data directory when it is not running (default %(default)s; "
+                       "a running cluster says where its own is)")  # fmt: skip
+        q.add_argument("--service", default="postgresql@15-main", help="its systemd unit")
     p = sub.add_parser("compare", help="the live files of a source against a snapshot")
     p.add_argument("--source", required=True, help="a files source")
     p.add_argument("--root", type=Path, default=Path("/"), help="where they live (default /)")

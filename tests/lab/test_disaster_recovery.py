@@ -12,7 +12,6 @@ import pytest
 from infra.config import StackConfig
 from lab import disaster
 from lab.disaster import Loss
-from ops.playbook import run_playbook
 from tests.lab.conftest import SiteRuns
 
 pytestmark = [pytest.mark.lab, pytest.mark.replaces_hosts]
@@ -45,12 +44,3 @@ def test_the_playbook_proved_files_audit_and_search(loss: Loss) -> None:
     assert "matching their SHA-256" in out
     assert "restore recorded as audit row" in out
     assert "a caseworker search over HTTPS found" in out
-
-
-def test_a_database_holding_data_is_refused_and_named(loss: Loss,
-                                                      converged: SiteRuns) -> None:  # fmt: skip
-    refused = run_playbook(converged.inventory, "restore.yml", "--limit", "role_db",
-                           "--skip-tags", "converge", "-e", "restore_method=dump")  # fmt: skip
-    assert not refused.ok
-    assert "holds data" in refused.stdout and "public.receipts" in refused.stdout
-    assert "restore_replace=true" in refused.stdout

@@ -381,6 +381,10 @@ def test_a_dump_is_loaded_in_one_transaction_and_checked_against_the_snapshot(
     spec = settings.load(lab.config).sources[0]
     with pytest.raises(recovery.Refused, match=r"public\.t \(45 rows\)"):
         recovery.load_dump(repo, spec, cluster, owner="postgres")
+    # Through the CLI as restore.yml calls it: exit 3, the tables named, nothing changed.
+    code, out = lab.cli("load", "--owner", "postgres")
+    assert code == 3 and "holds data; --replace would replace: public.t (45 rows)" in out["error"]
+    assert _rows(lab) == 45
     loaded = recovery.load_dump(repo, spec, cluster, owner="postgres", replace=True)
     assert loaded["ok"] and loaded["row_counts"] == loaded["expected_row_counts"] == {
         "public.t": 40
