@@ -931,7 +931,7 @@ def _wal_floor(keep: list[dict[str, Any]]) -> dict[str, str]:
 def _wal_unneeded(key: str, floor: dict[str, str]) -> bool:
     """A segment (or backup history file) older than every kept base backup of its cluster.
     Timeline history files stay; so does the WAL of a cluster no kept base backup names (a
-    base backup of it may be in progress)."""
+    cluster may be taking its first base backup)."""
     parts = key.split("/")
     if len(parts) != 3 or parts[1] not in floor or parts[2].endswith(".history"):
         return False
