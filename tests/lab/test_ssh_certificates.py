@@ -1,9 +1,9 @@
 """Operators' SSH certificates on the lab's hosts: a certificate of a
 trusted CA opens the account it names; an expired one, one naming another account, one
-whose serial is revoked and one of an untrusted CA are each refused by sshd; the user CA is
-rotated by overlap through the phase machine, and a failed verification rolls back. The
-operators' plain keys (the break-glass path) work throughout: every playbook run here uses
-one."""
+whose serial is revoked and one of an untrusted CA are each refused by sshd; a user-CA
+rotation whose verification fails rolls back (the whole rotation by overlap is in
+test_key_rotation.py). The operators' plain keys (the break-glass path) work throughout:
+every playbook run here uses one."""
 
 from __future__ import annotations
 
@@ -117,26 +117,6 @@ def test_a_certificate_of_an_untrusted_ca_is_refused(lab: Lab, tmp_path: Path) -
     rogue = UserCA(tmp_path / "rogue", "rogue-ca").create()
     cert = rogue.issue(keypair(tmp_path, "op"), "L0001 lab operator", [ACCOUNT], "+1h")
     assert not lab.login(cert, lab.hosts[0].name)
-
-
-def test_the_user_ca_is_rotated_by_overlap_and_the_old_one_then_refused(
-    lab: Lab, tmp_path: Path
-) -> None:
-    old = UserCA(lab.ca_dir, "user-ca-1")
-    operator = keypair(tmp_path, "operator")
-    before = kept_aside(old.issue(operator, "L0001 lab operator", [ACCOUNT], "+1h"))
-    assert lab.login(before)
-    ledger = Ledger(tmp_path / "ledger.jsonl")
-    new = UserCA(lab.ca_dir, "user-ca-2")
-    out = rotate(ca_rotation(old, new, operator, "L0001 lab operator", [ACCOUNT], lab.publish,
-                             lab.login), ledger)  # fmt: skip
-    assert out.outcome == "ok", out.error
-    assert [e.phase for e in ledger.entries()] == [
-        "staged", "published", "switched", "verified", "retired",
-    ]  # fmt: skip
-    after = Certificate.read(tmp_path / "operator-cert.pub")
-    assert lab.login(after) and not lab.login(before)
-    assert len(trusted(lab.ca_dir)) == 1
 
 
 def test_a_rotation_whose_verification_fails_rolls_back_to_the_old_ca(
