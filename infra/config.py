@@ -68,6 +68,7 @@ KNOWN_KEYS = (
     "backup",
     "logs",
     "endpointServices",
+    "rotation",
 )
 LINE_KINDS = ("vpn", "dx")
 # The retention periods CloudWatch Logs accepts.
@@ -195,6 +196,30 @@ class Backup:
     replica_region: str | None
 
 
+# The kinds of secret key rotation knows (ops/rotation/driver.py), and how often each is rotated
+# when a stack's `rotation.everyDays` does not say: host identities and the user CA yearly,
+# logins and access keys quarterly, the fund's SFTP key yearly (or as agreed with the fund).
+ROTATION_KINDS = ("ssh-user-ca", "host-keys", "db-login", "tls", "aws", "sftp-key")
+DEFAULT_ROTATION_DAYS = {
+    "ssh-user-ca": 365,
+    "host-keys": 365,
+    "db-login": 90,
+    "tls": 365,
+    "aws": 90,
+    "sftp-key": 365,
+}
+# How long ahead a partner is told of a new key it pins, when the stack does not say.
+DEFAULT_NOTICE_DAYS = 14
+# An outside party connecting over SSH pins the host keys of the hosts it reaches.
+SSH_PORT = 22
+
+
+@dataclass(frozen=True)
+class Rotation:
+    every_days: Mapping[str, int]  # kind -> days between rotations
+    notice_days: int  # a new key a partner pins is announced this long before the switch
+
+
 @dataclass(frozen=True)
 class Municipality:
     code: str
@@ -217,6 +242,9 @@ class StackConfig:
     log_retention_days: int
     # Non-AWS endpoint services the council accepted: full service name -> the reason.
     endpoint_exceptions: Mapping[str, str] = field(default_factory=dict)
+    rotation: Rotation = field(
+        default_factory=lambda: Rotation(dict(DEFAULT_ROTATION_DAYS), DEFAULT_NOTICE_DAYS)
+    )
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def allowed(self) -> frozenset[tuple[str, str, int, str]]:
@@ -244,6 +272,21 @@ class StackConfig:
 
     def hosts_in(self, zone: str) -> list[Host]:
         return [h for h in self.hosts.values() if h.zone == zone]
+
+    def host_key_pinned_by(self, host: str) -> list[str]:
+        """The outside zones whose parties log in to `host` over SSH, and so pin its host key
+        (the fund's SFTP client pins the intake host's): a new key must be announced to them
+        before it is served."""
+        zone = self.hosts[host].zone
+        return sorted(
+            {
+                src
+                for f in self.flows
+                if f.port == SSH_PORT and f.protocol == "tcp"
+                for src, dst in f.pairs()
+                if dst == zone and src in EXTERNAL_ZONES
+            }
+        )
 
 
 def municipality_check_digit(first_five: str) -> int:
@@ -657,6 +700,31 @@ def _parse_logs(problems: _Problems, raw: object) -> int | None:
     return int(days)
 
 
+def _parse_rotation(problems: _Problems, raw: object) -> Rotation:
+    """Optional: every kind not named keeps its default interval."""
+    key = f"{NS}rotation"
+    every = dict(DEFAULT_ROTATION_DAYS)
+    if raw is None:
+        return Rotation(every, DEFAULT_NOTICE_DAYS)
+    data = _mapping(problems, key, raw)
+    if data is None:
+        return Rotation(every, DEFAULT_NOTICE_DAYS)
+    for extra in sorted(set(data) - {"everyDays", "noticeDays"}):
+        problems.add(f"{key}.{extra}", data[extra], "unknown key")
+    given = _mapping(problems, f"{key}.everyDays", data.get("everyDays", {})) or {}
+    for kind, days in given.items():
+        if kind not in ROTATION_KINDS:
+            problems.add(f"{key}.everyDays.{kind}", days,
+                         f"unknown kind; kinds are {', '.join(ROTATION_KINDS)}")  # fmt: skip
+            continue
+        checked = _int(problems, f"{key}.everyDays.{kind}", days, 1, 3650)
+        if checked is not None:
+            every[kind] = checked
+    notice = _int(problems, f"{key}.noticeDays", data.get("noticeDays", DEFAULT_NOTICE_DAYS),
+                  1, 90)  # fmt: skip
+    return Rotation(every, notice if notice is not None else DEFAULT_NOTICE_DAYS)
+
+
 def _parse_endpoint_services(problems: _Problems, raw: object) -> dict[str, str]:
     """Services other than AWS's own that an endpoint may reach, each with its reason. Listing
     one quiets the policy rule; the proof still cannot see past it."""
@@ -721,6 +789,7 @@ def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
     backup = _parse_backup(problems, config.get(f"{NS}backup"), region)
     log_days = _parse_logs(problems, config.get(f"{NS}logs"))
     exceptions = _parse_endpoint_services(problems, config.get(f"{NS}endpointServices"))
+    rotation = _parse_rotation(problems, config.get(f"{NS}rotation"))
     if problems.lines:
         raise ConfigError(problems.lines)
     # no problems means every part parsed
@@ -739,6 +808,7 @@ def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
         backup=backup,
         log_retention_days=log_days,
         endpoint_exceptions=exceptions,
+        rotation=rotation,
         raw=dict(config),
     )
 

@@ -63,6 +63,8 @@ def inventory(config: StackConfig, outputs: StackOutputs, layer: Layer | None) -
             "claims_dc_instance_id": outputs.instance_ids[name],
             "claims_dc_zone": config.hosts[name].zone,
             "claims_dc_role": config.hosts[name].role,
+            # Outside parties that pin this host's SSH host key (a new one is announced first).
+            "claims_dc_host_key_pinned_by": config.host_key_pinned_by(name),
         }
         for name in deployed
     }
@@ -115,6 +117,9 @@ def stack_vars(
         "claims_dc_break_glass_roles": outputs.break_glass_roles,
         "claims_dc_backup_kms_key_id": outputs.storage_key_arn,
         "claims_dc_backup_lock_days": config.backup.retention_days,
+        # Key rotation's calendar and a partner's notice period (ops/rotation/calendar.py).
+        "claims_dc_rotation_every_days": dict(config.rotation.every_days),
+        "claims_dc_rotation_notice_days": config.rotation.notice_days,
         "base_operators": [
             {"name": o.name, "comment": o.comment, "public_keys": list(o.public_keys)}
             for o in operators

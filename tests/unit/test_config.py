@@ -470,6 +470,24 @@ REJECTIONS: list[tuple[str, Mutation, str, str]] = [
         "'a relay'",
     ),
     (
+        "rotation of an unknown kind",
+        _set("claims-dc:rotation/everyDays", {"passwords": 30}),
+        "claims-dc:rotation.everyDays.passwords",
+        "unknown kind",
+    ),
+    (
+        "rotation interval not a number of days",
+        _set("claims-dc:rotation/everyDays", {"host-keys": "yearly"}),
+        "claims-dc:rotation.everyDays.host-keys",
+        "'yearly'",
+    ),
+    (
+        "notice period over 90 days",
+        _set("claims-dc:rotation/noticeDays", 120),
+        "claims-dc:rotation.noticeDays",
+        "120",
+    ),
+    (
         "LGWAN serving two zones",
         _append_flow({"from": "lgwan", "to": "intake", "port": 443, "why": "x"}),
         "claims-dc:flows",
@@ -492,6 +510,19 @@ def test_rejection_names_key_and_value(
     assert matching, f"no problem names {key}: {excinfo.value.problems}"
     assert any(value in line for line in matching), matching
     assert all(line.startswith("Pulumi.lab.yaml: ") for line in excinfo.value.problems)
+
+
+def test_rotation_calendar_and_the_keys_a_partner_pins(lab_raw: dict[str, Any]) -> None:
+    lab = load_stack("lab", REPO)
+    assert lab.rotation.every_days["db-login"] == 90 and lab.rotation.notice_days == 14
+    # The fund logs in to the intake zone over SSH: it pins intake-1's host key, and only that.
+    assert lab.host_key_pinned_by("intake-1") == ["fund"]
+    assert [h for h in lab.hosts if lab.host_key_pinned_by(h)] == ["intake-1"]
+    omuta = load_stack("omuta-prod", REPO)
+    assert omuta.rotation.every_days["sftp-key"] == 730 and omuta.rotation.notice_days == 21
+    assert omuta.rotation.every_days["host-keys"] == 365  # left out: the default
+    del lab_raw["claims-dc:rotation"]
+    assert _parse(lab_raw).rotation.every_days["tls"] == 365  # optional
 
 
 def test_every_problem_is_reported_at_once(lab_raw: dict[str, Any]) -> None:
