@@ -24,6 +24,10 @@ from ops.vault.sealed import scratch, unsealed_copy, write_secret
 PRINCIPAL = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 VALIDITY = re.compile(r"^\+([1-9][0-9]*)([mhd])$")  # from now: minutes, hours or days
 MAX_VALIDITY = dt.timedelta(hours=24)
+# Every certificate starts this long before it is issued (ssh-keygen -V -5m:+8h), so a host
+# whose clock is up to five minutes behind the control node's already accepts a fresh one.
+# A host further behind refuses it until its clock catches up: keep hosts on NTP.
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 class CAError(Exception):
@@ -120,7 +124,8 @@ class UserCA:
 
     def issue(self, public_key: Path, identity: str, principals: list[str],
               validity: str = "+8h") -> Certificate:  # fmt: skip
-        """A certificate for `public_key` (written beside it as <name>-cert.pub)."""
+        """A certificate for `public_key` (written beside it as <name>-cert.pub), valid from
+        CLOCK_SKEW before now until `validity` after it."""
         bad = [p for p in principals if not PRINCIPAL.match(p)]
         if not principals or bad:
             raise CAError(f"principals {principals!r}: give account names ({bad or 'none'})")
@@ -132,9 +137,10 @@ class UserCA:
         if length > MAX_VALIDITY:
             raise CAError(f"validity {validity}: certificates live at most {MAX_VALIDITY}")
         serial = self._next_serial()
+        start = f"-{int(CLOCK_SKEW.total_seconds() // 60)}m"
         with unsealed_copy(self.key) as key:
             _keygen("-q", "-s", str(key), "-I", identity, "-n", ",".join(principals),
-                    "-V", f"-5m:{validity}", "-z", str(serial), str(public_key))  # fmt: skip
+                    "-V", f"{start}:{validity}", "-z", str(serial), str(public_key))  # fmt: skip
         return Certificate.read(public_key.with_name(public_key.name[: -len(".pub")] + "-cert.pub"))
 
     def revoke(self, serials: list[int]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.rotation.sshca import CAError, UserCA, fingerprint
+from ops.rotation.sshca import CLOCK_SKEW, CAError, UserCA, fingerprint
 from ops.rotation.user_ca import VerificationError, ca_rotation
 from ops.vault.sealed import is_sealed, read_secret
 
@@ -33,6 +33,45 @@ def test_a_certificate_names_its_holder_principals_serial_and_hours(tmp_path: Pa
     )
     second = ca.issue(user_key(tmp_path, "d0102"), "D0102", ["opsadmin"], "+1h")
     assert second.serial == 2  # serials are never reused
+
+
+def _openssh_accepts_at(cert_key: Path, ca_public: Path, principal: str, at: dt.datetime,
+                        tmp_path: Path) -> bool:  # fmt: skip
+    """Whether OpenSSH itself takes the certificate as valid at `at`, as a host whose clock
+    reads `at` would: a message signed with the certificate is verified against the CA at that
+    moment (ssh-keygen -Y verify -O verify-time), validity window and principal included."""
+    message = tmp_path / "message"
+    message.write_text("clock skew\n")
+    signature = message.with_suffix(".sig")
+    signature.unlink(missing_ok=True)
+    cert = cert_key.with_name(cert_key.name + "-cert.pub")
+    subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", str(cert), "-n", "file",
+                    str(message)], check=True, capture_output=True)  # fmt: skip
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"{principal} cert-authority {ca_public.read_text()}")
+    proc = subprocess.run(
+        ["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", principal, "-n", "file",
+         "-s", str(signature), "-O", f"verify-time={at.strftime('%Y%m%d%H%M%S')}Z"],
+        input=message.read_text(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return proc.returncode == 0
+
+
+def test_a_fresh_certificate_is_valid_on_a_host_whose_clock_is_behind(tmp_path: Path) -> None:
+    """The stated tolerance: a host up to CLOCK_SKEW behind accepts a certificate issued this
+    instant; one further behind does not (the back-dating is that much, not open-ended)."""
+    ca = UserCA(tmp_path / "ca", "user-ca-1").create()
+    key = user_key(tmp_path, "l0001").with_suffix("")
+    issued = dt.datetime.now(dt.UTC)
+    cert = ca.issue(key.with_suffix(".pub"), "L0001", ["opsadmin"], "+8h")
+    assert dt.timedelta(minutes=5) == CLOCK_SKEW
+    assert cert.valid_to - cert.valid_from == dt.timedelta(hours=8) + CLOCK_SKEW
+    behind = issued - CLOCK_SKEW + dt.timedelta(seconds=30)  # four and a half minutes behind
+    assert _openssh_accepts_at(key, ca.public, "opsadmin", behind, tmp_path)
+    assert _openssh_accepts_at(key, ca.public, "opsadmin", issued, tmp_path)
+    too_far = issued - CLOCK_SKEW - dt.timedelta(minutes=1)
+    assert not _openssh_accepts_at(key, ca.public, "opsadmin", too_far, tmp_path)
+    assert not _openssh_accepts_at(key, ca.public, "someoneelse", behind, tmp_path)
 
 
 def test_a_revoked_serial_is_in_the_krl_and_others_are_not(tmp_path: Path) -> None:
