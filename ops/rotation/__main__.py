@@ -1,12 +1,14 @@
 """python -m ops.rotation: key rotation through the phase machine, the operators' SSH user CA
 and the rotation ledger.
 
-    python -m ops.rotation -i INVENTORY rotate all                       # everything
-    python -m ops.rotation -i INVENTORY rotate host-keys db-login tls aws  # some kinds
+    python -m ops.rotation -i INVENTORY rotate --due                      # the calendar
+    python -m ops.rotation -i INVENTORY rotate all                        # what is due
+    python -m ops.rotation -i INVENTORY rotate host-keys db-login --early # due or not
     python -m ops.rotation -i INVENTORY rotate ssh-user-ca --operator-key ~/.ssh/id_ed25519.pub \\
         --identity "D0101 佐藤" --principal opsadmin
     python -m ops.rotation -i INVENTORY rotate sftp-key --fund-key fund_new.pub --fund-window 14d
     python -m ops.rotation -i INVENTORY rotate sftp-key --fund-confirmed # after the fund switched
+    python -m ops.rotation -i INVENTORY rotate host-keys --partner-confirmed fund
     python -m ops.rotation --ca-dir DIR ca init NAME          # a CA generation (idempotent)
     python -m ops.rotation --ca-dir DIR ca trust NAME [NAME]  # what hosts are to trust
     python -m ops.rotation --ca-dir DIR issue --ca NAME --key id_ed25519.pub \\
@@ -18,15 +20,36 @@ and the rotation ledger.
 `rotate` takes each secret through staged, published, switched, verified and retired, and
 records each phase in INVENTORY's rotation/ledger.jsonl (who, when, which secret, old and new
 fingerprint, serial or login name; never a secret). A failure before retired rolls back what
-was done; an unreachable host leaves the rotation where it stopped, and the same command
-resumes it. --until PHASE stops early; --ansible-arg passes options to ansible-playbook.
-Ansible's output goes to rotation/ansible.log. `all` skips, and says so, the user CA without
---operator-key and the fund's key until the fund has sent a new one.
+was done; an unreachable host leaves the rotation where it stopped.
 
-After `ca trust` or `revoke`, publish with `ansible-playbook -i INVENTORY playbooks/rotate_keys.yml`
-(the inventory's claims_dc_ssh_ca_dir is DIR; the lab's is .lab/lab/ssh-ca). Results on
-stdout (--json for machines), progress on stderr; exit codes: 0 ok (or skipped), 1 a failure,
-a rollback or an interrupted rotation, 2 usage.
+Resume: running the same command again continues every rotation that stopped, from the phase
+where it stopped, and starts nothing that is not due. A new rotation starts only for a secret
+that is due under the stack's calendar (claims-dc:rotation in Pulumi.<stack>.yaml: host keys
+and the user CA yearly, the database login and IAM keys quarterly by default), or for any with
+--early; the others are reported `not-due` with their age and due date. `--due` lists that
+calendar and rotates nothing.
+
+Partners: a host key an outside party pins (the intake host's, which the fund's SFTP client
+checks) is announced first: sshd offers the new key beside the old (OpenSSH clients with
+UpdateHostKeys yes learn it), and a notice in Japanese and English is printed and kept in
+rotation/notices/ to send. The rotation waits at `published` until the partner confirms
+(--partner-confirmed fund) or the notice period (--notice, default the stack's noticeDays)
+ends; --switch-now switches at once, and the partner's logins fail until it adds the key.
+
+Certificates (`issue`, and the user-CA rotation's) start 5 minutes before they are issued, so
+a host whose clock is up to 5 minutes behind accepts them.
+
+--until PHASE stops early; --limit HOST rotates only that host's key or certificate;
+--ansible-arg passes options to ansible-playbook. Ansible's output
+goes to rotation/ansible.log. `all` skips, and says so, the user CA without --operator-key and
+the fund's key until the fund has sent a new one. After `ca trust` or `revoke`, publish with
+`ansible-playbook -i INVENTORY playbooks/rotate_keys.yml` (the inventory's claims_dc_ssh_ca_dir
+is DIR; the lab's is .lab/lab/ssh-ca). --json (before or after the subcommand) prints results
+as JSON; results on stdout, progress on stderr.
+
+Exit codes: 0 ok (done, stopped where asked, skipped, not due; --due: nothing due or under way),
+1 a failure, a rollback or an interrupted rotation (--due: something is due or under way),
+2 usage.
 """
 
 from __future__ import annotations
@@ -130,11 +153,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from ops.rotation.driver import Operator, Options, Site, rotate_kinds
+    from ops.rotation.driver import Operator, Options, Site, due_calendar, rotate_kinds
     from ops.rotation.sftp_key import parse_window
     from ops.rotation.steps import Steps
 
-    kinds = list(KINDS) if "all" in args.kinds else args.kinds
+    if not args.kinds and not args.due:
+        print("ops.rotation: rotate needs KIND (all, or some of: "
+              f"{', '.join(KINDS)}), or --due", file=sys.stderr)  # fmt: skip
+        return 2
+    unknown = [k for k in args.kinds if k not in ("all", *KINDS)]
+    if unknown:
+        print(f"ops.rotation: rotate: unknown kind {unknown[0]!r}: all, or some of: "
+              f"{', '.join(KINDS)}", file=sys.stderr)  # fmt: skip
+        return 2
+    kinds = list(KINDS) if not args.kinds or "all" in args.kinds else args.kinds
     operator = None
     if args.operator_key:
         if not args.identity or not args.principal:
@@ -143,20 +175,83 @@ def _rotate(args: argparse.Namespace) -> int:
         operator = Operator(args.operator_key, args.identity, args.principal)
     try:
         window = parse_window(args.fund_window)
+        notice = parse_window(args.notice) if args.notice else None
     except StepFailed as e:
-        print(f"ops.rotation: --fund-window: {e}", file=sys.stderr)
+        print(f"ops.rotation: {e}", file=sys.stderr)
         return 2
-    opts = Options(operator, args.fund_key, window, args.fund_confirmed, args.until)
+    confirmed = frozenset(p.strip() for v in args.partner_confirmed for p in v.split(",") if p)
+    limit = frozenset(h.strip() for v in args.limit for h in v.split(",") if h.strip())
     site = Site.read(args.inventory)
+    strangers = sorted(limit - set(site.hosts))
+    if strangers:
+        print(f"ops.rotation: --limit {strangers[0]}: not a data-center host of "
+              f"{site.inventory} ({', '.join(site.hosts)})", file=sys.stderr)  # fmt: skip
+        return 2
     ledger = Ledger(site.state / "rotation" / "ledger.jsonl")
+    if args.due:
+        return _due(args, due_calendar(site, kinds, ledger))
+    opts = Options(operator, args.fund_key, window, args.fund_confirmed, args.until,
+                   early=args.early, partner_confirmed=confirmed, switch_now=args.switch_now,
+                   notice=notice, limit=limit)  # fmt: skip
     steps = Steps(site.inventory, site.state / "rotation" / "ansible.log", tuple(args.ansible_arg))
     outcomes = rotate_kinds(site, kinds, ledger=ledger, steps=steps, opts=opts)
+    notices = _notices(site.state / "rotation" / "notices", outcomes)
+    text = "\n".join(
+        f"{o.secret:24} {o.outcome:13} {o.reached or '-':9} {o.error or o.note}" for o in outcomes
+    )
+    for path in notices:
+        text += f"\n\n== notice to send: {path}\n{path.read_text(encoding='utf-8')}"
     _emit(
         args,
-        {"ledger": str(ledger.path), "outcomes": [asdict(o) for o in outcomes]},
-        "\n".join(f"{o.secret:24} {o.outcome:13} {o.reached or '-':9} {o.error}" for o in outcomes),
+        {
+            "ledger": str(ledger.path),
+            "outcomes": [asdict(o) for o in outcomes],
+            "notices": [str(p) for p in notices],
+        },
+        text,
     )
-    return 0 if all(o.outcome in ("ok", "skipped", "checked") for o in outcomes) else 1
+    return 0 if all(o.outcome in SETTLED for o in outcomes) else 1
+
+
+# Outcomes that are not a failure: done (or stopped where asked), nothing to do, or a check.
+SETTLED = ("ok", "skipped", "checked", "not-due")
+
+
+def _notices(directory: Path, outcomes: list[Any]) -> list[Path]:
+    """The notices of host keys this run left announced and waiting for a partner."""
+    out = []
+    for o in outcomes:
+        if o.secret.startswith("host-key:") and o.outcome == "ok" and o.reached == "published":
+            path = directory / f"host-key-{o.secret.split(':', 1)[1]}.txt"
+            if path.exists():
+                out.append(path)
+    return out
+
+
+def _due(args: argparse.Namespace, entries: list[Any]) -> int:
+    rows = [
+        f"{d.secret:24} {d.status:10} every {d.every_days:>4} d  {d.describe()}" for d in entries
+    ]
+    _emit(args, {"calendar": [asdict(d) for d in entries]}, "\n".join(rows))
+    return 1 if any(d.status != "not-due" for d in entries) else 0
+
+
+def _with_common(sub: argparse.ArgumentParser, *names: str) -> argparse.ArgumentParser:
+    """Options of the whole tool that may also follow the subcommand (`ledger --json`). Left
+    out there, they keep what was given before it."""
+    if "json" in names:
+        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help="results as JSON on stdout")  # fmt: skip
+    if "inventory" in names:
+        sub.add_argument("-i", "--inventory", type=Path, default=argparse.SUPPRESS,
+                         help="the environment's inventory")  # fmt: skip
+    if "ledger" in names:
+        sub.add_argument("--ledger", type=Path, default=argparse.SUPPRESS,
+                         help="the rotation ledger (JSONL)")  # fmt: skip
+    if "ca_dir" in names:
+        sub.add_argument("--ca-dir", type=Path, default=argparse.SUPPRESS,
+                         help="the CA directory (claims_dc_ssh_ca_dir)")  # fmt: skip
+    return sub
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,28 +263,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ca-dir", type=Path, help="the CA directory (claims_dc_ssh_ca_dir)")
     p.add_argument("--ledger", type=Path, help="the rotation ledger (JSONL)")
     p.add_argument("-i", "--inventory", type=Path, help="rotate: the environment's inventory")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="results as JSON on stdout")
     sub = p.add_subparsers(dest="command", required=True)
-    ca = sub.add_parser("ca", help="make a CA generation, or set what hosts trust")
+    ca = _with_common(sub.add_parser("ca", help="make a CA generation, or set what hosts trust"),
+                      "json", "ca_dir")  # fmt: skip
     ca_sub = ca.add_subparsers(dest="ca_command", required=True)
-    ca_sub.add_parser("init").add_argument("name")
-    ca_sub.add_parser("trust").add_argument("names", nargs="+")
-    issue = sub.add_parser("issue", help="a certificate for a public key")
+    _with_common(ca_sub.add_parser("init"), "json", "ca_dir").add_argument("name")
+    _with_common(ca_sub.add_parser("trust"), "json", "ca_dir").add_argument("names", nargs="+")
+    issue = _with_common(sub.add_parser("issue", help="a certificate for a public key"),
+                         "json", "ca_dir")  # fmt: skip
     issue.add_argument("--ca", required=True)
     issue.add_argument("--key", type=Path, required=True, help="the holder's public key")
     issue.add_argument("--identity", required=True, help="who: staff ID and name")
     issue.add_argument("--principal", action="append", required=True, help="an account it opens")
-    issue.add_argument("--validity", default="+8h", help="+N[mhd], at most 24 hours")
-    revoke = sub.add_parser("revoke", help="add serials to the KRL")
+    issue.add_argument(
+        "--validity", default="+8h", help="+N[mhd], at most 24 hours; valid from 5 minutes ago"
+    )
+    revoke = _with_common(sub.add_parser("revoke", help="add serials to the KRL"),
+                          "json", "ca_dir")  # fmt: skip
     revoke.add_argument("--ca", required=True)
     revoke.add_argument("serial", type=int, nargs="+")
-    rot = sub.add_parser("rotate", help="rotate secrets through the phases, with the ledger")
+    rot = _with_common(
+        sub.add_parser("rotate", help="rotate secrets through the phases, with the ledger; "
+                       "or list the calendar (--due)"),
+        "json", "inventory",
+    )  # fmt: skip
+    # No `choices`: argparse (3.11) refuses an empty list against them; checked in _rotate.
     rot.add_argument(
-        "kinds",
-        nargs="+",
-        metavar="KIND",
-        choices=("all", *KINDS),
+        "kinds", nargs="*", metavar="KIND", help=f"all, or some of: {', '.join(KINDS)}"
     )
+    rot.add_argument(
+        "--due", action="store_true", help="list each secret's last rotation and whether it is due"
+    )
+    rot.add_argument("--early", action="store_true",
+                     help="also start new rotations of secrets that are not due yet")  # fmt: skip
     rot.add_argument("--operator-key", type=Path, help="ssh-user-ca: whose certificate moves")
     rot.add_argument("--identity", help="ssh-user-ca: the certificate's identity")
     rot.add_argument("--principal", action="append", help="ssh-user-ca: an account it opens")
@@ -198,16 +305,28 @@ def main(argv: list[str] | None = None) -> int:
     rot.add_argument(
         "--fund-confirmed", action="store_true", help="sftp-key: the fund says it switched"
     )
+    rot.add_argument("--partner-confirmed", action="append", default=[], metavar="PARTNER",
+                     help="host keys a partner pins: it holds the new key (e.g. fund)")  # fmt: skip
+    rot.add_argument("--notice", metavar="PERIOD",
+                     help="host keys a partner pins: announced this long before the switch "
+                     "(e.g. 14d; default: the stack's rotation.noticeDays)")  # fmt: skip
+    rot.add_argument("--switch-now", action="store_true",
+                     help="host keys a partner pins: switch without waiting for the partner "
+                     "(its logins fail until it adds the new key)")  # fmt: skip
+    rot.add_argument("--limit", action="append", default=[], metavar="HOST",
+                     help="host-keys, tls: only these hosts (e.g. intake-1)")  # fmt: skip
     rot.add_argument("--until", default="retired", choices=PHASES, help="stop after this phase")
     rot.add_argument(
         "--ansible-arg", action="append", default=[], help="passed to ansible-playbook"
     )
-    abandon = sub.add_parser(
-        "abandon", help="close a stopped rotation whose hosts were remade or fixed by hand"
-    )
+    abandon = _with_common(
+        sub.add_parser("abandon", help="close a stopped rotation whose hosts were remade or "
+                       "fixed by hand"),
+        "json", "ledger",
+    )  # fmt: skip
     abandon.add_argument("secret", help="e.g. host-key:app-1")
     abandon.add_argument("--reason", required=True, help="why, for the ledger")
-    ledger = sub.add_parser("ledger", help="what the ledger says")
+    ledger = _with_common(sub.add_parser("ledger", help="what the ledger says"), "json", "ledger")
     ledger.add_argument("--secret")
     try:
         args = p.parse_args(argv)

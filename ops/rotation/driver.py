@@ -10,6 +10,13 @@ Kinds, in the order `all` takes them (each a `Rotation` of ops/rotation/machine.
                    secrets/aws-credentials rotated (ops/rotation/aws_keys.py)
     sftp-key       the fund's SFTP key, with an overlap window (ops/rotation/sftp_key.py)
 
+A run resumes every rotation of the chosen kinds that an earlier run left unfinished, and
+starts a new rotation only of a secret that is due under the stack's calendar
+(ops/rotation/calendar.py), or of any with --early; a secret rotated within its interval is
+reported `not-due`, with its age and the date it falls due. So running the same command again
+after an interruption continues what stopped and changes nothing that finished. A host key an
+outside party pins (ops/rotation/partners.py) waits at `published` for the partner.
+
 Everything the driver keeps lives beside the inventory: the ledger and Ansible's log in
 rotation/, the CAs in ssh-ca/, the operators' known_hosts, the secrets directory. The
 break-glass path never depends on what is rotated: every host step runs over the operators'
@@ -22,25 +29,28 @@ import datetime as dt
 import json
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.config import ROTATION_KINDS
 from ops.awsapi import Endpoint
 from ops.playbook import BIN
 from ops.rotation.aws_keys import access_key_rotation, check_kms_rotation, read_profiles
+from ops.rotation.calendar import Due, calendar, due, policy
 from ops.rotation.db_login import db_login_rotation
 from ops.rotation.host_keys import KnownHosts, host_key_rotation
 from ops.rotation.ledger import PHASES, Ledger
 from ops.rotation.machine import Outcome, Rotation, pending, rotate
+from ops.rotation.partners import Terms
 from ops.rotation.sftp_key import sftp_key_rotation
 from ops.rotation.sshca import Certificate, UserCA, fingerprint, trusted
 from ops.rotation.steps import StepFailed, Steps
 from ops.rotation.tls import tls_rotation
 from ops.rotation.user_ca import ca_rotation, try_login
 
-KINDS = ("ssh-user-ca", "host-keys", "db-login", "tls", "aws", "sftp-key")
+KINDS = ROTATION_KINDS
 
 
 @dataclass
@@ -49,6 +59,18 @@ class Site:
     hosts: dict[str, str]  # data-center host -> address
     groups: dict[str, list[str]]
     vars: dict[str, Any]  # the inventory's variables (as a data-center host sees them)
+    pinned_by: dict[str, tuple[str, ...]] = field(default_factory=dict)  # host -> partners
+
+    @property
+    def every_days(self) -> dict[str, int]:
+        """Days between rotations per kind: the stack's calendar."""
+        return policy(self.vars.get("claims_dc_rotation_every_days"))
+
+    @property
+    def notice(self) -> dt.timedelta:
+        """How long a partner is told of a new key it pins before the switch."""
+        days = self.vars.get("claims_dc_rotation_notice_days", 14)
+        return dt.timedelta(days=days if isinstance(days, int) and days > 0 else 14)
 
     @property
     def state(self) -> Path:
@@ -82,7 +104,8 @@ class Site:
         if not dc:
             raise StepFailed(f"{inventory}: no hosts in group datacenter")
         hosts = {h: hostvars[h].get("ansible_host", h) for h in dc}
-        return cls(inventory, hosts, groups, hostvars[dc[0]])
+        pinned = {h: tuple(hostvars[h].get("claims_dc_host_key_pinned_by") or ()) for h in dc}
+        return cls(inventory, hosts, groups, hostvars[dc[0]], pinned)
 
     def aws(self) -> Endpoint:
         """The AWS API as the inventory describes it for the control node: its endpoint (none:
@@ -129,6 +152,11 @@ class Options:
     fund_window: dt.timedelta = dt.timedelta(days=14)
     fund_confirmed: bool = False
     until: str = "retired"
+    early: bool = False  # start new rotations of secrets not yet due
+    partner_confirmed: frozenset[str] = frozenset()  # partners holding a pinned key's new one
+    switch_now: bool = False  # switch pinned keys without waiting for the partners
+    notice: dt.timedelta | None = None  # None: the stack's notice period
+    limit: frozenset[str] = frozenset()  # host-keys, tls: only these hosts (empty: all)
 
 
 class Skip(Exception):
@@ -138,13 +166,55 @@ class Skip(Exception):
 Build = Callable[[], tuple[Rotation, str]]
 
 
-def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> list[Build]:
-    """The rotations of one kind, each built only when its turn comes (a host key's old
-    fingerprint is read just before it is rotated), with the phase to stop after."""
+@dataclass(frozen=True)
+class Planned:
+    """One secret's rotation, built only when its turn comes (a host key's old fingerprint is
+    read just before it is rotated). `requested`: the operator asked for a new one explicitly
+    (the fund sent a new key), so the calendar does not hold it back."""
+
+    secret: str
+    build: Build
+    requested: bool = False
+
+
+def secrets_of(site: Site, kinds: list[str]) -> list[str]:
+    """Every secret of these kinds the environment has, by its ledger name."""
+    out: list[str] = []
+    for kind in kinds:
+        if kind == "ssh-user-ca":
+            out.append("ssh-user-ca")
+        elif kind == "host-keys":
+            out += [f"host-key:{h}" for h in site.hosts]
+        elif kind == "db-login":
+            out.append("db-login:claims_app")
+        elif kind == "tls":
+            out += [f"tls:{h}" for h in site.groups.get("role_app", [])]
+        elif kind == "aws":
+            creds = site.state / "secrets" / "aws-credentials"
+            if creds.exists():
+                out += [f"aws-key:{p}" for p in read_profiles(creds).sections()]
+        elif kind == "sftp-key":
+            out.append("sftp-key:fund")
+        else:
+            raise StepFailed(f"unknown kind {kind!r}: one of all, {', '.join(KINDS)}")
+    return out
+
+
+def due_calendar(site: Site, kinds: list[str], ledger: Ledger) -> list[Due]:
+    return calendar(secrets_of(site, kinds), ledger, site.every_days)
+
+
+def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> list[Planned]:
+    """The rotations of one kind, with the phase each stops after."""
     known = KnownHosts(site.state / "known_hosts")
     if kind == "ssh-user-ca":
-        if opts.operator is None:
+        if opts.operator is None and pending(ledger, "ssh-user-ca") is None:
             raise Skip("no operator key given (--operator-key, --identity, --principal)")
+        if opts.operator is None:
+            raise StepFailed(
+                "ssh-user-ca: a rotation is under way; resuming it needs the operator key it "
+                "moves (--operator-key, --identity, --principal)"
+            )
         op = opts.operator
 
         def user_ca() -> tuple[Rotation, str]:
@@ -164,22 +234,34 @@ def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> 
             )
             return rotation, opts.until
 
-        return [user_ca]
+        return [Planned("ssh-user-ca", user_ca)]
     if kind == "host-keys":
+        terms = Terms(opts.notice or site.notice, opts.partner_confirmed, opts.switch_now)
         out_dir = site.state / "rotation"
-        return [_host_key(h, a, steps, known, out_dir, ledger, opts.until, site.ssh_config)
-                for h, a in site.hosts.items()]  # fmt: skip
+        return [
+            Planned(f"host-key:{h}", _host_key(h, a, steps, known, out_dir, ledger, opts.until,
+                                               site.ssh_config, site.pinned_by.get(h, ()), terms))
+            for h, a in site.hosts.items() if not opts.limit or h in opts.limit
+        ]  # fmt: skip
     if kind == "db-login":
-        return [lambda: (db_login_rotation(steps, site.state / "secrets", ledger), opts.until)]
+        secrets_dir = site.state / "secrets"
+        return [
+            Planned(
+                "db-login:claims_app",
+                lambda: (db_login_rotation(steps, secrets_dir, ledger), opts.until),
+            )
+        ]
     if kind == "tls":
-        return [_tls(h, site.state / "pki", steps, ledger, opts.until)
-                for h in site.groups.get("role_app", [])]  # fmt: skip
+        return [Planned(f"tls:{h}", _tls(h, site.state / "pki", steps, ledger, opts.until))
+                for h in site.groups.get("role_app", [])
+                if not opts.limit or h in opts.limit]  # fmt: skip
     if kind == "aws":
         creds = site.state / "secrets" / "aws-credentials"
         if not creds.exists():
             raise Skip(f"no IAM access key is kept on the control node ({creds})")
         endpoint = site.aws()
-        return [_aws_key(p, site.state / "secrets", endpoint, ledger, opts.until)
+        return [Planned(f"aws-key:{p}",
+                        _aws_key(p, site.state / "secrets", endpoint, ledger, opts.until))
                 for p in read_profiles(creds).sections()]  # fmt: skip
     if kind == "sftp-key":
         if opts.fund_key is None and pending(ledger, "sftp-key:fund") is None:
@@ -192,16 +274,21 @@ def plan(kind: str, site: Site, steps: Steps, ledger: Ledger, opts: Options) -> 
             )  # fmt: skip
             return rotation, min(stop, opts.until, key=PHASES.index)
 
-        return [sftp]
+        return [Planned("sftp-key:fund", sftp, requested=opts.fund_key is not None)]
     raise StepFailed(f"unknown kind {kind!r}: one of all, {', '.join(KINDS)}")
 
 
 def _host_key(host: str, address: str, steps: Steps, known: KnownHosts, out_dir: Path,
-              ledger: Ledger, until: str, ssh_config: Path | None) -> Build:  # fmt: skip
-    return lambda: (
-        host_key_rotation(host, address, steps, known, out_dir, ledger, ssh_config),
-        until,
-    )
+              ledger: Ledger, until: str, ssh_config: Path | None, pinned_by: tuple[str, ...],
+              terms: Terms) -> Build:  # fmt: skip
+    def build() -> tuple[Rotation, str]:
+        rotation, stop = host_key_rotation(
+            host, address, steps, known, out_dir, ledger, ssh_config,
+            pinned_by=pinned_by, terms=terms,
+        )  # fmt: skip
+        return rotation, min(stop, until, key=PHASES.index)
+
+    return build
 
 
 def _tls(host: str, pki: Path, steps: Steps, ledger: Ledger, until: str) -> Build:
@@ -227,6 +314,41 @@ def check_aws(site: Site) -> Outcome:
         return Outcome("kms:backup", "", None, "failed", None, str(e))
 
 
+def held_back(item: Planned, every: Mapping[str, int], ledger: Ledger,
+              opts: Options) -> Outcome | None:  # fmt: skip
+    """`not-due` for a secret whose last rotation finished within its interval and that no one
+    asked to rotate early; None when it is to run (resumed, due, --early or requested)."""
+    if opts.early or item.requested:
+        return None
+    when = due(item.secret, ledger, every)
+    if when.status != "not-due":
+        return None
+    return Outcome(item.secret, "", None, "not-due",
+                   note=f"{when.describe()}; --early rotates it now")  # fmt: skip
+
+
+def run_planned(planned: list[Planned], every: Mapping[str, int], ledger: Ledger,
+                opts: Options) -> list[Outcome]:  # fmt: skip
+    """Each planned rotation in turn: resumed if under way, started if due (or asked for),
+    otherwise reported `not-due` and left alone."""
+    outcomes = []
+    for item in planned:
+        waiting = held_back(item, every, ledger, opts)
+        if waiting is not None:
+            print(f"rotation: {item.secret}: not due ({waiting.note})", file=sys.stderr)
+            outcomes.append(waiting)
+            continue
+        try:
+            rotation, until = item.build()
+        except StepFailed as e:
+            outcomes.append(Outcome(item.secret, "", None, "not-started", None, str(e)))
+            continue
+        out = rotate(rotation, ledger, until=until)
+        print(f"rotation: {out.secret}: {out.outcome} at {out.reached}", file=sys.stderr)
+        outcomes.append(out)
+    return outcomes
+
+
 def rotate_kinds(
     site: Site, kinds: list[str], *, ledger: Ledger, steps: Steps, opts: Options
 ) -> list[Outcome]:
@@ -235,17 +357,12 @@ def rotate_kinds(
         if kind == "aws":
             outcomes.append(check_aws(site))
         try:
-            builds = plan(kind, site, steps, ledger, opts)
+            planned = plan(kind, site, steps, ledger, opts)
         except Skip as e:
-            outcomes.append(Outcome(kind, "", None, "skipped", None, str(e)))
+            outcomes.append(Outcome(kind, "", None, "skipped", None, note=str(e)))
             continue
-        for build in builds:
-            try:
-                rotation, until = build()
-            except StepFailed as e:
-                outcomes.append(Outcome(kind, "", None, "not-started", None, str(e)))
-                continue
-            out = rotate(rotation, ledger, until=until)
-            print(f"rotation: {out.secret}: {out.outcome} at {out.reached}", file=sys.stderr)
-            outcomes.append(out)
+        except StepFailed as e:
+            outcomes.append(Outcome(kind, "", None, "not-started", None, str(e)))
+            continue
+        outcomes += run_planned(planned, site.every_days, ledger, opts)
     return outcomes

@@ -9,19 +9,34 @@
     retired    the old key is deleted on the host and from known_hosts; the host no longer
                presents it
 
+A host whose key an outside party pins (the intake host, for the fund: ops/rotation/partners.py)
+is announced at `published` too: sshd offers the new key beside the served one, and a notice in
+Japanese and English is written for the operator to send. Its rotation stops at `published`
+until the partner confirms or the notice period ends.
+
 The access review pins whatever key the host serves, read over Ansible's verified connection,
 so from `switched` on it pins the new one. Rolling back `switched` serves the old key again;
-rolling back `published` takes the new line out of known_hosts; rolling back `staged` deletes
-the unused key.
+rolling back `published` takes the new line out of known_hosts (and withdraws the notice);
+rolling back `staged` deletes the unused key (and sshd stops offering it).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Rotation, pending
+from ops.rotation.partners import (
+    Notice,
+    Terms,
+    archive_notice,
+    may_switch,
+    read_notice,
+    withdraw_notice,
+    write_notice,
+)
 from ops.rotation.reach import served_host_key
 from ops.rotation.sshca import line_fingerprint
 from ops.rotation.steps import StepFailed, Steps
@@ -70,8 +85,15 @@ def host_key_rotation(
     out_dir: Path,
     ledger: Ledger,
     ssh_config: Path | None = None,
-) -> Rotation:
+    *,
+    pinned_by: tuple[str, ...] = (),
+    terms: Terms | None = None,
+) -> tuple[Rotation, str]:
+    """The rotation, and the phase this run stops after: `published` while a partner that
+    pins the key has neither confirmed nor seen its notice period end."""
     secret = f"host-key:{host}"
+    notices = out_dir / "notices"
+    terms = terms or Terms(dt.timedelta(days=14))
     next_pub = out_dir / f"{host}.next.pub"
     resumed = pending(ledger, secret)
     known = known_hosts.keys(host)
@@ -99,8 +121,18 @@ def host_key_rotation(
         steps.run("host-key-stage", host, key_rotation_out_dir=str(out_dir))
         rotation.new = line_fingerprint(new_key())
 
+    def publish_notice() -> None:
+        now = dt.datetime.now(dt.UTC)
+        write_notice(notices, Notice(
+            secret, host, address, pinned_by, new_key(), rotation.new, rotation.old,
+            now.isoformat(timespec="seconds"), (now + terms.notice).isoformat(timespec="seconds"),
+        ))  # fmt: skip
+
     def publish() -> None:
         known_hosts.add(host, address, new_key())
+        if pinned_by:
+            steps.run("host-key-announce", host)
+            publish_notice()
 
     def switch() -> None:
         steps.run("host-key-switch", host)
@@ -115,6 +147,7 @@ def host_key_rotation(
         if served_host_key(ssh_config, address) == old_key:
             raise StepFailed(f"{host} ({address}) still presents the old host key")
         next_pub.unlink(missing_ok=True)
+        archive_notice(notices, host)
 
     rotation.do = {
         "staged": stage,
@@ -128,9 +161,46 @@ def host_key_rotation(
         steps.run("host-key-discard", host)
         next_pub.unlink(missing_ok=True)
 
+    def unpublish() -> None:
+        known_hosts.remove(host, new_key())
+        withdraw_notice(notices, host)
+
     rotation.undo = {
         "staged": discard,
-        "published": lambda: known_hosts.remove(host, new_key()),
+        "published": unpublish,
         "switched": lambda: steps.run("host-key-unswitch", host),
     }
-    return rotation
+    if pinned_by and resumed is not None and resumed.phase == "published" \
+            and next_pub.exists() and _notice_of(notices, host, rotation.new) is None:  # fmt: skip
+        publish_notice()  # lost beside the ledger: told again, and the period starts again
+    return rotation, _stop(rotation, resumed is not None, pinned_by, terms, notices, host)
+
+
+def _stop(rotation: Rotation, resuming: bool, pinned_by: tuple[str, ...], terms: Terms,
+          notices: Path, host: str) -> str:  # fmt: skip
+    """`retired`, unless a partner pins the key and the switch must wait; the reason either
+    way goes into the ledger's `switched` entry or the run's report (rotation.notes)."""
+    if not pinned_by:
+        return "retired"
+    notice = _notice_of(notices, host, rotation.new) if resuming else None
+    if notice is None:
+        if terms.switch_now:
+            rotation.notes["switched"] = (
+                f"switched at once (--switch-now), before {', '.join(pinned_by)} could be told: "
+                "their logins fail with 'Host key verification failed' until they add the new key"
+            )
+            return "retired"
+        rotation.notes["published"] = (
+            f"announced to {', '.join(pinned_by)} (notice {notices}/host-key-{host}.txt); the "
+            "switch waits for their confirmation or the end of the notice period"
+        )
+        return "published"
+    ok, why = may_switch(notice, terms)
+    rotation.notes["switched" if ok else "published"] = why
+    return "retired" if ok else "published"
+
+
+def _notice_of(notices: Path, host: str, new_fingerprint: str) -> Notice | None:
+    """The notice of this rotation (of its new key), not one left by another."""
+    notice = read_notice(notices, host)
+    return notice if notice is not None and notice.new_fingerprint == new_fingerprint else None

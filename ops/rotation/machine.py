@@ -43,6 +43,8 @@ class Rotation:
     new: str
     do: dict[str, Action]  # phase -> action
     undo: dict[str, Action] = field(default_factory=dict)  # phase -> its reversal
+    # phase -> why it happened as it did, or why the rotation waits after it (the ledger's note)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Outcome:
     error: str = ""
     old: str = ""  # the credentials' public identities, as in the ledger
     new: str = ""
+    note: str = ""  # why it stopped where it did (a partner's confirmation awaited), or why not run
 
 
 def rotate(rotation: Rotation, ledger: Ledger, *, until: str = "retired") -> Outcome:
@@ -94,16 +97,19 @@ def rotate(rotation: Rotation, ledger: Ledger, *, until: str = "retired") -> Out
             return _roll_back(
                 rotation, ledger, rid, done, phase, e, PHASES[start - 1] if start else None
             )
-        ledger.append(Entry(rotation.secret, rid, phase, "ok", rotation.old, rotation.new))
+        note = rotation.notes.get(phase, "")[:500]
+        ledger.append(Entry(rotation.secret, rid, phase, "ok", rotation.old, rotation.new, note))
         done.append(phase)
+    reached = done[-1] if done else None
     return Outcome(
         rotation.secret,
         rid,
-        done[-1] if done else None,
+        reached,
         "ok",
         PHASES[start - 1] if start else None,
         old=rotation.old,
         new=rotation.new,
+        note=rotation.notes.get(reached, "") if reached and reached != "retired" else "",
     )
 
 
