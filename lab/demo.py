@@ -232,30 +232,48 @@ def _review_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url
 
 
 def _rotation_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url: str) -> bool:
-    """Step 8: every key rotated: all to `published`, the fund switches, all to `retired`."""
+    """Step 8: every key rotated: all to `published` (the intake host's new key announced to
+    the fund), the fund confirms and switches, all to `retired`; then the same command again
+    starts nothing, and the calendar says when each secret is due next."""
     plan = build_plan(config)
+    state = Path(inventory).parent
     started = time.monotonic()
     first, second = rotation.rotate_everything(plan, Path(inventory), endpoint_url, ca_cert)
     seconds = time.monotonic() - started
     for o in first:
         if o.outcome not in ("ok", "checked"):
             print(f"  {o.secret:22} {o.outcome} {o.error}")
-    print(f"  pass 1: {len(first)} secrets to published (both credentials work); the fund "
-          "learns the intake host's new key and switches to its new SFTP key")  # fmt: skip
+    sent = sorted((state / "rotation" / "notices" / "sent").glob("host-key-*.txt"))
+    print(f"  pass 1: {len(first)} secrets to published (both credentials work, ahead of the "
+          "calendar: --early); intake-1's new host key announced to the fund")  # fmt: skip
+    if sent:
+        ja = sent[-1].read_text(encoding="utf-8").splitlines()
+        print(f"  notice to the fund ({sent[-1].name}, JA/EN): {ja[2]} / {ja[5].strip()}")
+    print("  the fund's client learnt the new key on a delivery (UpdateHostKeys), the fund "
+          "confirmed it and switched to its new SFTP key")  # fmt: skip
     for o in second:
         what = o.error if o.outcome == "checked" else f"{o.old[:28]} -> {o.new[:28]}"
         print(f"  {o.secret:22} {o.outcome:8} {o.reached or '-':9} {what}")
-    ledger = Path(inventory).parent / "rotation" / "ledger.jsonl"
-    print(f"  rotated everything in {seconds:.0f}s; ledger {ledger}")
+    print(f"  rotated everything in {seconds:.0f}s; ledger {state / 'rotation' / 'ledger.jsonl'}")
     print(f"  the fund's old key refused: {not rotation.fund_logs_in(plan, 'id_ed25519.old')}; "
-          f"its new key works: {rotation.fund_logs_in(plan)}")  # fmt: skip
+          f"its new key works: {rotation.fund_logs_in(plan)}; its client holds only intake-1's "
+          f"new host key: {len(rotation.fund_known_fingerprints(plan)) == 1}")  # fmt: skip
+    again = rotation.Round(plan, Path(inventory), endpoint_url, ca_cert).run_again()
+    started_again = [o.secret for o in again if o.rotation]
+    not_due = sum(o.outcome == "not-due" for o in again)
+    print(f"  the same command again (python -m ops.rotation rotate all): {not_due} secrets "
+          f"not due, {len(started_again)} started {started_again or ''}")  # fmt: skip
+    calendar = rotation.due_now(Path(inventory))
+    nearest = min(calendar, key=lambda d: d.due_on or "")
+    print(f"  rotate --due: {sum(d.status == 'not-due' for d in calendar)} of {len(calendar)} "
+          f"not due; next: {nearest.secret} on {nearest.due_on}")  # fmt: skip
     # The new secrets went into the vault: nothing beside the inventory is a plaintext secret.
-    leaks = plaintext_secrets(Path(inventory).parent)
+    leaks = plaintext_secrets(state)
     for leak in leaks:
         print(f"  PLAINTEXT {leak}")
     print(f"  plaintext secrets beside the inventory (python -m ops.vault check): {len(leaks)}")
     ok = all(o.outcome in ("ok", "checked") for o in second) and rotation.fund_logs_in(plan)
-    return ok and not leaks
+    return ok and not leaks and not started_again
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,9 @@
 environment would already have.
 
 - The fund (the sender stand-in) makes its new SFTP key pair itself and hands over the public
-  half, learns the intake host's new host key, then switches to its new key.
+  half, then switches to its new key. Its OpenSSH client (UpdateHostKeys) learns the intake
+  host's announced new host key on a delivery; it checks the key against the notice and
+  confirms, as the real fund would.
 - The lab operator (L0001) keeps one IAM access key on the control node for the ops tools
   (secrets/aws-credentials, sealed), the kind of remaining key the AWS rotation replaces.
 - The operators' user CA exists and is trusted before the first rotation.
@@ -23,10 +25,12 @@ from lab.lab import operator_dir
 from lab.plan import LabPlan
 from ops.playbook import run_playbook
 from ops.rotation.aws_keys import read_profiles, write_profile
-from ops.rotation.driver import KINDS, Operator, Options, Site, rotate_kinds
+from ops.rotation.calendar import Due
+from ops.rotation.driver import KINDS, Operator, Options, Site, due_calendar, rotate_kinds
 from ops.rotation.host_keys import KnownHosts
 from ops.rotation.ledger import Entry, Ledger
 from ops.rotation.machine import Outcome, pending
+from ops.rotation.partners import read_notice
 from ops.rotation.sshca import UserCA, line_fingerprint, set_trusted, trusted
 from ops.rotation.steps import Steps
 
@@ -87,12 +91,24 @@ def fund_makes_new_key(plan: LabPlan, state: Path) -> Path:
     return sent
 
 
-def fund_learns_host_keys(plan: LabPlan, state: Path) -> None:
-    """The intake host's keys as the data center publishes them (both during an overlap)."""
+def fund_known_fingerprints(plan: LabPlan) -> set[str]:
+    """The fingerprints of the intake host's ed25519 keys (the kind rotated and pinned) the
+    fund's client holds. (UpdateHostKeys also teaches it the host's ECDSA key, unrotated.)"""
+    proc = _sender(plan, ["ssh-keygen", "-l", "-f", f"{SSH_DIR}/known_hosts"], check=False)
+    return {ln.split()[1] for ln in proc.stdout.splitlines()
+            if len(ln.split()) > 1 and ln.endswith("(ED25519)")}  # fmt: skip
+
+
+def fund_confirms(plan: LabPlan, state: Path) -> list[str]:
+    """What the fund does with a notice: a delivery (its client learns the announced key), a
+    look at its known_hosts, and its confirmation if the key there is the one the notice
+    gives. The partners that confirmed (the fund, or none)."""
     intake = plan.first("intake")
-    lines = [ln for ln in (state / "known_hosts").read_text().splitlines()
-             if ln.split(" ", 1)[0].split(",")[0] == intake.name]  # fmt: skip
-    _sender(plan, ["sh", "-c", f"cat > {SSH_DIR}/known_hosts"], input_text="\n".join(lines) + "\n")
+    notice = read_notice(state / "rotation" / "notices", intake.name)
+    if notice is None:
+        return []
+    fund_logs_in(plan)
+    return ["fund"] if notice.new_fingerprint in fund_known_fingerprints(plan) else []
 
 
 def fund_switches(plan: LabPlan) -> None:
@@ -104,15 +120,23 @@ def fund_switches(plan: LabPlan) -> None:
     _sender(plan, ["sh", "-c", f"cd {SSH_DIR} && if test -e id_ed25519.new; then {moves}; fi"])
 
 
-def fund_logs_in(plan: LabPlan, key: str = "id_ed25519") -> bool:
-    """One SFTP session from the sender with that key alone."""
-    proc = _sender(
+def fund_login(plan: LabPlan, key: str = "id_ed25519") -> subprocess.CompletedProcess[str]:
+    """One SFTP session from the sender with that key alone, as its deliveries make."""
+    return _sender(  # type: ignore[no-any-return]
         plan,
         ["sftp", "-b", "-", "-i", f"{SSH_DIR}/{key}", "-o", "IdentitiesOnly=yes",
          "-o", "BatchMode=yes", f"{SENDER_USER}@{plan.first('intake').address}"],
         input_text="ls\n", check=False, timeout=60,
     )  # fmt: skip
-    return bool(proc.returncode == 0)
+
+
+def fund_logs_in(plan: LabPlan, key: str = "id_ed25519") -> bool:
+    return fund_login(plan, key).returncode == 0
+
+
+def fund_adds_known_host(plan: LabPlan, line: str) -> None:
+    """The fund adds, by hand, the known_hosts line a notice gave it."""
+    _sender(plan, ["sh", "-c", f"cat >> {SSH_DIR}/known_hosts"], input_text=line + "\n")
 
 
 def operator_cert_key(state: Path) -> Path:
@@ -169,36 +193,50 @@ class Round:
                                  [OPERATOR_ACCOUNT])  # fmt: skip
         self.window = dt.timedelta(days=14)
 
-    def to_published(self) -> list[Outcome]:
-        """Every secret to `published`, where old and new both work; what an earlier round
-        left unfinished resumes (or, on a host made anew, is closed first)."""
+    def to_published(self, *, early: bool = True) -> list[Outcome]:
+        """Every secret to `published`, where old and new both work (early: due or not); what
+        an earlier round left unfinished resumes (or, on a host made anew, is closed first)."""
         settle_remade_hosts(self.site, self.ledger)
         sent = fund_makes_new_key(self.plan, self.state)
-        opts = Options(self.operator, sent, self.window, False, "published")
+        opts = Options(self.operator, sent, self.window, False, "published", early=early)
         return rotate_kinds(self.site, list(KINDS), ledger=self.ledger, steps=self.steps, opts=opts)
 
     def to_retired(self) -> list[Outcome]:
-        """The fund learns the intake host's new key and switches to its new SFTP key, and
-        confirms; then everything resumes to `retired`."""
-        fund_learns_host_keys(self.plan, self.state)
+        """The fund confirms the intake host's announced key (learnt on a delivery) and
+        switches to its new SFTP key; then everything under way resumes to `retired`, and
+        nothing new starts."""
+        confirmed = fund_confirms(self.plan, self.state)
         fund_switches(self.plan)
         if not fund_logs_in(self.plan):
             raise RuntimeError("the fund cannot log in with its new key during the overlap")
-        opts = Options(self.operator, None, self.window, True, "retired")
+        opts = Options(self.operator, None, self.window, True, "retired",
+                       partner_confirmed=frozenset(confirmed))  # fmt: skip
         second = rotate_kinds(
             self.site, list(KINDS), ledger=self.ledger, steps=self.steps, opts=opts
         )
-        fund_learns_host_keys(self.plan, self.state)  # the intake host's new key alone now
+        fund_logs_in(self.plan)  # its client drops the intake host's retired key by itself
         return second
+
+    def run_again(self) -> list[Outcome]:
+        """`rotate all` again, as an operator would after a finished round: nothing is due,
+        so nothing starts."""
+        opts = Options(self.operator, None, self.window, False, "retired")
+        return rotate_kinds(self.site, list(KINDS), ledger=self.ledger, steps=self.steps, opts=opts)
+
+
+def due_now(inventory: Path) -> list[Due]:
+    """`rotate --due`: the calendar of every secret."""
+    site = Site.read(inventory)
+    return due_calendar(site, list(KINDS), Ledger(site.state / "rotation" / "ledger.jsonl"))
 
 
 def rotate_everything(
     plan: LabPlan, inventory: Path, endpoint_url: str, ca_cert: str,
     ansible_args: tuple[str, ...] = (),
 ) -> tuple[list[Outcome], list[Outcome]]:  # fmt: skip
-    """Every secret to `published` first; then the fund learns the intake host's new key and
-    switches to its new SFTP key, and confirms; then everything resumes to `retired`. A round
-    an earlier run left unfinished is resumed, not restarted."""
+    """Every secret to `published` first, due or not; then the fund confirms the intake host's
+    new key and switches to its new SFTP key, and confirms; then everything resumes to
+    `retired`. A round an earlier run left unfinished is resumed, not restarted."""
     rotation_round = Round(plan, inventory, endpoint_url, ca_cert, ansible_args)
     first = rotation_round.to_published()
     return first, rotation_round.to_retired()

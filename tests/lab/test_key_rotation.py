@@ -13,6 +13,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ from lab.rotation import (
     Round,
     ensure_automation_key,
     ensure_user_ca,
+    fund_adds_known_host,
+    fund_known_fingerprints,
+    fund_login,
     fund_logs_in,
     fund_makes_new_key,
     fund_switches,
@@ -41,10 +45,10 @@ from ops.rotation.db_login import db_login_rotation, in_use
 from ops.rotation.driver import Site
 from ops.rotation.host_keys import KnownHosts, host_key_rotation
 from ops.rotation.ledger import PHASES, Ledger
-from ops.rotation.machine import Outcome, rotate
+from ops.rotation.machine import Outcome, pending, rotate
 from ops.rotation.reach import proxy_options, served_host_key
 from ops.rotation.sftp_key import sftp_key_rotation
-from ops.rotation.sshca import Certificate, UserCA, fingerprint, trusted
+from ops.rotation.sshca import Certificate, UserCA, fingerprint, line_fingerprint, trusted
 from ops.rotation.steps import Steps
 from ops.rotation.user_ca import try_login
 from ops.vault.client import vault_args
@@ -53,6 +57,7 @@ from ops.vault.sealed import is_sealed, read_secret_text
 from tests.lab.conftest import SiteRuns
 
 pytestmark = pytest.mark.lab
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -295,6 +300,28 @@ def test_the_funds_old_key_is_refused_and_its_new_one_works(rotated: Rotated) ->
     assert not fund_logs_in(rotated.plan, "id_ed25519.old")
 
 
+def test_the_fund_was_told_of_the_intake_hosts_new_key_and_kept_delivering(
+    rotated: Rotated,
+) -> None:
+    """The intake host's key waited at `published` for the fund; the fund's client learnt the
+    announced key on a delivery (UpdateHostKeys), the fund confirmed, and after the switch its
+    client holds the new key alone: it never failed a login."""
+    intake = rotated.plan.first("intake")
+    first = next(o for o in rotated.first if o.secret == f"host-key:{intake.name}")
+    assert first.reached == "published" and "announced to fund" in first.note
+    state = rotated.site.state
+    sent = sorted((state / "rotation" / "notices" / "sent").glob(f"host-key-{intake.name}-*.txt"))
+    assert sent, "the notice to the fund was not kept"
+    notice = sent[-1].read_text(encoding="utf-8")
+    served = served_host_key(rotated.site.ssh_config, str(intake.address))
+    assert line_fingerprint(served) in notice and "御中" in notice and "Subject:" in notice
+    switched = [e for e in Ledger(state / "rotation" / "ledger.jsonl").entries()
+                if e.secret == f"host-key:{intake.name}" and e.phase == "switched"]  # fmt: skip
+    assert "confirmation of fund" in switched[-1].note
+    assert fund_known_fingerprints(rotated.plan) == {line_fingerprint(served)}
+    assert fund_logs_in(rotated.plan)
+
+
 def test_no_secret_appears_in_the_rotations_output_at_vvv_diff(rotated: Rotated) -> None:
     out = rotated.output
     # It is -vvv output, of every step: at -vvv each result carries the module's arguments.
@@ -348,18 +375,10 @@ def test_an_sshd_config_that_fails_validation_rolls_the_host_key_back(rotated: R
     before = served_host_key(rotated.site.ssh_config, str(app.address))
     pm.exec_in(app.container, ["sh", "-c", "echo 'NoSuchDirective yes' >> /etc/ssh/sshd_config"])
     try:
-        out = rotate(
-            host_key_rotation(
-                app.name,
-                str(app.address),
-                steps,
-                known,
-                rotated.site.state / "rotation",
-                ledger,
-                rotated.site.ssh_config,
-            ),
-            ledger,
-        )
+        rotation, _ = host_key_rotation(app.name, str(app.address), steps, known,
+                                        rotated.site.state / "rotation", ledger,
+                                        rotated.site.ssh_config)  # fmt: skip
+        out = rotate(rotation, ledger)
     finally:
         pm.exec_in(app.container, ["sed", "-i", "/NoSuchDirective/d", "/etc/ssh/sshd_config"])
     assert out.outcome == "rolled-back" and "NoSuchDirective" in out.error, out.error
@@ -371,31 +390,86 @@ def test_an_sshd_config_that_fails_validation_rolls_the_host_key_back(rotated: R
     assert _ansible_ping(rotated, app.name)  # nobody lost access
 
 
-def test_a_host_stopped_mid_rotation_is_resumed_where_it_stopped(rotated: Rotated) -> None:
-    ledger, steps, known = _parts(rotated)
-    db = rotated.plan.first("db")
-    out_dir = rotated.site.state / "rotation"
+def _rotate_cli(rotated: Rotated, *args: str) -> dict[str, Any]:
+    """The operator's command, as documented, with --json after the subcommand."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops.rotation", "-i", str(rotated.site.inventory), "rotate",
+         *args, "--json"],
+        capture_output=True, text=True, timeout=1800, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    result = dict(json.loads(proc.stdout))
+    result["returncode"] = proc.returncode
+    return result
 
-    def rotation() -> Any:
-        return host_key_rotation(
-            db.name, str(db.address), steps, known, out_dir, ledger, rotated.site.ssh_config
-        )
 
-    first = rotate(rotation(), ledger, until="published")
-    assert first.outcome == "ok" and len(known.keys(db.name)) == 2
-    pm.podman("pause", db.container)
+def _by_secret(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {o["secret"]: o for o in result["outcomes"]}
+
+
+def test_a_resume_continues_only_what_stopped(rotated: Rotated) -> None:
+    """`rotate host-keys db-login` taken to published, db-1 stopped, the same command run again
+    (db-1's key and the login stop, the others finish), then once more: only db-1's key and
+    the login move; the finished host keys are not rotated a second time, and the intake
+    host's waits for the fund throughout."""
+    site, plan = rotated.site, rotated.plan
+    db, intake = plan.first("db"), plan.first("intake")
+    published = _rotate_cli(rotated, "host-keys", "db-login", "--early", "--until", "published")
+    assert {o["reached"] for o in published["outcomes"]} == {"published"}, published
+    pm.exec_in(db.container, ["systemctl", "stop", "ssh"])  # db-1 unreachable for operators
     try:
-        stopped = rotate(rotation(), ledger)
+        stopped = _by_secret(_rotate_cli(rotated, "host-keys", "db-login"))
     finally:
-        pm.podman("unpause", db.container)
-    assert stopped.outcome == "interrupted" and stopped.reached == "published", stopped.error
-    last = ledger.last(f"host-key:{db.name}")
-    assert last is not None and last.outcome == "failed" and "resume at switched" in last.note
-    assert _ansible_ping(rotated, db.name)  # both keys known: in either state it is reachable
-    resumed = rotate(rotation(), ledger)
-    assert resumed.outcome == "ok" and resumed.rotation == first.rotation
-    assert resumed.resumed_from == "published"
-    assert known.keys(db.name) == [served_host_key(rotated.site.ssh_config, str(db.address))]
+        pm.exec_in(db.container, ["systemctl", "start", "ssh"])
+    assert stopped[f"host-key:{db.name}"]["outcome"] == "interrupted"
+    assert stopped["db-login:claims_app"]["outcome"] == "interrupted"
+    finished = [h for h in site.hosts if h not in (db.name, intake.name)]
+    assert all(stopped[f"host-key:{h}"]["reached"] == "retired" for h in finished), stopped
+    waiting = stopped[f"host-key:{intake.name}"]
+    assert waiting["outcome"] == "ok" and waiting["reached"] == "published"
+    assert "--partner-confirmed fund" in waiting["note"]
+    served = {h: served_host_key(site.ssh_config, a) for h, a in site.hosts.items()}
+    again = _rotate_cli(rotated, "host-keys", "db-login")
+    resumed = _by_secret(again)
+    assert again["returncode"] == 0
+    for secret in (f"host-key:{db.name}", "db-login:claims_app"):
+        assert resumed[secret]["outcome"] == "ok" and resumed[secret]["reached"] == "retired"
+        assert resumed[secret]["rotation"] == stopped[secret]["rotation"]  # the same rotation
+    for h in finished:
+        assert resumed[f"host-key:{h}"]["outcome"] == "not-due", resumed[f"host-key:{h}"]
+        assert served_host_key(site.ssh_config, site.hosts[h]) == served[h]  # untouched
+    assert resumed[f"host-key:{intake.name}"]["reached"] == "published"
+    assert served_host_key(site.ssh_config, str(intake.address)) == served[intake.name]
+    assert KnownHosts(site.state / "known_hosts").keys(db.name) == [
+        served_host_key(site.ssh_config, str(db.address))
+    ]
+
+
+def test_an_intake_key_switched_before_the_fund_knows_it_fails_the_delivery_clearly(
+    rotated: Rotated,
+) -> None:
+    """Forced early (--switch-now) while the fund has not seen the announced key: its next
+    delivery fails with OpenSSH's own "Host key verification failed", as the tool warned;
+    once the fund adds the line the notice gives, it delivers again."""
+    plan, state = rotated.plan, rotated.site.state
+    intake = plan.first("intake")
+    secret = f"host-key:{intake.name}"
+    if pending(Ledger(state / "rotation" / "ledger.jsonl"), secret) is None:
+        _rotate_cli(rotated, "host-keys", "--limit", intake.name, "--early", "--until",
+                    "published")  # fmt: skip
+    forced = _by_secret(_rotate_cli(rotated, "host-keys", "--limit", intake.name,
+                                    "--switch-now"))[secret]  # fmt: skip
+    assert forced["outcome"] == "ok" and forced["reached"] == "retired", forced
+    last = Ledger(state / "rotation" / "ledger.jsonl").entries()
+    note = next(e.note for e in reversed(last) if e.secret == secret and e.phase == "switched")
+    assert "--switch-now" in note and "Host key verification failed" in note
+    refused = fund_login(plan)
+    assert refused.returncode != 0 and "Host key verification failed" in refused.stderr
+    sent = sorted((state / "rotation" / "notices" / "sent").glob(f"host-key-{intake.name}-*.txt"))
+    line = next(ln.strip() for ln in sent[-1].read_text(encoding="utf-8").splitlines()
+                if ln.strip().startswith(f"{intake.name},"))  # fmt: skip
+    fund_adds_known_host(plan, line)  # what the notice asks the fund to do by hand
+    assert fund_login(plan).returncode == 0
 
 
 def test_a_database_refusing_the_switch_rolls_the_login_back(rotated: Rotated) -> None:
