@@ -262,7 +262,8 @@ def _rotation_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_u
     started_again = [o.secret for o in again if o.rotation]
     not_due = sum(o.outcome == "not-due" for o in again)
     print(f"  the same command again (python -m ops.rotation rotate all): {not_due} secrets "
-          f"not due, {len(started_again)} started {started_again or ''}")  # fmt: skip
+          f"not due, {len(started_again)} started{': ' if started_again else ''}"
+          f"{', '.join(started_again)}")  # fmt: skip
     calendar = rotation.due_now(Path(inventory))
     nearest = min(calendar, key=lambda d: d.due_on or "")
     print(f"  rotate --due: {sum(d.status == 'not-due' for d in calendar)} of {len(calendar)} "

@@ -17,6 +17,7 @@ from ops.rotation.calendar import calendar, due, kind_of, policy
 from ops.rotation.driver import Options, Planned, run_planned
 from ops.rotation.ledger import PHASES, Entry, Ledger
 from ops.rotation.machine import Interrupted, Rotation, pending
+from ops.rotation.steps import StepFailed
 
 EVERY = dict(DEFAULT_ROTATION_DAYS)
 
@@ -151,3 +152,17 @@ def test_rotate_due_lists_the_calendar_with_json_before_or_after(
     assert "--limit db-9: not a data-center host" in capsys.readouterr().err
     assert main(["-i", str(inventory), "rotate", "host-keys", "--notice", "200d"]) == 2
     assert "at most 90 days" in capsys.readouterr().err
+
+
+def test_a_user_ca_rotation_under_way_is_not_skipped_silently(tmp_path: Path) -> None:
+    """Without the operator key, `rotate all` skips starting a user-CA rotation, but one that
+    stopped halfway is a failure to resume, named, not a quiet skip."""
+    from ops.rotation.driver import Site, Skip, plan
+
+    site = Site(tmp_path / "inventory.yml", {}, {}, {})
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    with pytest.raises(Skip, match="no operator key"):
+        plan("ssh-user-ca", site, None, ledger, Options())  # type: ignore[arg-type]
+    ledger.append(Entry("ssh-user-ca", "r1", "staged"))
+    with pytest.raises(StepFailed, match="a rotation is under way"):
+        plan("ssh-user-ca", site, None, ledger, Options())  # type: ignore[arg-type]
