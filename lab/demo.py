@@ -384,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         "on bastion-1 `sudo -u claims-dc-review claims-dc-access-review --help`"
     )
     print(
-        f"  key rotation   python -m ops.rotation -i {report.inventory} rotate all --help; "
-        "ledger in rotation/ledger.jsonl beside the inventory"
+        f"  key rotation   python -m ops.rotation -i {report.inventory} rotate --due; "
+        "the calendar; ledger in rotation/ledger.jsonl beside the inventory"
     )
     print("  tear down      make lab-down")
     print(
