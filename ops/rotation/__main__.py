@@ -346,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CAError, LedgerError, StepFailed, VaultError) as e:
         print(f"ops.rotation: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # named, never a traceback; the ledger says where each rotation is
+        print(f"ops.rotation: unexpected error: {type(e).__name__}: {str(e)[:300]}",
+              file=sys.stderr)  # fmt: skip
+        return 1
 
 
 if __name__ == "__main__":

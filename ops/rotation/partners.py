@@ -26,6 +26,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ops.rotation.steps import StepFailed
+
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
 
 # Display names of the outside zones, for the notice (Japanese, English).
@@ -133,8 +135,9 @@ def read_notice(directory: Path, host: str) -> Notice | None:
         return Notice(**raw)
     except FileNotFoundError:
         return None
-    except (ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"{data}: not a notice ({e})") from e
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise StepFailed(f"{data}: not a notice this tool wrote ({type(e).__name__}: {e}); "
+                         "move it aside and rerun to announce the key again") from e  # fmt: skip
 
 
 def withdraw_notice(directory: Path, host: str) -> None:

@@ -65,3 +65,17 @@ def test_rotate_needs_an_inventory_and_names_what_it_lacks(capsys: Any) -> None:
     assert "needs --identity and --principal" in capsys.readouterr().err
     assert main(["-i", "x.yml", "rotate", "sftp-key", "--fund-window", "3w"]) == 2
     assert "window '3w'" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_named_not_a_traceback(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    import ops.rotation.__main__ as cli
+
+    def broken(args: Any) -> int:
+        raise KeyError("hosts")
+
+    monkeypatch.setattr(cli, "run", broken)
+    assert main(["--ledger", str(tmp_path / "l.jsonl"), "ledger"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected error: KeyError: 'hosts'" in err and "Traceback" not in err

@@ -118,3 +118,15 @@ def test_a_pinned_key_stops_at_published_and_resumes_on_confirmation(tmp_path: P
     assert stop == "retired" and "confirmation of fund" in rotation.notes["switched"]
     rotation, stop, _ = _rotation(tmp_path, ledger, Terms(week, switch_now=True))
     assert stop == "retired" and "--switch-now" in rotation.notes["switched"]
+
+
+def test_a_damaged_notice_stops_the_rotation_and_names_the_file(tmp_path: Path) -> None:
+    import pytest
+
+    from ops.rotation.steps import StepFailed
+
+    notices = tmp_path / "notices"
+    notices.mkdir()
+    (notices / "host-key-intake-1.json").write_text("{not json")
+    with pytest.raises(StepFailed, match=r"host-key-intake-1\.json: not a notice this tool wrote"):
+        read_notice(notices, "intake-1")
