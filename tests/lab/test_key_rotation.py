@@ -411,26 +411,29 @@ def test_a_resume_continues_only_what_stopped(rotated: Rotated) -> None:
     """`rotate host-keys db-login` taken to published, db-1 stopped, the same command run again
     (db-1's key and the login stop, the others finish), then once more: only db-1's key and
     the login move; the finished host keys are not rotated a second time, and the intake
-    host's waits for the fund throughout."""
+    host's waits for the fund throughout. (Three hosts, one of each case: --limit.)"""
     site, plan = rotated.site, rotated.plan
-    db, intake = plan.first("db"), plan.first("intake")
-    published = _rotate_cli(rotated, "host-keys", "db-login", "--early", "--until", "published")
+    db, intake, app = plan.first("db"), plan.first("intake"), plan.first("app")
+    limit = ("--limit", f"{db.name},{intake.name},{app.name}")
+    published = _rotate_cli(rotated, "host-keys", "db-login", *limit, "--early", "--until",
+                            "published")  # fmt: skip
     assert {o["reached"] for o in published["outcomes"]} == {"published"}, published
     pm.exec_in(db.container, ["systemctl", "stop", "ssh"])  # db-1 unreachable for operators
     try:
-        stopped = _by_secret(_rotate_cli(rotated, "host-keys", "db-login"))
+        stopped = _by_secret(_rotate_cli(rotated, "host-keys", "db-login", *limit))
     finally:
         pm.exec_in(db.container, ["systemctl", "start", "ssh"])
     assert stopped[f"host-key:{db.name}"]["outcome"] == "interrupted"
     assert stopped["db-login:claims_app"]["outcome"] == "interrupted"
-    finished = [h for h in site.hosts if h not in (db.name, intake.name)]
+    finished = [app.name]
     assert all(stopped[f"host-key:{h}"]["reached"] == "retired" for h in finished), stopped
     waiting = stopped[f"host-key:{intake.name}"]
     assert waiting["outcome"] == "ok" and waiting["reached"] == "published"
     assert "--partner-confirmed fund" in waiting["note"]
     served = {h: served_host_key(site.ssh_config, a) for h, a in site.hosts.items()}
-    again = _rotate_cli(rotated, "host-keys", "db-login")
+    again = _rotate_cli(rotated, "host-keys", "db-login", *limit)
     resumed = _by_secret(again)
+    assert set(resumed) == set(stopped)  # --limit: bastion-1 is not touched at all
     assert again["returncode"] == 0
     for secret in (f"host-key:{db.name}", "db-login:claims_app"):
         assert resumed[secret]["outcome"] == "ok" and resumed[secret]["reached"] == "retired"
