@@ -756,9 +756,32 @@ def _parse_endpoint_services(problems: _Problems, raw: object) -> dict[str, str]
     return found
 
 
+# What `python -m ops.fleet new` writes where only the municipality or the fund can give the
+# value (a line's router address, the far side's network): refused by name until filled in.
+PLACEHOLDER = "FILL IN:"
+
+
+def placeholders(value: object, key: str = "") -> list[tuple[str, str]]:
+    """(key, what to fill in) for every placeholder left in a stack's config."""
+    if isinstance(value, str):
+        return [(key, value)] if value.startswith(PLACEHOLDER) else []
+    found: list[tuple[str, str]] = []
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found += placeholders(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found += placeholders(v, f"{key}[{i}]")
+    return found
+
+
 def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
     """Validate the `config:` mapping of a stack file (keys like `claims-dc:zones`)."""
     problems = _Problems(source)
+    unfilled = placeholders(config)
+    if unfilled:
+        # Everything else is judged once these are real values: one message per blank.
+        raise ConfigError([f"{source}: {k}: not filled in yet ({v})" for k, v in unfilled])
     for key in config:
         if key.startswith(NS) and key[len(NS) :] not in KNOWN_KEYS:
             problems.add(key, config[key], f"unknown key; known are {', '.join(KNOWN_KEYS)}")

@@ -1,0 +1,1 @@
+"""The fleet: one environment per municipality, each a stack file in one directory."""
