@@ -20,13 +20,12 @@ import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from infra.config import ConfigError
 from infra.offline import evaluate
-from infra.policy.rules import RULES, Settings, evaluate_rules, evaluate_stack_file
+from infra.policy.rules import RULES, stack_violations
 from infra.proof import prove_evaluation
 from infra.proof.fleet import check_fleet
 from infra.proof.report import write_report
@@ -58,8 +57,11 @@ def _main(argv: list[str] | None) -> int:
         "--fleet",
         type=Path,
         metavar="DIR",
-        help="check every Pulumi.*.yaml in DIR: each tenant's proof, and the "
-        "tenants against each other",
+        help="check every Pulumi.*.yaml in DIR: each tenant's config, policy pack and proof, "
+        "in parallel, and the tenants against each other",
+    )
+    parser.add_argument(
+        "--jobs", type=int, metavar="N", help="--fleet: processes (default: one per core)"
     )
     parser.add_argument(
         "--report",
@@ -81,7 +83,7 @@ def _main(argv: list[str] | None) -> int:
                 )
         return 0
     if args.fleet:
-        return _fleet(args.fleet, args.json)
+        return fleet_check(args.fleet, args.json, args.jobs)
     stack_file = REPO / f"Pulumi.{args.stack}.yaml"
     if not stack_file.exists():
         print(f"error: no stack file {stack_file.name}", file=sys.stderr)
@@ -93,13 +95,11 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     evaluated = time.monotonic() - started
-    settings = Settings(
-        min_retention_days=ev.config.backup.retention_days,
-        region=ev.config.region,
-        endpoint_exceptions=ev.config.endpoint_exceptions,
-    )
-    violations = evaluate_rules(ev.policy_view(), settings) + evaluate_stack_file(
-        yaml.safe_load(stack_file.read_text(encoding="utf-8")), stack_file.name, settings
+    violations = stack_violations(
+        ev.policy_view(),
+        yaml.safe_load(stack_file.read_text(encoding="utf-8")),
+        stack_file.name,
+        ev.config,
     )
     proof_started = time.monotonic()
     proof = prove_evaluation(ev)
@@ -147,40 +147,38 @@ def _main(argv: list[str] | None) -> int:
     return 1 if violations or not proof.holds else 0
 
 
-def _fleet(directory: Path, as_json: bool) -> int:
+def fleet_check(directory: Path, as_json: bool, jobs: int | None = None) -> int:
+    """Every tenant in parallel, then the fleet; a tenant's bad config is that tenant's
+    finding, not the end of the run."""
     files = sorted(directory.glob("Pulumi.*.yaml"))
     if not files:
         print(f"error: no Pulumi.*.yaml in {directory}", file=sys.stderr)
         return 2
-    started = time.monotonic()
-    try:
-        result = check_fleet(files)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    rows: list[dict[str, Any]] = [
-        {"stack": t.config.stack, "verdicts": {v.id: v.status for v in t.proof.verdicts}}
-        for t in result.tenants
-    ]
+    result = check_fleet(files, jobs=jobs)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "tenants": rows,
-                    "problems": result.problems,
-                    "seconds": round(time.monotonic() - started, 2),
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps({
+            "tenants": [
+                {"stack": t.stack, "holds": t.holds, "verdicts": dict(t.verdicts),
+                 "problems": list(t.problems), "violations": list(t.violations),
+                 "counterexamples": list(t.counterexamples), "seconds": t.seconds}
+                for t in result.tenants
+            ],
+            "problems": result.problems,
+            "jobs": result.jobs,
+            "seconds": result.seconds,
+        }, indent=2, ensure_ascii=False))  # fmt: skip
     else:
-        for row in rows:
-            print(f"{row['stack']:24} " + " ".join(f"{k}={v}" for k, v in row["verdicts"].items()))
+        for t in result.tenants:
+            verdicts = " ".join(f"{k}={v}" for k, v in t.verdicts)
+            print(f"{t.stack:24} {'holds' if t.holds else 'FAILS':6} {verdicts} ({t.seconds:.2f}s)")
+            for line in (*t.problems, *t.violations, *t.counterexamples):
+                print(f"    {line}")
         for problem in result.problems:
             print(f"FLEET {problem}")
+        failing = sum(not t.holds for t in result.tenants)
         print(
-            f"{len(rows)} tenants, {len(result.problems)} fleet problem(s), "
-            f"{time.monotonic() - started:.1f}s"
+            f"{len(result.tenants)} tenants ({failing} failing), {len(result.problems)} fleet "
+            f"problem(s), {result.seconds:.1f}s on {result.jobs} processes"
         )
     return 0 if result.holds else 1
 

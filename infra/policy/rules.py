@@ -727,6 +727,19 @@ def evaluate_stack_file(
     ]
 
 
+def stack_violations(
+    resources: Sequence[Res], document: Mapping[str, Any], source: str, config: Any
+) -> list[Violation]:
+    """The whole pack over one stack: its resources and its settings file, with the settings
+    the stack's own config gives (retention, region, accepted endpoint services)."""
+    settings = Settings(
+        min_retention_days=config.backup.retention_days,
+        region=config.region,
+        endpoint_exceptions=config.endpoint_exceptions,
+    )
+    return evaluate_rules(resources, settings) + evaluate_stack_file(document, source, settings)
+
+
 def evaluate_rules(resources: Sequence[Res], settings: Settings | None = None) -> list[Violation]:
     settings = settings or Settings()
     found: list[Violation] = []

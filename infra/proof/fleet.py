@@ -1,90 +1,194 @@
-"""Check many tenants in one run: each one's proof, and the tenants against each other.
+"""Check many tenants in one run: each one's config, policy pack and proof, in parallel over
+the cores, and then the tenants against each other.
 
 About 100 municipalities share the service. Tenants that share a line (the same LGWAN customer
 gateway, or the same Direct Connect connection and VLAN) must not overlap in any CIDR, and no
 tenant may route towards another tenant's addresses, from a VPC route table or from a transit
 gateway route table.
+
+Each tenant is checked in a worker process (the program under Pulumi's mocks is CPU-bound
+Python, so threads would share one core); a worker returns a `TenantCheck` holding only what
+the report and the cross-tenant checks need. A tenant whose config is refused, whose program
+fails or whose check does not finish within its deadline is reported as such, by name, and the
+others are still checked.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import ipaddress
-from collections.abc import Iterable
+import multiprocessing
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.config import StackConfig
-from infra.offline import evaluate
-from infra.proof import model_of
-from infra.proof.model import Model, Net, overlaps
-from infra.proof.verdicts import Proof, prove, sites_of
+import yaml
+
+from infra.config import ConfigError
+from infra.proof.model import overlaps
+from infra.proof.verdicts import HOLDS, sites_of
+
+TENANT_SECONDS = 120.0  # one tenant's check takes about half a second
 
 
-@dataclass
-class Tenant:
-    stack_file: Path
-    config: StackConfig
-    model: Model
-    proof: Proof
+@dataclass(frozen=True)
+class TenantCheck:
+    stack_file: str
+    stack: str
+    problems: tuple[str, ...] = ()  # config refused, the program failed, no answer in time
+    violations: tuple[str, ...] = ()  # the policy pack's, one line each
+    verdicts: tuple[tuple[str, str], ...] = ()  # proof verdict id -> HOLDS/VIOLATED/UNKNOWN
+    counterexamples: tuple[str, ...] = ()
+    blocks: tuple[tuple[str, str], ...] = ()  # ("vpc" or an outside zone, CIDR)
+    line_keys: tuple[str, ...] = ()
+    routed: tuple[tuple[str, str], ...] = ()  # (where, destination CIDR)
+    seconds: float = 0.0
 
     @property
-    def blocks(self) -> list[tuple[str, Net]]:
-        blocks: list[tuple[str, Net]] = [("vpc", self.config.vpc_cidr)]
-        blocks += [(z.name, z.cidr) for z in self.config.zones.values() if z.external]
-        return blocks
+    def holds(self) -> bool:
+        return (
+            not self.problems
+            and not self.violations
+            and bool(self.verdicts)
+            and all(status == HOLDS for _, status in self.verdicts)
+        )
 
-    def line_keys(self) -> set[str]:
-        return set(sites_of(self.config))
 
-    def routed(self) -> Iterable[tuple[str, Net]]:
-        for table in self.model.route_tables.values():
-            for route in table.routes:
-                if route.destination is not None:
-                    yield f"route table {table.name}: {route.resource}", route.destination
-        for gw in self.model.tgws.values():
-            for name, routes in gw.route_tables.items():
-                for tgw_route in routes:
-                    yield f"transit gateway {gw.name} route table {name}", tgw_route.destination
+def check_tenant(stack_file: str) -> TenantCheck:
+    """One tenant, whole: what a worker process runs."""
+    from infra.offline import evaluate
+    from infra.policy.rules import stack_violations
+    from infra.proof import model_of
+    from infra.proof.verdicts import prove
+
+    path = Path(stack_file)
+    started = time.monotonic()
+    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    try:
+        ev = evaluate(path)
+    except ConfigError as e:
+        return TenantCheck(stack_file, stack, problems=tuple(f"config: {p}" for p in e.problems))
+    except Exception as e:  # the program failed under the mocks: named, the others go on
+        failed = f"the program failed: {type(e).__name__}: {e}"[:500]
+        return TenantCheck(stack_file, stack, problems=(failed,))
+    violations = stack_violations(
+        ev.policy_view(), yaml.safe_load(path.read_text(encoding="utf-8")), path.name, ev.config
+    )
+    model = model_of(ev)
+    proof = prove(model, ev.config)
+    blocks = [("vpc", str(ev.config.vpc_cidr))]
+    blocks += [(z.name, str(z.cidr)) for z in ev.config.zones.values() if z.external]
+    routed = [
+        (f"route table {table.name}: {route.resource}", str(route.destination))
+        for table in model.route_tables.values()
+        for route in table.routes
+        if route.destination is not None
+    ]
+    routed += [
+        (f"transit gateway {gw.name} route table {name}", str(r.destination))
+        for gw in model.tgws.values()
+        for name, routes in gw.route_tables.items()
+        for r in routes
+    ]
+    return TenantCheck(
+        stack_file,
+        ev.config.stack,
+        violations=tuple(f"{v.rule} [{v.severity}] {v.resource}: {v.message}" for v in violations),
+        verdicts=tuple((v.id, v.status) for v in proof.verdicts),
+        counterexamples=tuple(
+            f"{v.id}: {c.summary}" for v in proof.verdicts for c in v.counterexamples[:3]
+        ),
+        blocks=tuple(blocks),
+        line_keys=tuple(sorted(sites_of(ev.config))),
+        routed=tuple(routed),
+        seconds=round(time.monotonic() - started, 3),
+    )
 
 
 @dataclass
 class FleetResult:
-    tenants: list[Tenant]
+    tenants: list[TenantCheck]
     problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    jobs: int = 1
 
     @property
     def holds(self) -> bool:
-        return not self.problems and all(t.proof.holds for t in self.tenants)
+        return not self.problems and all(t.holds for t in self.tenants)
 
 
-def check_fleet(stack_files: list[Path]) -> FleetResult:
-    tenants = []
-    for path in stack_files:
-        ev = evaluate(path)
-        model = model_of(ev)
-        tenants.append(Tenant(path, ev.config, model, prove(model, ev.config)))
-    result = FleetResult(tenants)
-    for i, a in enumerate(tenants):
-        for b in tenants[i + 1 :]:
-            shared = a.line_keys() & b.line_keys()
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_fleet(stack_files: list[Path], *, jobs: int | None = None,
+                tenant_seconds: float = TENANT_SECONDS) -> FleetResult:  # fmt: skip
+    """Every tenant (over `jobs` processes; 1: in this process), then the fleet."""
+    started = time.monotonic()
+    jobs = max(1, min(jobs or default_jobs(), len(stack_files) or 1))
+    names = [str(p) for p in stack_files]
+    if jobs == 1:
+        tenants = [check_tenant(n) for n in names]
+    else:
+        tenants = _in_parallel(names, jobs, tenant_seconds)
+    result = FleetResult(tenants, cross_tenant(tenants), jobs=jobs)
+    result.seconds = round(time.monotonic() - started, 2)
+    return result
+
+
+def _in_parallel(names: list[str], jobs: int, tenant_seconds: float) -> list[TenantCheck]:
+    # forkserver: workers start from a clean process, not a copy of a caller holding threads.
+    context = multiprocessing.get_context("forkserver")
+    out: dict[str, TenantCheck] = {}
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(check_tenant, n): n for n in names}
+        # The whole fleet's deadline: each tenant's, for the tenants each worker takes.
+        deadline = tenant_seconds * (len(names) / jobs + 1)
+        try:
+            for future in cf.as_completed(futures, timeout=deadline):
+                name = futures[future]
+                try:
+                    out[name] = future.result()
+                except Exception as e:  # a worker that died: that tenant is named
+                    failed = f"the check failed: {type(e).__name__}: {e}"[:500]
+                    out[name] = TenantCheck(name, _stack(name), problems=(failed,))
+        except cf.TimeoutError:
+            for future, name in futures.items():
+                future.cancel()
+                late = f"no result within the fleet's deadline ({deadline:.0f} s)"
+                out.setdefault(name, TenantCheck(name, _stack(name), problems=(late,)))
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()  # a tenant that never ends must not hold the run
+    return [out[n] for n in names]
+
+
+def _stack(name: str) -> str:
+    return Path(name).name.removeprefix("Pulumi.").removesuffix(".yaml")
+
+
+def cross_tenant(tenants: list[TenantCheck]) -> list[str]:
+    problems: list[str] = []
+    checked = [t for t in tenants if t.blocks]
+    for i, a in enumerate(checked):
+        for b in checked[i + 1 :]:
+            shared = set(a.line_keys) & set(b.line_keys)
             if shared:
                 for za, ca in a.blocks:
                     for zb, cb in b.blocks:
-                        if overlaps(ca, cb):
-                            result.problems.append(
-                                f"{a.config.stack} {za} {ca} overlaps {b.config.stack} {zb} {cb}, "
+                        if overlaps(ipaddress.ip_network(ca), ipaddress.ip_network(cb)):
+                            problems.append(
+                                f"{a.stack} {za} {ca} overlaps {b.stack} {zb} {cb}, "
                                 f"and they share the line {', '.join(sorted(shared))}"
                             )
             for x, y in ((a, b), (b, a)):
-                for where, cidr in x.routed():
-                    if cidr == ipaddress.ip_network("0.0.0.0/0"):
+                vpc = ipaddress.ip_network(dict(y.blocks)["vpc"])
+                for where, cidr in x.routed:
+                    destination = ipaddress.ip_network(cidr)
+                    if destination == ipaddress.ip_network("0.0.0.0/0"):
                         continue  # a default route is the proof's business, not the fleet's
-                    for zone, block in y.blocks:
-                        if zone != "vpc":
-                            continue
-                        if overlaps(cidr, block):
-                            result.problems.append(
-                                f"{x.config.stack} routes {cidr} towards {y.config.stack}'s "
-                                f"VPC {block} ({where})"
-                            )
-    return result
+                    if overlaps(destination, vpc):
+                        problems.append(
+                            f"{x.stack} routes {cidr} towards {y.stack}'s VPC {vpc} ({where})"
+                        )
+    return problems

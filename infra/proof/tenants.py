@@ -25,7 +25,8 @@ def tenant_config(i: int) -> dict[str, Any]:
         z: f"10.{i}.{n}.0/24"
         for z, n in (("app", 10), ("db", 20), ("intake", 30), ("mgmt", 40), ("endpoints", 50))
     }
-    return {"config": {
+    return {"secretsprovider": "awskms://alias/claims-dc-pulumi-secrets?region=ap-northeast-1",
+            "config": {
         "aws:region": "ap-northeast-1",
         "claims-dc:municipality": {"code": code, "name": f"tenant-{i}"},
         "claims-dc:vpcCidr": f"10.{i}.0.0/16",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from infra.proof import model_of
 from infra.proof.fleet import check_fleet
 from infra.proof.tenants import tenant_config, write_tenants
 from infra.proof.verdicts import prove
+from ops.fleet.__main__ import main as fleet_main
 
 
 def test_tenants_are_valid_and_disjoint(tmp_path: Path) -> None:
@@ -45,9 +47,25 @@ def _write(directory: Path, *documents: dict[str, Any]) -> list[Path]:
     return paths
 
 
-def test_a_clean_fleet_holds(tmp_path: Path) -> None:
-    result = check_fleet(write_tenants(tmp_path, 3))
-    assert result.holds and len(result.tenants) == 3
+def test_a_clean_fleet_holds_in_parallel_as_in_one_process(tmp_path: Path) -> None:
+    files = write_tenants(tmp_path, 3)
+    parallel, serial = check_fleet(files, jobs=2), check_fleet(files, jobs=1)
+    assert parallel.holds and len(parallel.tenants) == 3 and parallel.jobs == 2
+    # The same findings either way (routes in any order: the program registers them as it goes).
+    strip = [(t.stack, t.verdicts, t.blocks, sorted(t.routed)) for t in serial.tenants]
+    assert [(t.stack, t.verdicts, t.blocks, sorted(t.routed)) for t in parallel.tenants] == strip
+
+
+def test_a_tenant_that_fails_is_named_and_the_others_are_still_checked(tmp_path: Path) -> None:
+    files = write_tenants(tmp_path, 3)
+    doc = yaml.safe_load(files[1].read_text())
+    doc["config"]["claims-dc:vpcCidr"] = "10.2.0.0/33"
+    files[1].write_text(yaml.safe_dump(doc))
+    result = check_fleet(files, jobs=2)
+    assert not result.holds
+    bad = result.tenants[1]
+    assert not bad.holds and any("10.2.0.0/33" in p for p in bad.problems)
+    assert result.tenants[0].holds and result.tenants[2].holds  # checked all the same
 
 
 def test_tenants_sharing_a_line_must_not_overlap(tmp_path: Path) -> None:
@@ -71,5 +89,7 @@ def test_a_tenant_routing_towards_another_is_flagged(tmp_path: Path) -> None:
 def test_fleet_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_tenants(tmp_path, 2)
     assert check_main(["--fleet", str(tmp_path)]) == 0
-    assert "2 tenants, 0 fleet problem(s)" in capsys.readouterr().out
+    assert "2 tenants (0 failing), 0 fleet problem(s)" in capsys.readouterr().out
+    assert fleet_main(["check", "--fleet", str(tmp_path), "--json", "--jobs", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["jobs"] == 1
     assert check_main(["--fleet", str(tmp_path / "empty")]) == 2

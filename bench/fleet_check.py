@@ -1,0 +1,66 @@
+"""The fleet check over N tenants: in parallel over the cores (`python -m ops.fleet check`), and
+the same tenants one after the other in one process (what `infra.check --fleet` did before),
+on the same files in one run. Prints the per-tenant times, the totals and the ratio.
+
+The tenants are made the way an operator makes them: `python -m ops.fleet new` for N real
+municipality codes from the national list, their blanks then filled with documentation values.
+
+    python bench/fleet_check.py            # N = 100
+    python bench/fleet_check.py 20         # other N
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from infra.proof.fleet import check_fleet, default_jobs  # noqa: E402
+from ops.fleet.codes import code_list  # noqa: E402
+from ops.fleet.onboard import new_tenant  # noqa: E402
+
+
+def make_fleet(directory: Path, count: int) -> list[Path]:
+    for n, m in enumerate([m for m in code_list().values() if m.city][:count]):
+        path, _ = new_tenant(directory, m, region="ap-northeast-1", stack=m.code,
+                             lines={"lgwan": "vpn", "fund": "vpn"})  # fmt: skip
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = doc["config"]
+        config["claims-dc:zones"]["lgwan"]["cidr"] = f"172.16.{n}.0/24"
+        # Each tenant its own lines and far-side ranges: tenants sharing a line must not
+        # overlap, which the fleet check enforces.
+        config["claims-dc:zones"]["fund"]["cidr"] = f"172.17.{n}.0/24"
+        config["claims-dc:lines"]["lgwan"]["customerGatewayIp"] = f"198.51.100.{n % 250 + 1}"
+        config["claims-dc:lines"]["fund"]["customerGatewayIp"] = f"203.0.113.{n % 250 + 1}"
+        path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return sorted(directory.glob("Pulumi.*.yaml"))
+
+
+def main(argv: list[str]) -> int:
+    count = int(argv[0]) if argv else 100
+    with tempfile.TemporaryDirectory() as tmp:
+        files = make_fleet(Path(tmp), count)
+        started = time.perf_counter()
+        parallel = check_fleet(files)
+        parallel_s = time.perf_counter() - started
+        started = time.perf_counter()
+        serial = check_fleet(files, jobs=1)
+        serial_s = time.perf_counter() - started
+    per = [t.seconds for t in serial.tenants]
+    print(f"tenants {count}; cores {default_jobs()}")
+    print(f"per tenant (serial): median {statistics.median(per):.2f}s, max {max(per):.2f}s")
+    print(f"parallel ({parallel.jobs} processes): {parallel_s:.1f}s; all hold: {parallel.holds}")
+    print(f"serial (1 process):    {serial_s:.1f}s; all hold: {serial.holds}")
+    print(f"ratio serial/parallel: {serial_s / parallel_s:.2f}")
+    return 0 if parallel.holds and serial.holds else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
