@@ -64,7 +64,7 @@ def check_tenant(stack_file: str) -> TenantCheck:
 
     path = Path(stack_file)
     started = time.monotonic()
-    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    stack = _stack(stack_file)
     try:
         ev = evaluate(path)
     except ConfigError as e:

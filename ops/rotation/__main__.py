@@ -64,6 +64,7 @@ from typing import Any
 from ops.rotation.driver import KINDS
 from ops.rotation.ledger import PHASES, Entry, Ledger, LedgerError
 from ops.rotation.machine import pending
+from ops.rotation.partners import notice_paths
 from ops.rotation.sshca import CAError, UserCA, fingerprint, set_trusted, trusted
 from ops.rotation.steps import StepFailed
 from ops.vault import VaultError
@@ -222,7 +223,7 @@ def _notices(directory: Path, outcomes: list[Any]) -> list[Path]:
     out = []
     for o in outcomes:
         if o.secret.startswith("host-key:") and o.outcome == "ok" and o.reached == "published":
-            path = directory / f"host-key-{o.secret.split(':', 1)[1]}.txt"
+            path = notice_paths(directory, o.secret.split(":", 1)[1])[1]
             if path.exists():
                 out.append(path)
     return out

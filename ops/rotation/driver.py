@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config import ROTATION_KINDS
+from infra.config import DEFAULT_NOTICE_DAYS, ROTATION_KINDS
 from ops.awsapi import Endpoint
 from ops.playbook import BIN
 from ops.rotation.aws_keys import access_key_rotation, check_kms_rotation, read_profiles
@@ -69,8 +69,9 @@ class Site:
     @property
     def notice(self) -> dt.timedelta:
         """How long a partner is told of a new key it pins before the switch."""
-        days = self.vars.get("claims_dc_rotation_notice_days", 14)
-        return dt.timedelta(days=days if isinstance(days, int) and days > 0 else 14)
+        days = self.vars.get("claims_dc_rotation_notice_days", DEFAULT_NOTICE_DAYS)
+        ok = isinstance(days, int) and not isinstance(days, bool) and days > 0
+        return dt.timedelta(days=days if ok else DEFAULT_NOTICE_DAYS)
 
     @property
     def state(self) -> Path:

@@ -26,6 +26,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
+from infra.config import DEFAULT_NOTICE_DAYS
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Rotation, pending
 from ops.rotation.partners import (
@@ -33,6 +34,7 @@ from ops.rotation.partners import (
     Terms,
     archive_notice,
     may_switch,
+    notice_paths,
     read_notice,
     withdraw_notice,
     write_notice,
@@ -93,7 +95,7 @@ def host_key_rotation(
     pins the key has neither confirmed nor seen its notice period end."""
     secret = f"host-key:{host}"
     notices = out_dir / "notices"
-    terms = terms or Terms(dt.timedelta(days=14))
+    terms = terms or Terms(dt.timedelta(days=DEFAULT_NOTICE_DAYS))
     next_pub = out_dir / f"{host}.next.pub"
     resumed = pending(ledger, secret)
     known = known_hosts.keys(host)
@@ -191,7 +193,7 @@ def _stop(rotation: Rotation, resuming: bool, pinned_by: tuple[str, ...], terms:
             )
             return "retired"
         rotation.notes["published"] = (
-            f"announced to {', '.join(pinned_by)} (notice {notices}/host-key-{host}.txt); the "
+            f"announced to {', '.join(pinned_by)} (notice {notice_paths(notices, host)[1]}); the "
             "switch waits for their confirmation or the end of the notice period"
         )
         return "published"
