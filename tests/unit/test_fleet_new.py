@@ -134,3 +134,35 @@ def test_the_code_list_says_where_it_comes_from() -> None:
     assert len(code_list()) == 1788  # 47 prefectures, 1,741 municipalities
     assert look_up("402028", "福岡県大牟田市").name == "大牟田市"
     assert look_up("400009", "福岡県").city == ""
+
+
+def test_operators_onboarding_at_once_get_different_networks(tmp_path: Path) -> None:
+    """The directory lock: eight `new` at the same moment, eight distinct VPCs and ASNs."""
+    import threading
+
+    from ops.fleet.onboard import new_tenant
+
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    chosen = [m for m in code_list().values() if m.city][:8]
+    start = threading.Barrier(len(chosen))
+    errors: list[BaseException] = []
+
+    def onboard(m: Any) -> None:
+        start.wait()
+        try:
+            new_tenant(fleet, m, region="ap-northeast-1", stack=m.code,
+                       lines={"lgwan": "vpn", "fund": "vpn"})  # fmt: skip
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=onboard, args=(m,)) for m in chosen]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    docs = [yaml.safe_load(p.read_text(encoding="utf-8"))["config"]
+            for p in fleet.glob("Pulumi.*.yaml")]  # fmt: skip
+    assert len({d["claims-dc:vpcCidr"] for d in docs}) == 8
+    assert len({ln["bgpAsn"] for d in docs for ln in d["claims-dc:lines"].values()}) == 16

@@ -93,3 +93,11 @@ def test_fleet_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert fleet_main(["check", "--fleet", str(tmp_path), "--json", "--jobs", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["jobs"] == 1
     assert check_main(["--fleet", str(tmp_path / "empty")]) == 2
+
+
+def test_a_fleet_check_past_its_deadline_names_the_tenants_left(tmp_path: Path) -> None:
+    files = write_tenants(tmp_path, 2)
+    result = check_fleet(files, jobs=2, tenant_seconds=0.01)
+    assert not result.holds
+    assert all(any("no result within the fleet's deadline" in p for p in t.problems)
+               for t in result.tenants)  # fmt: skip
