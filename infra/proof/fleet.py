@@ -26,10 +26,18 @@ from pathlib import Path
 import yaml
 
 from infra.config import ConfigError
-from infra.proof.model import overlaps
+from infra.proof.model import Net, overlaps
 from infra.proof.verdicts import HOLDS, sites_of
 
 TENANT_SECONDS = 120.0  # one tenant's check takes about half a second
+# What each worker imports before its first tenant, once, in the forkserver.
+PRELOAD = [
+    "infra.offline",
+    "infra.program",
+    "infra.policy.rules",
+    "infra.proof",
+    "infra.proof.verdicts",
+]
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,7 @@ def check_fleet(stack_files: list[Path], *, jobs: int | None = None,
 def _in_parallel(names: list[str], jobs: int, tenant_seconds: float) -> list[TenantCheck]:
     # forkserver: workers start from a clean process, not a copy of a caller holding threads.
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
     out: dict[str, TenantCheck] = {}
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = {pool.submit(check_tenant, n): n for n in names}
@@ -170,25 +179,35 @@ def _stack(name: str) -> str:
 def cross_tenant(tenants: list[TenantCheck]) -> list[str]:
     problems: list[str] = []
     checked = [t for t in tenants if t.blocks]
+    # Parsed once: the pairs are quadratic in the fleet's size.
+    blocks: list[list[tuple[str, Net]]] = [
+        [(z, ipaddress.ip_network(c)) for z, c in t.blocks] for t in checked
+    ]
+    vpcs = [dict(b)["vpc"] for b in blocks]
+    default = ipaddress.ip_network("0.0.0.0/0")
+    routed: list[list[tuple[str, Net]]] = [
+        # A default route is the proof's business, not the fleet's.
+        [(w, n) for w, c in t.routed if (n := ipaddress.ip_network(c)) != default]
+        for t in checked
+    ]
+    lines = [set(t.line_keys) for t in checked]
     for i, a in enumerate(checked):
-        for b in checked[i + 1 :]:
-            shared = set(a.line_keys) & set(b.line_keys)
+        for j in range(i + 1, len(checked)):
+            b = checked[j]
+            shared = lines[i] & lines[j]
             if shared:
-                for za, ca in a.blocks:
-                    for zb, cb in b.blocks:
-                        if overlaps(ipaddress.ip_network(ca), ipaddress.ip_network(cb)):
+                for za, ca in blocks[i]:
+                    for zb, cb in blocks[j]:
+                        if overlaps(ca, cb):
                             problems.append(
                                 f"{a.stack} {za} {ca} overlaps {b.stack} {zb} {cb}, "
                                 f"and they share the line {', '.join(sorted(shared))}"
                             )
-            for x, y in ((a, b), (b, a)):
-                vpc = ipaddress.ip_network(dict(y.blocks)["vpc"])
-                for where, cidr in x.routed:
-                    destination = ipaddress.ip_network(cidr)
-                    if destination == ipaddress.ip_network("0.0.0.0/0"):
-                        continue  # a default route is the proof's business, not the fleet's
-                    if overlaps(destination, vpc):
+            for x, y in ((i, j), (j, i)):
+                for where, destination in routed[x]:
+                    if overlaps(destination, vpcs[y]):
                         problems.append(
-                            f"{x.stack} routes {cidr} towards {y.stack}'s VPC {vpc} ({where})"
+                            f"{checked[x].stack} routes {destination} towards "
+                            f"{checked[y].stack}'s VPC {vpcs[y]} ({where})"
                         )
     return problems

@@ -101,3 +101,20 @@ def test_a_fleet_check_past_its_deadline_names_the_tenants_left(tmp_path: Path) 
     assert not result.holds
     assert all(any("no result within the fleet's deadline" in p for p in t.problems)
                for t in result.tenants)  # fmt: skip
+
+
+def test_the_mocks_are_sped_up_only_while_a_program_runs() -> None:
+    import gc
+
+    from pulumi.runtime import resource as sdk_resource
+
+    from infra import offline
+
+    # If the SDK renames what is replaced, the speed-up is gone silently: this says so.
+    original = sdk_resource._get_stack_trace
+    before = gc.get_threshold()
+    with offline._fast_mocks():
+        assert gc.get_threshold() == offline.FEW_COLLECTIONS
+        assert not sdk_resource._get_stack_trace().frames
+    assert gc.get_threshold() == before
+    assert sdk_resource._get_stack_trace is original
