@@ -12,6 +12,7 @@ the key and the value, for example::
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -50,6 +51,10 @@ ROLE_ZONES: dict[str, str] = {
     "sender": "fund",
     "endpoint": "endpoints",
 }
+# Hosts that back up their own data (ops/backup.py), each into its own prefix of the bucket;
+# the database hosts also drill a restore.
+BACKUP_WRITER_ROLES = ("app", "db", "intake")
+DRILL_ROLES = ("db",)
 DATACENTER_ROLES = ("app", "db", "intake", "bastion")
 STAND_IN_ROLES = ("terminal", "sender", "endpoint")
 
@@ -69,7 +74,13 @@ KNOWN_KEYS = (
     "logs",
     "endpointServices",
     "rotation",
+    "fleetReader",
 )
+# libyaml's safe loader where PyYAML has it (ten times faster): a fleet is a hundred files.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
+# AWS's own rule for an external ID: 2 to 1224 of these characters. A fleet asks for 16 or more.
+EXTERNAL_ID = re.compile(r"^[A-Za-z0-9+=,.@:/-]{16,1224}$")
 LINE_KINDS = ("vpn", "dx")
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (
@@ -221,6 +232,15 @@ class Rotation:
 
 
 @dataclass(frozen=True)
+class FleetReader:
+    """Who reads the environment's status for the fleet board: a role assumable from the
+    operations account, only with the external ID (AWS's guard against a confused deputy)."""
+
+    operations_account_id: str
+    external_id: str
+
+
+@dataclass(frozen=True)
 class Municipality:
     code: str
     name: str
@@ -245,7 +265,23 @@ class StackConfig:
     rotation: Rotation = field(
         default_factory=lambda: Rotation(dict(DEFAULT_ROTATION_DAYS), DEFAULT_NOTICE_DAYS)
     )
+    # The AWS account the stack deploys into (aws:allowedAccountIds, one ID): the provider
+    # refuses any other, and the fleet board names the status bucket and reader role with it.
+    account_id: str | None = None
+    fleet_reader: FleetReader | None = None
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def resource_base(self) -> str:
+        """The prefix of the environment's named resources: claims-dc-<code>-<stack>."""
+        return f"claims-dc-{self.municipality.code}-{self.stack}"
+
+    def status_bucket(self, account_id: str) -> str:
+        return f"{self.resource_base}-status-{account_id}"
+
+    @property
+    def fleet_reader_role(self) -> str:
+        return f"{self.resource_base}-fleet-reader"
 
     def allowed(self) -> frozenset[tuple[str, str, int, str]]:
         """Every (source zone, destination zone, port, protocol) the flow policy allows."""
@@ -725,6 +761,41 @@ def _parse_rotation(problems: _Problems, raw: object) -> Rotation:
     return Rotation(every, notice if notice is not None else DEFAULT_NOTICE_DAYS)
 
 
+def _parse_account(problems: _Problems, raw: object) -> str | None:
+    """Optional `aws:allowedAccountIds` (the AWS provider's own key): exactly one account."""
+    if raw is None:
+        return None
+    if isinstance(raw, str) and raw.lstrip().startswith("["):
+        with contextlib.suppress(json.JSONDecodeError):
+            raw = json.loads(raw)  # as the engine passes a list
+    if not (isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str)
+            and ACCOUNT_ID.match(raw[0])):  # fmt: skip
+        problems.add("aws:allowedAccountIds", raw, "one 12-digit AWS account ID in a list")
+        return None
+    return raw[0]
+
+
+def _parse_fleet_reader(problems: _Problems, raw: object) -> FleetReader | None:
+    key = f"{NS}fleetReader"
+    if raw is None:
+        return None
+    data = _mapping(problems, key, raw)
+    if data is None:
+        return None
+    for extra in sorted(set(data) - {"operationsAccountId", "externalId"}):
+        problems.add(f"{key}.{extra}", data[extra], "unknown key")
+    account, external = data.get("operationsAccountId"), data.get("externalId")
+    ok = True
+    if not (isinstance(account, str) and ACCOUNT_ID.match(account)):
+        problems.add(f"{key}.operationsAccountId", account, "a 12-digit AWS account ID")
+        ok = False
+    if not (isinstance(external, str) and EXTERNAL_ID.match(external)):
+        problems.add(f"{key}.externalId", "(given)" if external else external,
+                     "16 to 1224 of A-Z a-z 0-9 + = , . @ : / -")  # fmt: skip
+        ok = False
+    return FleetReader(str(account), str(external)) if ok else None
+
+
 def _parse_endpoint_services(problems: _Problems, raw: object) -> dict[str, str]:
     """Services other than AWS's own that an endpoint may reach, each with its reason. Listing
     one quiets the policy rule; the proof still cannot see past it."""
@@ -813,6 +884,8 @@ def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
     log_days = _parse_logs(problems, config.get(f"{NS}logs"))
     exceptions = _parse_endpoint_services(problems, config.get(f"{NS}endpointServices"))
     rotation = _parse_rotation(problems, config.get(f"{NS}rotation"))
+    account_id = _parse_account(problems, config.get("aws:allowedAccountIds"))
+    fleet_reader = _parse_fleet_reader(problems, config.get(f"{NS}fleetReader"))
     if problems.lines:
         raise ConfigError(problems.lines)
     # no problems means every part parsed
@@ -832,6 +905,8 @@ def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
         log_retention_days=log_days,
         endpoint_exceptions=exceptions,
         rotation=rotation,
+        account_id=account_id,
+        fleet_reader=fleet_reader,
         raw=dict(config),
     )
 
@@ -846,7 +921,7 @@ def load_file(path: Path) -> StackConfig:
     if match is None:
         raise ConfigError([f"{path}: file name must be Pulumi.<stack>.yaml"])
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)  # noqa: S506
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from exc
     except yaml.YAMLError as exc:
@@ -865,7 +940,10 @@ def from_pulumi() -> StackConfig:
     import pulumi
 
     project = pulumi.Config(PROJECT)
-    raw: dict[str, Any] = {"aws:region": pulumi.Config("aws").get("region")}
+    aws = pulumi.Config("aws")
+    raw: dict[str, Any] = {"aws:region": aws.get("region")}
+    if aws.get("allowedAccountIds") is not None:
+        raw["aws:allowedAccountIds"] = aws.get("allowedAccountIds")
     for key in KNOWN_KEYS:
         value = project.get(key)
         if value is None:

@@ -17,6 +17,7 @@ from infra.datacenter.audit import AuditTrail, AuditTrailArgs
 from infra.datacenter.backup import BackupStorage, BackupStorageArgs
 from infra.datacenter.hosts import DataCenterHosts, DataCenterHostsArgs
 from infra.datacenter.keys import EnvironmentKeys, EnvironmentKeysArgs
+from infra.datacenter.status import StatusStore, StatusStoreArgs
 from infra.network.closed_segment import ClosedSegment, ClosedSegmentArgs
 from infra.network.lines import DedicatedLine, LgwanLink, LineArgs
 
@@ -83,6 +84,15 @@ def run(config: StackConfig, export: Export = pulumi.export) -> None:
             s3_prefix_list_id=segment.s3_endpoint.prefix_list_id,
         ),
     )
+    status = StatusStore(
+        "status",
+        StatusStoreArgs(
+            config=config,
+            account_id=account,
+            storage_key_arn=keys.storage.arn,
+            host_roles=hosts.roles,
+        ),
+    )
     audit = AuditTrail(
         "audit", AuditTrailArgs(config=config, account_id=account, logs_key_arn=keys.logs.arn)
     )
@@ -92,6 +102,9 @@ def run(config: StackConfig, export: Export = pulumi.export) -> None:
     export("subnetIds", subnet_ids)
     export("backupBucket", backup.bucket.bucket)
     export("backupBreakGlassRoleArn", backup.break_glass_role.arn)
+    export("statusBucket", status.bucket.bucket)
+    if status.fleet_reader is not None:
+        export("fleetReaderRoleArn", status.fleet_reader.arn)
     export("storageKeyArn", keys.storage.arn)
     export("logsKeyArn", keys.logs.arn)
     export("instanceIds", {n: i.id for n, i in hosts.instances.items()})

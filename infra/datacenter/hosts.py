@@ -16,14 +16,12 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.common import policy_json, service_trust, tags
-from infra.config import ROLE_ZONES, StackConfig
+from infra.config import BACKUP_WRITER_ROLES, ROLE_ZONES, StackConfig
 from infra.network.flows import sg_rules
 
 # Debian 12 images published by Debian (account 136693071363).
 DEBIAN_OWNER = "136693071363"
 DEBIAN_NAME = "debian-12-amd64-*"
-# Hosts that back up their own data (ops/backup.py), each into its own prefix of the bucket.
-BACKUP_WRITER_ROLES = ("app", "db", "intake")
 BACKUP_DENIED = [
     "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteBucket", "s3:PutBucketPolicy",
     "s3:DeleteBucketPolicy", "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration",

@@ -114,6 +114,7 @@ def stack_vars(
             if names
         },
         "claims_dc_backup_bucket": outputs.backup_bucket,
+        "claims_dc_status_bucket": outputs.status_bucket,
         "claims_dc_break_glass_roles": outputs.break_glass_roles,
         "claims_dc_backup_kms_key_id": outputs.storage_key_arn,
         "claims_dc_backup_lock_days": config.backup.retention_days,

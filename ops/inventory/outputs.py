@@ -37,6 +37,7 @@ class StackOutputs:
     storage_key_arn: str
     endpoint_dns_names: dict[str, list[str]] = field(default_factory=dict)
     break_glass_roles: list[str] = field(default_factory=list)  # IAM role names
+    status_bucket: str = ""  # where the hosts publish their status (empty: not deployed)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -176,6 +177,11 @@ def load_outputs(path: Path, config: StackConfig) -> StackOutputs:
         else:
             break_glass.append(match["name"])
 
+    status_bucket = doc.get("statusBucket", "")
+    if not isinstance(status_bucket, str) or (status_bucket and not BUCKET.match(status_bucket)):
+        problems.append(f"{where}: output 'statusBucket' = {str(status_bucket)[:80]!r} is not "
+                        "an S3 bucket name")  # fmt: skip
     if problems:
         raise InventoryError(problems)
-    return StackOutputs(where, region, ips, ids, bucket, key_arn, endpoints, break_glass)
+    return StackOutputs(where, region, ips, ids, bucket, key_arn, endpoints, break_glass,
+                        str(status_bucket))  # fmt: skip

@@ -262,3 +262,52 @@ def test_zones_that_use_the_endpoints_reach_s3_through_their_nacls(ev: Evaluatio
             and r.inputs["fromPort"] == 443
         }
         assert out_to_s3 == (set(s3) if zone != "endpoints" else set()), zone
+
+
+def test_each_host_role_writes_only_its_own_status_and_the_reader_only_reads(
+    ev: Evaluation,
+) -> None:
+    policies = {p.name: json.loads(p.inputs["policy"])
+                for p in ev.of_type("aws:iam/rolePolicy:RolePolicy")
+                if p.name.startswith("status-")}  # fmt: skip
+    writers = {n: d for n, d in policies.items() if n.endswith("-writer")}
+    assert set(writers) == {f"status-{r}-writer" for r in ("app", "bastion", "db", "intake")}
+    for name, doc in writers.items():
+        role = name.split("-")[1]
+        allowed = [s for s in doc["Statement"] if s["Effect"] == "Allow"]
+        (put,) = [s for s in allowed if s["Action"] == "s3:PutObject"]
+        assert put["Resource"].endswith(f"/status/{role}/*")
+        assert {str(s["Action"]) for s in allowed} == {"s3:PutObject", "kms:GenerateDataKey"}
+    # The bucket refuses a role's prefix to every other principal.
+    (bucket_policy,) = [p for p in ev.of_type("aws:s3/bucketPolicy:BucketPolicy")
+                        if p.name == "status-policy"]  # fmt: skip
+    guards = [s for s in json.loads(bucket_policy.inputs["policy"])["Statement"]
+              if s["Sid"].startswith("OnlyThe")]  # fmt: skip
+    assert len(guards) == 4
+    assert all(s["Effect"] == "Deny" and "aws:PrincipalArn" in s["Condition"]["ArnNotEquals"]
+               for s in guards)  # fmt: skip
+    # The reader: assumable only from the operations account with the external ID; reads only.
+    (reader,) = [r for r in ev.of_type("aws:iam/role:Role") if r.name == "status-fleet-reader"]
+    trust = json.loads(reader.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"]["AWS"].endswith(
+        f":{ev.config.fleet_reader.operations_account_id}:root"
+    )
+    assert trust["Condition"] == {
+        "StringEquals": {"sts:ExternalId": ev.config.fleet_reader.external_id}}  # fmt: skip
+    actions = {s["Action"] for s in policies["status-fleet-reader-policy"]["Statement"]}
+    assert actions == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}
+    (get,) = [s for s in policies["status-fleet-reader-policy"]["Statement"]
+              if s["Action"] == "s3:GetObject"]  # fmt: skip
+    assert get["Resource"].endswith("/status/*")
+
+
+def test_no_fleet_reader_without_one_in_the_config(tmp_path: Path) -> None:
+    import yaml
+
+    doc = yaml.safe_load((REPO / "Pulumi.lab.yaml").read_text(encoding="utf-8"))
+    del doc["config"]["claims-dc:fleetReader"]
+    path = tmp_path / "Pulumi.lab.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    ev = evaluate(path)
+    assert not [r for r in ev.of_type("aws:iam/role:Role") if r.name == "status-fleet-reader"]
+    assert ev.of_type("aws:s3/bucketPolicy:BucketPolicy")  # the status bucket stays
