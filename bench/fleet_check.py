@@ -17,30 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from infra.proof.fleet import check_fleet, default_jobs  # noqa: E402
-from ops.fleet.codes import code_list  # noqa: E402
-from ops.fleet.onboard import new_tenant  # noqa: E402
-
-
-def make_fleet(directory: Path, count: int) -> list[Path]:
-    for n, m in enumerate([m for m in code_list().values() if m.city][:count]):
-        path, _ = new_tenant(directory, m, region="ap-northeast-1", stack=m.code,
-                             lines={"lgwan": "vpn", "fund": "vpn"})  # fmt: skip
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        config = doc["config"]
-        config["claims-dc:zones"]["lgwan"]["cidr"] = f"172.16.{n}.0/24"
-        # Each tenant its own lines and far-side ranges: tenants sharing a line must not
-        # overlap, which the fleet check enforces.
-        config["claims-dc:zones"]["fund"]["cidr"] = f"172.17.{n}.0/24"
-        config["claims-dc:lines"]["lgwan"]["customerGatewayIp"] = f"198.51.100.{n % 250 + 1}"
-        config["claims-dc:lines"]["fund"]["customerGatewayIp"] = f"203.0.113.{n % 250 + 1}"
-        path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    return sorted(directory.glob("Pulumi.*.yaml"))
+from lab.fleet import make_fleet  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

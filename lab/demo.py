@@ -7,7 +7,11 @@ passed, 1 when one failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
+import json
+import os
 import secrets
 import sys
 import time
@@ -17,7 +21,7 @@ from typing import Any
 from claimapp.generate import claim_file
 from claimapp.uke import parse
 from infra.check import main as check_main
-from infra.config import ConfigError, StackConfig, load_stack
+from infra.config import ConfigError, StackConfig, load_file, load_stack
 from infra.offline import DeclaredResource, evaluate
 from infra.proof import prove_evaluation
 from infra.proof.verdicts import HOLDS
@@ -277,6 +281,84 @@ def _rotation_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_u
     return ok and not leaks and not started_again
 
 
+def _fleet_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url: str,
+                reports: Path) -> bool:  # fmt: skip
+    """Step 10: a second municipality onboarded beside the lab, the fleet checked, and the
+    board: the lab (green, from what its hosts published in the steps above), 大牟田市
+    simulated with a drill 40 days old (amber), and 福岡市 onboarded but never deployed, so
+    its status cannot be read (red)."""
+    import shutil
+    import subprocess
+
+    from lab.fleet import Ages, fill, simulate
+    from lab.plan import AWS_PLACEHOLDER_CONFIG
+    from ops.awsapi import Endpoint
+    from ops.fleet.__main__ import main as fleet_main
+
+    directory = Path(inventory).parent / "fleet"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    shutil.copy(REPO / f"Pulumi.{config.stack}.yaml", directory)
+    made = []
+    for n, (code, name) in enumerate((("402028", "大牟田市"), ("401307", "福岡市")), start=1):
+        argv = ["new", "--code", code, "--name", name, "--fleet", str(directory),
+                "--operations-account", "123456789012"]  # fmt: skip
+        print(f"  python -m ops.fleet {' '.join(argv[:5])}")
+        if fleet_main(argv) != 0:
+            return False
+        path = directory / f"Pulumi.{code}.yaml"
+        fill(path, n)  # what the municipality and the fund tell us
+        made.append(path)
+    print("  (their blanks filled with documentation values)")
+    checked = fleet_main(["check", "--fleet", str(directory)])
+    print(f"  python -m ops.fleet check: exit {checked}")
+    if checked != 0:
+        return False
+    aws_config = str(Path(inventory).parent / AWS_PLACEHOLDER_CONFIG)
+    endpoint = Endpoint(endpoint_url, config.region, ca_cert, aws_config)
+    simulate(endpoint, load_file(made[0]), Ages(drill_days=40))
+    print(f"  {made[0].name}: simulated, its last drill 40 days ago; {made[1].name}: never "
+          "deployed")  # fmt: skip
+    out = reports / "fleet"
+    board = subprocess.run(
+        [sys.executable, "-m", "ops.fleet", "status", "--fleet", str(directory), "--out",
+         str(out), "--aws-endpoint", endpoint_url, "--aws-ca", ca_cert, "--json"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
+        env={**os.environ, "AWS_CONFIG_FILE": aws_config},
+    )  # fmt: skip
+    try:
+        tenants = {t["stack"]: t for t in json.loads(board.stdout)["tenants"]}
+    except (json.JSONDecodeError, KeyError):
+        print(f"FAILED: the board printed no JSON: {board.stderr[-1500:]}")
+        return False
+    for stack, t in tenants.items():
+        print(f"  {t['colour']:6} {t['code']:6} {stack:10} {t['name']}")
+        for f in t["findings"]:
+            print(f"           {f['rule']:18} {f['ja']}: {f['detail'][:90]}")
+    print(f"  python -m ops.fleet status: exit {board.returncode} (a tenant is red); board "
+          f"{out / 'board.html'} (and board.csv, board.json)")  # fmt: skip
+    want = {config.stack: "green", "402028": "amber", "401307": "red"}
+    colours = {s: t["colour"] for s, t in tenants.items()}
+    if colours != want:
+        print(f"FAILED: the board says {colours}, expected {want}")
+        return False
+    # One playbook over the fleet: the lab's own inventory runs; the other two have none.
+    runs_dir = Path(inventory).parent / "fleet-runs"
+    argv = ["run", "daily_backup.yml", "--fleet", str(directory), "--inventories",
+            str(Path(inventory).parent.parent), "--out", str(runs_dir), "--json"]  # fmt: skip
+    started = time.monotonic()
+    with contextlib.redirect_stdout(io.StringIO()) as captured:
+        ran = fleet_main(argv)
+    summary = json.loads(captured.getvalue())
+    print(f"  python -m ops.fleet run daily_backup.yml (4 tenants at most at once): exit {ran}, "
+          f"{time.monotonic() - started:.0f}s")  # fmt: skip
+    for t in summary["tenants"]:
+        print(f"    {t['stack']:10} {t['status']:12} {t['log'] or t['error']}")
+    statuses = {t["stack"]: t["status"] for t in summary["tenants"]}
+    expected = {config.stack: "successful", "402028": "no-inventory", "401307": "no-inventory"}
+    return board.returncode == 1 and ran == 1 and statuses == expected
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lab.demo",
@@ -367,7 +449,12 @@ def main(argv: list[str] | None = None) -> int:
         print("FAILED: the disaster recovery step")
         return 1
 
-    _step(10, "where everything is")
+    _step(10, "the fleet: a second municipality onboarded, the fleet checked, the status board")
+    if not _fleet_step(config, report.inventory, report.ca_cert, report.endpoint_url, reports):
+        print("FAILED: the fleet step")
+        return 1
+
+    _step(11, "where everything is")
     st = lab.status(config)
     for h in st["hosts"]:
         print(f"  {h['name']:12} {h['zone']:10} {h['address']:15} {h['state']}/{h['systemd']}")
@@ -387,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  key rotation   python -m ops.rotation -i {report.inventory} rotate --due; "
         "the calendar; ledger in rotation/ledger.jsonl beside the inventory"
     )
+    print(f"  fleet board    {reports / 'fleet' / 'board.html'}; python -m ops.fleet status "
+          "--fleet DIR (the demo's fleet is .lab/lab/fleet)")  # fmt: skip
     print("  tear down      make lab-down")
     print(
         f"\ndemo finished in {time.monotonic() - started:.0f}s: "

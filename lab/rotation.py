@@ -32,6 +32,7 @@ from ops.rotation.ledger import Entry, Ledger
 from ops.rotation.machine import Outcome, pending
 from ops.rotation.partners import read_notice
 from ops.rotation.sshca import UserCA, line_fingerprint, set_trusted, trusted
+from ops.rotation.status import publish as publish_status
 from ops.rotation.steps import Steps
 
 AUTOMATION_USER = "l0001"  # the lab operator's own IAM user; the roster's L0001
@@ -192,6 +193,7 @@ class Round:
         self.operator = Operator(operator_cert_key(self.state), OPERATOR_IDENTITY,
                                  [OPERATOR_ACCOUNT])  # fmt: skip
         self.window = dt.timedelta(days=14)
+        self.status = ""  # where the last run's status for the fleet board went
 
     def to_published(self, *, early: bool = True) -> list[Outcome]:
         """Every secret to `published`, where old and new both work (early: due or not); what
@@ -199,7 +201,7 @@ class Round:
         settle_remade_hosts(self.site, self.ledger)
         sent = fund_makes_new_key(self.plan, self.state)
         opts = Options(self.operator, sent, self.window, False, "published", early=early)
-        return rotate_kinds(self.site, list(KINDS), ledger=self.ledger, steps=self.steps, opts=opts)
+        return self._rotate(opts)
 
     def to_retired(self) -> list[Outcome]:
         """The fund confirms the intake host's announced key (learnt on a delivery) and
@@ -211,9 +213,7 @@ class Round:
             raise RuntimeError("the fund cannot log in with its new key during the overlap")
         opts = Options(self.operator, None, self.window, True, "retired",
                        partner_confirmed=frozenset(confirmed))  # fmt: skip
-        second = rotate_kinds(
-            self.site, list(KINDS), ledger=self.ledger, steps=self.steps, opts=opts
-        )
+        second = self._rotate(opts)
         fund_logs_in(self.plan)  # its client drops the intake host's retired key by itself
         return second
 
@@ -221,7 +221,14 @@ class Round:
         """`rotate all` again, as an operator would after a finished round: nothing is due,
         so nothing starts."""
         opts = Options(self.operator, None, self.window, False, "retired")
-        return rotate_kinds(self.site, list(KINDS), ledger=self.ledger, steps=self.steps, opts=opts)
+        return self._rotate(opts)
+
+    def _rotate(self, opts: Options) -> list[Outcome]:
+        """What `python -m ops.rotation rotate all` does: the rotations, then the status."""
+        outcomes = rotate_kinds(self.site, list(KINDS), ledger=self.ledger, steps=self.steps,
+                                opts=opts)  # fmt: skip
+        self.status = publish_status(self.site, self.ledger)
+        return outcomes
 
 
 def due_now(inventory: Path) -> list[Due]:

@@ -61,6 +61,7 @@ from ops.reviewlib import checks, database, hosts, iam, report
 from ops.reviewlib.inputs import InputError, decode
 from ops.reviewlib.model import Account, Scope
 from ops.reviewlib.roster import RosterError, load, read_input
+from ops.status import Publisher, StatusError
 
 T = TypeVar("T")
 PASS, FINDINGS, BAD_INPUT, INCOMPLETE, FAILED = 0, 1, 2, 3, 4
@@ -134,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
     except (InputError, report.ExceptionsError) as e:
         print(f"access_review: {e}", file=sys.stderr)
         return BAD_INPUT
+    try:
+        publisher = _publisher(args)
+    except StatusError as e:
+        print(f"access_review: {e}", file=sys.stderr)
+        return BAD_INPUT
     today = dt.date.fromisoformat(args.today) if args.today else dt.date.today()
     collectors: dict[str, Callable[[], tuple[list[Account], list[Scope]]]] = {}
     if args.aws:
@@ -189,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, subprocess.CalledProcessError) as e:
         print(f"access_review: the review could not be written to {args.out}: {e}", file=sys.stderr)
         return FAILED
+    if publisher is not None:
+        review["status"] = _publish(publisher, args, review, len(accounts))
     if args.json:
         review = {**review, "out": str(args.out.resolve()), "files": [p.name for p in written]}
         print(json.dumps(review, indent=2, ensure_ascii=False))
@@ -203,6 +211,44 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {f['severity']:8} {f['id']}  {f['evidence']}")
         print(f"report: {args.out}")
     return EXIT_OF[review["verdict"]]
+
+
+def _publisher(args: argparse.Namespace) -> Publisher | None:
+    given = [args.status_bucket, args.status_stack, args.status_writer, args.status_host]
+    if not any(given):
+        return None
+    if not all(given):
+        raise StatusError("--status-bucket, --status-stack, --status-writer and --status-host "
+                          "go together")  # fmt: skip
+    return Publisher(*given)
+
+
+def _publish(publisher: Publisher, args: argparse.Namespace, review: dict[str, Any],
+             accounts: int) -> str:  # fmt: skip
+    """The verdict and counts for the fleet board: the key, or why it was not published."""
+    import boto3
+    from botocore.config import Config
+
+    body = {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "verdict": review["verdict"],
+        "findings": len(review["findings"]),
+        "suppressed": len(review["suppressed"]),
+        "accounts": accounts,
+        "incomplete": sum(1 for s in review["scopes"] if s["status"] != "COMPLETE"),
+    }
+    kwargs: dict[str, Any] = {"region_name": args.aws_region}
+    if args.aws_endpoint:
+        kwargs["endpoint_url"] = args.aws_endpoint
+    if args.aws_ca:
+        kwargs["verify"] = args.aws_ca
+    config = Config(connect_timeout=args.timeout, read_timeout=args.timeout,
+                    retries={"max_attempts": 3})  # fmt: skip
+    try:
+        return publisher.publish(boto3.client("s3", config=config, **kwargs), "review", body)
+    except StatusError as e:
+        print(f"access_review: {e}", file=sys.stderr)
+        return f"not published: {e}"
 
 
 def run_within(
@@ -277,8 +323,19 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--keys", type=Path, help="the SSH key registry (fingerprint,staff_id)")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--aws", action="store_true", help="review AWS IAM")
-    r.add_argument("--aws-endpoint")
-    r.add_argument("--aws-ca")
+    r.add_argument("--aws-endpoint", help="the AWS API's URL (default: AWS's own)")
+    r.add_argument("--aws-ca", help="the CA bundle the endpoint's certificate comes from")
+    r.add_argument("--aws-region", default="ap-northeast-1",
+                   help="for the status bucket (default %(default)s)")  # fmt: skip
+    st = r.add_argument_group(
+        "publishing for the fleet board",
+        "all four, or none: the verdict and counts go to s3://BUCKET/status/WRITER/HOST/"
+        "review.json (ops/status.py); a failed publication is reported, the review stands",
+    )
+    st.add_argument("--status-bucket", metavar="BUCKET")
+    st.add_argument("--status-stack", metavar="STACK")
+    st.add_argument("--status-writer", metavar="ROLE", help="this host's role")
+    st.add_argument("--status-host", metavar="HOST", help="this host's name")
     r.add_argument("--inventory", type=Path, help="an Ansible inventory (YAML) of the hosts")
     r.add_argument("--host-group", default="datacenter")
     r.add_argument("--ssh-user")

@@ -51,6 +51,7 @@ from ops.backuplib.repository import KeyOptions, Repository, RepositoryError, is
 from ops.backuplib.retention import RetentionPolicy
 from ops.backuplib.sources import SourceError
 from ops.backuplib.storage import StorageError, open_storage
+from ops.status import Publisher, StatusError
 
 DEFAULT_CONFIG = Path(
     os.environ.get("CLAIMS_DC_BACKUP_CONFIG", "/etc/claims-dc/backup/backup.toml")
@@ -61,28 +62,56 @@ class UsageError(Exception):
     pass
 
 
+def _aws_client(s: settings.Settings, service: str, **config: Any) -> Any:
+    """A client of the settings' endpoint, region and CA, with timeouts."""
+    import boto3
+    from botocore.config import Config
+
+    kwargs: dict[str, Any] = {"region_name": s.region}
+    if s.endpoint_url:
+        kwargs["endpoint_url"] = s.endpoint_url
+    if s.ca_bundle:
+        kwargs["verify"] = s.ca_bundle
+    return boto3.client(service, config=Config(connect_timeout=5, **config), **kwargs)
+
+
 def _clients(s: settings.Settings) -> tuple[Any, KeyOptions]:
     """The storage (S3Storage builds its own client) and, in KMS mode, the KMS client."""
     kms = None
     if s.kms_key_id:
-        import boto3
-        from botocore.config import Config
-
-        kwargs: dict[str, Any] = {"region_name": s.region}
-        if s.endpoint_url:
-            kwargs["endpoint_url"] = s.endpoint_url
-        if s.ca_bundle:
-            kwargs["verify"] = s.ca_bundle
-        kms = boto3.client(
-            "kms",
-            config=Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5),
-            **kwargs,
-        )
+        kms = _aws_client(s, "kms", retries={"max_attempts": 4, "mode": "standard"})
     s3_options: dict[str, Any] = {}
     if s.url.startswith("s3://"):
         s3_options = {"endpoint_url": s.endpoint_url, "region": s.region, "ca_bundle": s.ca_bundle}
     storage = open_storage(s.url, **s3_options)
     return storage, KeyOptions(kms=kms, kms_key_id=s.kms_key_id, key_file=s.key_file)
+
+
+def _publish_status(to: tuple[settings.Settings, Publisher], command: str,
+                    result: dict[str, Any]) -> str:  # fmt: skip
+    """The run's outcome for the fleet board (ops/status.py): the key it went to, or why it
+    did not. A status that cannot be published does not fail a good backup: the board shows
+    the status growing old instead."""
+    s, publisher = to
+    kind = {"run": "backup", "verify": "verify", "drill": "drill"}[command]
+    body: dict[str, Any] = {"ok": bool(result.get("ok")), "time": iso(utcnow())}
+    if result.get("error"):
+        body["error"] = str(result["error"])[:500]
+    if command == "run":
+        body["snapshot"] = result.get("snapshot")
+    elif command == "verify":
+        body["problems"] = len(result.get("problems") or [])
+        body["read_data"] = bool(result.get("read_data"))
+    else:
+        restored = result.get("restored") or {}
+        body.update(snapshot=result.get("snapshot"), tables=restored.get("tables"),
+                    rows=restored.get("rows"))  # fmt: skip
+    try:
+        s3 = _aws_client(s, "s3", read_timeout=20, retries={"max_attempts": 3})
+        return publisher.publish(s3, kind, body)
+    except StatusError as e:
+        print(f"claims-dc-backup: {e}", file=sys.stderr)
+        return f"not published: {e}"
 
 
 def _parse_as_of(text: str) -> dt.datetime:
@@ -295,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = utcnow()
     state_dir: Path | None = None
+    status_to: tuple[settings.Settings, Publisher] | None = None
     lock: _LocalLock | None = None
     try:
         moment = None
@@ -305,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"--to {e}") from None
         s = settings.load(args.config)
         state_dir = s.state_dir
+        status_to = (s, s.status) if s.status else None
         storage, keys = _clients(s)
         if args.command == "init":
             if args.new_key_file and s.key_file:
@@ -493,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"claims-dc-backup: cannot write the report under {state_dir}: {e}", file=sys.stderr
             )
             code = 1
+    if status_to is not None and args.command in ("run", "verify", "drill"):
+        result["status"] = _publish_status(status_to, args.command, result)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:

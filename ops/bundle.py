@@ -74,7 +74,7 @@ CLAIMAPP = Product(
 )
 BACKUP = Product(
     name="claims-dc-backup",
-    files=("ops/__init__.py", "ops/backup.py", "ops/backuplib"),
+    files=("ops/__init__.py", "ops/backup.py", "ops/backuplib", "ops/status.py"),
     requires=("boto3", "cryptography", "pyfastcdc", "zstandard"),
     out=REPO / "build" / "backup-bundle",
     package_data='"ops.backuplib" = ["FORMAT.md"]',
@@ -88,6 +88,7 @@ REVIEW = Product(
         "ops/files.py",
         "ops/manifest.py",
         "ops/reviewlib",
+        "ops/status.py",
     ),
     requires=("boto3", "paramiko", "psycopg[binary]", "pyyaml"),
     out=REPO / "build" / "review-bundle",

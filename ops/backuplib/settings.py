@@ -16,6 +16,12 @@ yearly = 5
 [state]
 dir = "/var/lib/claims-dc-backup"           # reports, verify coverage, the local lock
 
+[status]                                     # optional: publish each run for the fleet board
+bucket = "claims-dc-999997-lab-status-123456789012"
+stack = "lab"
+writer = "db"                                # the host's role (ops/status.py)
+host = "db-1"
+
 [[source]]
 name = "claims-db"
 kind = "postgres"
@@ -37,6 +43,7 @@ from typing import Any
 
 from ops.backuplib.retention import RetentionPolicy
 from ops.backuplib.sources import SourceError, SourceSpec
+from ops.status import Publisher, StatusError
 
 
 class SettingsError(Exception):
@@ -55,6 +62,7 @@ class Settings:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     state_dir: Path = Path("/var/lib/claims-dc-backup")
     sources: list[SourceSpec] = field(default_factory=list)
+    status: Publisher | None = None  # where run, verify and drill publish their outcome
     origin: str = "(defaults)"
 
 
@@ -95,7 +103,7 @@ def _table(raw: dict[str, Any], key: str, where: str, required: bool = False) ->
 
 
 def from_dict(raw: dict[str, Any], where: str) -> Settings:
-    unknown = set(raw) - {"repository", "retention", "state", "source"}
+    unknown = set(raw) - {"repository", "retention", "state", "source", "status"}
     if unknown:
         raise SettingsError(f"{where}: unknown section(s) {sorted(unknown)}")
     repo = _table(raw, "repository", where, required=True)
@@ -145,6 +153,7 @@ def from_dict(raw: dict[str, Any], where: str) -> Settings:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise SettingsError(f"{where}: source names must be unique; repeated: {dup}")
+    status = _status(raw, where)
     return Settings(
         url=url,
         endpoint_url=endpoint_url or None,
@@ -156,5 +165,21 @@ def from_dict(raw: dict[str, Any], where: str) -> Settings:
         retention=retention,
         state_dir=Path(state_dir or "/var/lib/claims-dc-backup"),
         sources=sources,
+        status=status,
         origin=where,
     )
+
+
+def _status(raw: dict[str, Any], where: str) -> Publisher | None:
+    table = _table(raw, "status", where)
+    if not table:
+        return None
+    here = f"{where}: [status]"
+    fields = ("bucket", "stack", "writer", "host")
+    if set(table) - set(fields):
+        raise SettingsError(f"{here} unknown key(s): {sorted(set(table) - set(fields))}")
+    values = [_text(table, k, here, "a name", required=True) for k in fields]
+    try:
+        return Publisher(*values)
+    except StatusError as e:
+        raise SettingsError(f"{here}: {e}") from e

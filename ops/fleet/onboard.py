@@ -18,6 +18,7 @@ import fcntl
 import ipaddress
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,11 @@ from typing import Any
 import yaml
 
 from infra.config import (
+    ACCOUNT_ID,
     ALLOWED_REGIONS,
     NS,
     PLACEHOLDER,
+    SAFE_LOADER,
     ConfigError,
     StackConfig,
     parse,
@@ -56,8 +59,6 @@ FLOWS = [
      "why": "backups, keys, logs"},
 ]  # fmt: skip
 STACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-# libyaml's safe loader where PyYAML has it: a fleet of a hundred files is read at each `new`.
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_STACK_FILE = 1 << 20  # a stack file is a few kilobytes; anything this size is not one
 
 
@@ -152,11 +153,14 @@ def _line(kind: str, asn: int, line: str) -> dict[str, Any]:
 
 
 def stack_config(municipality: Municipality, region: str, vpc: ipaddress.IPv4Network,
-                 asns: list[int], lines: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+                 asns: list[int], lines: dict[str, str],
+                 operations_account: str | None = None) -> dict[str, Any]:  # fmt: skip
     base = str(vpc.network_address).rsplit(".", 2)[0]  # "10.x"
     other = next(r for r in ALLOWED_REGIONS if r != region)
     return {
         "aws:region": region,
+        "aws:allowedAccountIds": f'{PLACEHOLDER} ["<the 12-digit AWS account ID this '
+        "municipality's environment is deployed into>\"]",
         f"{NS}municipality": {"code": municipality.code, "name": municipality.name},
         f"{NS}vpcCidr": str(vpc),
         f"{NS}zones": {
@@ -181,11 +185,21 @@ def stack_config(municipality: Municipality, region: str, vpc: ipaddress.IPv4Net
             "replicaRegion": other,
         },
         f"{NS}logs": {"retentionDays": 731},
+        # The fleet board's way in: one external ID per tenant, made here, not a secret.
+        f"{NS}fleetReader": {
+            "operationsAccountId": operations_account
+            or f"{PLACEHOLDER} the operations account's 12-digit AWS account ID",
+            "externalId": f"{municipality.code}-{secrets.token_hex(12)}",
+        },
     }
 
 
 # Documentation values (RFC 5737 and 198.18.0.0/15, never routed) for the self-check.
 def _sample(key: str, n: int) -> Any:
+    if key.endswith("allowedAccountIds"):
+        return ["111122223333"]
+    if key.endswith("AccountId"):
+        return "444455556666"
     if key.endswith("customerGatewayIp"):
         return f"192.0.2.{10 + n}"
     if key.endswith("connectionId"):
@@ -217,7 +231,8 @@ def self_check(config: dict[str, Any], fleet: Fleet, stack: str) -> StackConfig:
 
 
 def new_tenant(directory: Path, municipality: Municipality, *, region: str, stack: str,
-               lines: dict[str, str]) -> tuple[Path, list[tuple[str, str]]]:  # fmt: skip
+               lines: dict[str, str], operations_account: str | None = None,
+               ) -> tuple[Path, list[tuple[str, str]]]:  # fmt: skip
     """Allocate and write under a lock on the fleet directory, so two operators onboarding
     at once cannot be given the same networks."""
     if not directory.is_dir():
@@ -226,16 +241,19 @@ def new_tenant(directory: Path, municipality: Municipality, *, region: str, stac
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return write_new(Fleet.read(directory), municipality, region=region, stack=stack,
-                         lines=lines)  # fmt: skip
+                         lines=lines, operations_account=operations_account)  # fmt: skip
     finally:
         os.close(fd)
 
 
 def write_new(fleet: Fleet, municipality: Municipality, *, region: str, stack: str,
-              lines: dict[str, str]) -> tuple[Path, list[tuple[str, str]]]:  # fmt: skip
+              lines: dict[str, str], operations_account: str | None = None,
+              ) -> tuple[Path, list[tuple[str, str]]]:  # fmt: skip
     """Write the tenant's stack file; its path and the placeholders to fill in."""
     if not STACK_NAME.match(stack):
         raise FleetError(f"--stack {stack!r}: lowercase letters, digits and '-', e.g. omuta-prod")
+    if operations_account is not None and not ACCOUNT_ID.match(operations_account):
+        raise FleetError(f"--operations-account {operations_account!r}: 12 digits")
     if region not in ALLOWED_REGIONS:
         raise FleetError(
             f"--region {region!r}: data stays in Japan: {' or '.join(ALLOWED_REGIONS)}"
@@ -247,7 +265,8 @@ def write_new(fleet: Fleet, municipality: Municipality, *, region: str, stack: s
     path = fleet.directory / f"Pulumi.{stack}.yaml"
     if path.exists():
         raise FleetError(f"{path} exists: choose another --stack")
-    config = stack_config(municipality, region, _free_vpc(fleet), _free_asns(fleet, 2), lines)
+    config = stack_config(municipality, region, _free_vpc(fleet), _free_asns(fleet, 2), lines,
+                          operations_account)  # fmt: skip
     self_check(config, fleet, stack)
     header = (
         f"# {municipality.prefecture}{municipality.city} ({municipality.code}), written by "

@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
 def _rotate(args: argparse.Namespace) -> int:
     from ops.rotation.driver import Operator, Options, Site, due_calendar, rotate_kinds
     from ops.rotation.sftp_key import parse_window
+    from ops.rotation.status import publish as publish_status
     from ops.rotation.steps import Steps
 
     if not args.kinds and not args.due:
@@ -197,9 +198,11 @@ def _rotate(args: argparse.Namespace) -> int:
     steps = Steps(site.inventory, site.state / "rotation" / "ansible.log", tuple(args.ansible_arg))
     outcomes = rotate_kinds(site, kinds, ledger=ledger, steps=steps, opts=opts)
     notices = _notices(site.state / "rotation" / "notices", outcomes)
+    status = publish_status(site, ledger)
     text = "\n".join(
         f"{o.secret:24} {o.outcome:13} {o.reached or '-':9} {o.error or o.note}" for o in outcomes
     )
+    text += f"\nstatus for the fleet board: {status}"
     for path in notices:
         text += f"\n\n== notice to send: {path}\n{path.read_text(encoding='utf-8')}"
     _emit(
@@ -208,6 +211,7 @@ def _rotate(args: argparse.Namespace) -> int:
             "ledger": str(ledger.path),
             "outcomes": [asdict(o) for o in outcomes],
             "notices": [str(p) for p in notices],
+            "status": status,
         },
         text,
     )

@@ -17,6 +17,7 @@ from lab import podman as pm
 from lab.lab import UpReport
 from lab.plan import LabPlan, build_plan
 from ops import bundle
+from ops.awsapi import Endpoint
 from ops.playbook import PlaybookRun, run_playbook
 from ops.rotation.db_login import in_use
 from ops.vault.sealed import write_secret
@@ -129,3 +130,12 @@ def site_runs(lab_config: StackConfig, lab_plan: LabPlan, lab_up: UpReport) -> S
 def converged(site_runs: SiteRuns) -> SiteRuns:
     assert site_runs.converge.ok, site_runs.converge.stdout[-4000:]
     return site_runs
+
+
+@pytest.fixture(scope="session")
+def lab_endpoint(lab_up: UpReport, lab_config: StackConfig) -> Endpoint:
+    """The lab's AWS API as the control node reaches it (placeholder keys: moto takes any)."""
+    from lab.plan import AWS_PLACEHOLDER_CONFIG
+
+    config_file = Path(lab_up.inventory).parent / AWS_PLACEHOLDER_CONFIG
+    return Endpoint(lab_up.endpoint_url, lab_config.region, lab_up.ca_cert, str(config_file))

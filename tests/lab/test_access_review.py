@@ -13,10 +13,13 @@ from typing import Any
 
 import pytest
 
+from infra.config import StackConfig
 from lab import podman as pm
 from lab import review
+from lab.fleet import published
 from lab.lab import UpReport
 from lab.plan import LabPlan
+from ops.awsapi import Endpoint
 from ops.playbook import PlaybookRun, run_playbook
 from tests.lab.conftest import SiteRuns
 
@@ -70,9 +73,16 @@ def bastion_cli(plan: LabPlan, *args: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_every_layer_is_read_completely_from_the_bastion(
-    first: tuple[PlaybookRun, Path, dict[str, Any]], lab_plan: LabPlan
+    first: tuple[PlaybookRun, Path, dict[str, Any]],
+    lab_plan: LabPlan,
+    lab_config: StackConfig,
+    lab_endpoint: Endpoint,
 ) -> None:
     _, _, r = first
+    # The verdict went to the fleet board too, from the bastion's own place.
+    status = published(lab_endpoint, lab_config, "bastion", "bastion-1", "review")
+    assert (status.body["verdict"], status.body["findings"]) == (r["verdict"], len(r["findings"]))
+    assert status.body["incomplete"] == 0
     scopes = {s["system"]: s for s in r["scopes"]}
     datacenter = [h.name for h in lab_plan.hosts if h.role in ("app", "db", "intake", "bastion")]
     assert set(scopes) == {"aws", "db", "app"} | {f"host:{h}" for h in datacenter}

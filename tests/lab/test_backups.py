@@ -9,11 +9,14 @@ from typing import Any
 
 import pytest
 
+from infra.config import StackConfig
 from lab import backups
 from lab import podman as pm
 from lab.delivery import db_scalar
+from lab.fleet import published
 from lab.lab import UpReport
 from lab.plan import LabPlan
+from ops.awsapi import Endpoint
 from ops.playbook import PlaybookRun, run_playbook
 from tests.lab.conftest import SiteRuns
 
@@ -32,7 +35,7 @@ def sh(host: Any, script: str, check: bool = True) -> str:
 
 
 def test_each_data_host_made_a_snapshot_of_its_sources(
-    daily: PlaybookRun, lab_plan: LabPlan
+    daily: PlaybookRun, lab_plan: LabPlan, lab_config: StackConfig, lab_endpoint: Endpoint
 ) -> None:
     want = {
         "db": {"claims-db", "postgresql-config"},
@@ -47,6 +50,9 @@ def test_each_data_host_made_a_snapshot_of_its_sources(
         assert report["immutability"] == "Object Lock COMPLIANCE"
         assert report["key"]["kind"] == "kms"
         assert all(o["retain_until"] == report["retain_until"] for o in report["objects"])
+        # ... and told the fleet board, in its own place of the status bucket.
+        status = published(lab_endpoint, lab_config, role, host.name, "backup")
+        assert status.body["ok"] and status.body["snapshot"] == report["snapshot"]
 
 
 def test_the_timer_is_daily_persistent_and_spread(daily: PlaybookRun, lab_plan: LabPlan) -> None:
@@ -69,10 +75,13 @@ def test_the_timer_is_daily_persistent_and_spread(daily: PlaybookRun, lab_plan: 
 
 
 def test_the_drill_restores_the_database_and_matches_it(
-    daily: PlaybookRun, lab_plan: LabPlan
+    daily: PlaybookRun, lab_plan: LabPlan, lab_config: StackConfig, lab_endpoint: Endpoint
 ) -> None:
     code, drill = backups.backup_cli(lab_plan.first("db"), "drill")
     assert code == 0, drill
+    assert drill["status"] == "status/db/db-1/drill.json"
+    status = published(lab_endpoint, lab_config, "db", "db-1", "drill")
+    assert status.body["ok"] and status.body["snapshot"] == drill["snapshot"]
     receipts = int(db_scalar(lab_plan, "SELECT count(*) FROM receipts"))
     assert drill["restored"]["row_counts"]["public.receipts"] == receipts
     assert drill["restored"]["dump_sha256"] == drill["live"]["dump_sha256"]

@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from infra.config import StackConfig
 from lab import podman as pm
+from lab.fleet import published
 from lab.plan import LabPlan
 from lab.rotation import (
     OPERATOR_ACCOUNT,
@@ -39,6 +41,7 @@ from lab.rotation import (
     operator_cert_key,
     rotate_everything,
 )
+from ops.awsapi import Endpoint
 from ops.playbook import BIN, run_playbook
 from ops.rotation.aws_keys import identity, read_profiles
 from ops.rotation.db_login import db_login_rotation, in_use
@@ -235,6 +238,20 @@ def test_everything_is_rotated_through_every_phase_and_the_ledger_says_so(rotate
         phases = [e.phase for e in entries if e.rotation == o.rotation and e.outcome == "ok"]
         assert phases == list(PHASES), (o.secret, phases)  # resumed, not restarted
         assert o.resumed_from == "published"
+
+
+def test_the_rotation_told_the_fleet_board_when_each_secret_was_rotated(
+    rotated: Rotated, lab_config: StackConfig, lab_endpoint: Endpoint
+) -> None:
+    status = published(lab_endpoint, lab_config, "operations", "control", "rotation")
+    by_secret = {s["secret"]: s for s in status.body["secrets"]}
+    recently = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+    for o in rotated.second:
+        if o.outcome == "ok":
+            last = by_secret[o.secret]["last_rotated"]
+            assert last and dt.datetime.fromisoformat(last) > recently, (o.secret, last)
+    names = {c["name"] for c in status.body["certificates"]}
+    assert {"internal-ca", "tls:app-1"} <= names
 
 
 def test_every_host_presents_its_new_key_and_the_old_one_is_refused(

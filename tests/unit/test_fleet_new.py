@@ -45,22 +45,25 @@ def _fill(path: Path, n: int) -> None:
     config["claims-dc:zones"]["fund"]["cidr"] = "172.31.1.0/28"
     config["claims-dc:lines"]["lgwan"]["customerGatewayIp"] = f"198.51.100.{n}"
     config["claims-dc:lines"]["fund"]["customerGatewayIp"] = "203.0.113.99"
+    config["aws:allowedAccountIds"] = [f"1111222233{n:02d}"]
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
 
 
 def test_a_new_tenant_loads_once_its_blanks_are_filled_and_collides_with_none(
     fleet: Path, capsys: Any
 ) -> None:
-    made = _new(fleet, capsys, "--code", "401307", "--name", "福岡市")
+    made = _new(fleet, capsys, "--code", "401307", "--name", "福岡市",
+                "--operations-account", "444455556666")  # fmt: skip
     path = Path(made["stack_file"])
     assert path.name == "Pulumi.401307.yaml"
     assert {b["key"] for b in made["fill_in"]} == {
         "claims-dc:zones.lgwan.cidr", "claims-dc:zones.fund.cidr",
         "claims-dc:lines.lgwan.customerGatewayIp", "claims-dc:lines.fund.customerGatewayIp",
+        "aws:allowedAccountIds",
     }  # fmt: skip
     with pytest.raises(ConfigError) as refused:
         load_file(path)
-    assert len(refused.value.problems) == 4
+    assert len(refused.value.problems) == 5
     assert all("not filled in yet (FILL IN:" in p for p in refused.value.problems)
     assert any("claims-dc:lines.lgwan.customerGatewayIp" in p for p in refused.value.problems)
     _fill(path, 7)
@@ -72,6 +75,10 @@ def test_a_new_tenant_loads_once_its_blanks_are_filled_and_collides_with_none(
         {line.bgp_asn for o in others for line in o.lines.values()}
     )
     assert config.host_key_pinned_by("intake-1") == ["fund"]
+    assert config.account_id == "111122223307"
+    assert config.fleet_reader is not None
+    assert config.fleet_reader.operations_account_id == "444455556666"
+    assert config.fleet_reader.external_id.startswith("401307-")
     assert check_fleet(sorted(fleet.glob("Pulumi.*.yaml"))).holds
 
 
@@ -89,7 +96,9 @@ def test_a_hundred_tenants_each_get_their_own_networks_and_asns(
     assert len(vpcs) == 100 and len(set(vpcs)) == 100
     asns = [line["bgpAsn"] for d in docs for line in d["claims-dc:lines"].values()]
     assert len(set(asns)) == 200 and all(64512 <= a <= 65534 for a in asns)
-    assert all(len(placeholders(d)) == 4 for d in docs)
+    # Without --operations-account it is a blank too; each tenant its own external ID.
+    assert all(len(placeholders(d)) == 6 for d in docs)
+    assert len({d["claims-dc:fleetReader"]["externalId"] for d in docs}) == 100
 
 
 def test_the_flow_policy_written_is_the_designs(fleet: Path) -> None:
