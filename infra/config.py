@@ -211,11 +211,17 @@ class Backup:
 # when a stack's `rotation.everyDays` does not say: host identities and the user CA yearly,
 # logins and access keys quarterly, the fund's SFTP key yearly (or as agreed with the fund).
 ROTATION_KINDS = ("ssh-user-ca", "host-keys", "db-login", "tls", "aws", "sftp-key")
+# A web host's certificate from the internal CA lives this long (ops/rotation/tls.py), and the
+# fleet board warns this long before a certificate expires; the TLS calendar must rotate
+# before the warning, never after the expiry.
+TLS_CERT_DAYS = 90
+CERT_WARNING_DAYS = 30
+TLS_MAX_ROTATION_DAYS = TLS_CERT_DAYS - CERT_WARNING_DAYS
 DEFAULT_ROTATION_DAYS = {
     "ssh-user-ca": 365,
     "host-keys": 365,
     "db-login": 90,
-    "tls": 365,
+    "tls": TLS_MAX_ROTATION_DAYS,
     "aws": 90,
     "sftp-key": 365,
 }
@@ -754,7 +760,12 @@ def _parse_rotation(problems: _Problems, raw: object) -> Rotation:
                          f"unknown kind; kinds are {', '.join(ROTATION_KINDS)}")  # fmt: skip
             continue
         checked = _int(problems, f"{key}.everyDays.{kind}", days, 1, 3650)
-        if checked is not None:
+        if checked is not None and kind == "tls" and checked > TLS_MAX_ROTATION_DAYS:
+            problems.add(f"{key}.everyDays.tls", days,
+                         f"a certificate lives {TLS_CERT_DAYS} days: rotate at least every "
+                         f"{TLS_MAX_ROTATION_DAYS} days, before the {CERT_WARNING_DAYS}-day "
+                         "warning")  # fmt: skip
+        elif checked is not None:
             every[kind] = checked
     notice = _int(problems, f"{key}.noticeDays", data.get("noticeDays", DEFAULT_NOTICE_DAYS),
                   1, 90)  # fmt: skip

@@ -290,7 +290,7 @@ def _fleet_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url:
     import shutil
     import subprocess
 
-    from lab.fleet import Ages, fill, simulate
+    from lab.fleet import OPERATIONS_ACCOUNT, Ages, fill, simulate
     from lab.plan import AWS_PLACEHOLDER_CONFIG
     from ops.awsapi import Endpoint
     from ops.fleet.__main__ import main as fleet_main
@@ -302,7 +302,7 @@ def _fleet_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url:
     made = []
     for n, (code, name) in enumerate((("402028", "大牟田市"), ("401307", "福岡市")), start=1):
         argv = ["new", "--code", code, "--name", name, "--fleet", str(directory),
-                "--operations-account", "123456789012"]  # fmt: skip
+                "--operations-account", OPERATIONS_ACCOUNT]  # fmt: skip
         print(f"  python -m ops.fleet {' '.join(argv[:5])}")
         if fleet_main(argv) != 0:
             return False

@@ -24,6 +24,9 @@ from ops.fleet.onboard import new_tenant
 from ops.status import CONTROL_NODE, OPERATIONS, Publisher, Status, parse
 
 LAB_ACCOUNT = "123456789012"  # the lab's AWS API (moto) has this one account
+# The operations account is always another one (see Pulumi.lab.yaml): moto does not check who
+# assumes a role, so the board reaches the readers from the lab's one account all the same.
+OPERATIONS_ACCOUNT = "210987654321"
 
 
 def fill(path: Path, n: int) -> None:
@@ -32,7 +35,7 @@ def fill(path: Path, n: int) -> None:
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     config = doc["config"]
     config["aws:allowedAccountIds"] = [LAB_ACCOUNT]
-    config["claims-dc:fleetReader"]["operationsAccountId"] = LAB_ACCOUNT
+    config["claims-dc:fleetReader"]["operationsAccountId"] = OPERATIONS_ACCOUNT
     config["claims-dc:zones"]["lgwan"]["cidr"] = f"172.16.{n}.0/24"
     config["claims-dc:zones"]["fund"]["cidr"] = f"172.17.{n}.0/24"
     config["claims-dc:lines"]["lgwan"]["customerGatewayIp"] = f"198.51.100.{n % 250 + 1}"

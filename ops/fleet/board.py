@@ -22,7 +22,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config import BACKUP_WRITER_ROLES, DRILL_ROLES, ConfigError, StackConfig, load_file
+from infra.config import (
+    BACKUP_WRITER_ROLES,
+    CERT_WARNING_DAYS,
+    DRILL_ROLES,
+    ConfigError,
+    StackConfig,
+    load_file,
+)
 from ops.awsapi import TIMEOUTS, Endpoint
 from ops.status import (
     CONTROL_NODE,
@@ -72,7 +79,7 @@ RULES = {
 BACKUP_MAX_AGE = dt.timedelta(hours=26)
 DRILL_MAX_AGE = dt.timedelta(days=35)
 REVIEW_MAX_AGE = dt.timedelta(days=90)
-CERT_WARNING = dt.timedelta(days=30)
+CERT_WARNING = dt.timedelta(days=CERT_WARNING_DAYS)
 
 
 @dataclass(frozen=True)

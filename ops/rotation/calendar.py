@@ -9,8 +9,8 @@ is
     under-way   a rotation of it stopped before `retired` (`rotate` resumes it)
 
 `rotate` starts a new rotation only of a secret that is due, or of any with --early; it always
-resumes one under way. The access review and the fleet board read the same entries
-(`rotate --due --json`).
+resumes one under way. After every run it publishes the same entries for the fleet board
+(ops/rotation/status.py); `rotate --due --json` prints them.
 """
 
 from __future__ import annotations

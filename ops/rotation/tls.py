@@ -27,12 +27,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from infra.config import TLS_CERT_DAYS
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import Rotation, pending
 from ops.rotation.steps import StepFailed, Steps
 from ops.vault.sealed import read_secret, write_secret
 
-VALIDITY = dt.timedelta(days=90)
+VALIDITY = dt.timedelta(days=TLS_CERT_DAYS)
 
 
 def _file(stem: Path, ext: str) -> Path:

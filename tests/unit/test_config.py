@@ -522,7 +522,23 @@ def test_rotation_calendar_and_the_keys_a_partner_pins(lab_raw: dict[str, Any]) 
     assert omuta.rotation.every_days["sftp-key"] == 730 and omuta.rotation.notice_days == 21
     assert omuta.rotation.every_days["host-keys"] == 365  # left out: the default
     del lab_raw["claims-dc:rotation"]
-    assert _parse(lab_raw).rotation.every_days["tls"] == 365  # optional
+    assert _parse(lab_raw).rotation.every_days["tls"] == 60  # optional
+
+
+@pytest.mark.parametrize(("days", "refused"), [(60, False), (61, True), (365, True)])
+def test_a_tls_calendar_must_rotate_before_the_certificate_warns(
+    lab_raw: dict[str, Any], days: int, refused: bool
+) -> None:
+    """The certificate lives 90 days and the board warns 30 days ahead: a calendar of 365
+    days would let the served certificate expire while the calendar says not-due."""
+    lab_raw["claims-dc:rotation"] = {"everyDays": {"tls": days}}
+    if not refused:
+        assert _parse(lab_raw).rotation.every_days["tls"] == days
+        return
+    with pytest.raises(ConfigError) as excinfo:
+        _parse(lab_raw)
+    assert any("claims-dc:rotation.everyDays.tls" in p and "at least every 60 days" in p
+               for p in excinfo.value.problems), excinfo.value.problems  # fmt: skip
 
 
 def test_every_problem_is_reported_at_once(lab_raw: dict[str, Any]) -> None:

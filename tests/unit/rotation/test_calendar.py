@@ -106,7 +106,7 @@ def test_the_calendar_names_never_rotated_and_under_way(tmp_path: Path) -> None:
 def test_the_policy_takes_the_inventorys_days_and_keeps_defaults_for_the_rest() -> None:
     got = policy({"db-login": 30, "host-keys": "yearly", "tls": True, "nope": 3})
     assert got["db-login"] == 30
-    assert got["host-keys"] == 365 and got["tls"] == 365  # not a number of days: the default
+    assert got["host-keys"] == 365 and got["tls"] == 60  # not a number of days: the default
     assert "nope" not in got and policy(None) == EVERY
 
 
