@@ -207,3 +207,39 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@dataclass
+class Printed:
+    text: str  # what a reader sees
+    escaped: list[str]  # markup or entities shown as text
+    pdf: bytes  # the page as Chromium prints it (A4, as the page's @page asks)
+
+
+def print_report(path: Path, timeout: float = 30.0) -> Printed:
+    """Open a report file in Chromium with nothing else to resolve, read what it shows, and
+    print it to PDF."""
+    import base64
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.print_page_options import PrintOptions
+
+    with tempfile.TemporaryDirectory(prefix="claims-dc-browser-") as scratch:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument("--host-resolver-rules=MAP * ~NOTFOUND")
+        options.add_argument(f"--user-data-dir={Path(scratch) / 'profile'}")
+        service = Service(CHROMEDRIVER, env={**os.environ, "HOME": scratch})
+        driver = webdriver.Chrome(service=service, options=options)
+        try:
+            driver.set_page_load_timeout(timeout)
+            driver.get(path.resolve().as_uri())
+            text = driver.find_element(By.TAG_NAME, "body").text
+            pdf = base64.b64decode(driver.print_page(PrintOptions()))
+        finally:
+            driver.quit()
+    return Printed(text, escaped_markup(text), pdf)

@@ -46,6 +46,7 @@ GREEN, AMBER, RED = "green", "amber", "red"
 ORDER = {GREEN: 0, AMBER: 1, RED: 2}
 MAX_OBJECTS = 200  # a tenant has a dozen status documents; more is not a status prefix
 SESSION_NAME = "claims-dc-fleet-board"
+JST = dt.timezone(dt.timedelta(hours=9), "JST")  # times for people (data keeps UTC)
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def _age(when: dt.datetime | None, now: dt.datetime) -> str:
         return "none published"
     hours = (now - when).total_seconds() / 3600
     ago = f"{hours:.0f} hours" if hours < 72 else f"{hours / 24:.0f} days"
-    return f"{when.isoformat(timespec='minutes')} ({ago} ago)"
+    return f"{when.astimezone(JST).strftime('%Y-%m-%d %H:%M JST')} ({ago} ago)"
 
 
 class Reader:
@@ -331,6 +332,27 @@ COLUMNS = [
     ("findings", "指摘(規則)", "findings (rule)"),
 ]
 COLOUR_JA = {GREEN: "緑 正常", AMBER: "黄 要対応", RED: "赤 異常"}
+TIMES = ("last_backup", "last_drill", "last_review", "next_cert_expiry")
+
+
+def _local(value: object) -> str:
+    """A time for people: Asia/Tokyo, to the minute (data keeps UTC)."""
+    if not isinstance(value, str):
+        return "" if value is None else str(value)
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if when.tzinfo is None:
+        return value
+    return when.astimezone(JST).strftime("%Y-%m-%d %H:%M JST")
+
+
+def _for_people(row: TenantStatus) -> dict[str, Any]:
+    d = row.as_dict()
+    for key in TIMES:
+        d[key] = _local(d[key]) or None
+    return d
 
 
 def to_csv(rows: list[TenantStatus]) -> bytes:
@@ -339,7 +361,7 @@ def to_csv(rows: list[TenantStatus]) -> bytes:
     w = csv.writer(out, lineterminator="\r\n")
     w.writerow([f"{ja} ({en})" for _, ja, en in COLUMNS])
     for r in rows:
-        d = r.as_dict()
+        d = _for_people(r)
         w.writerow(
             [COLOUR_JA[r.colour] if k == "colour" else
              " / ".join(f"{f['rule']}: {f['detail']}" for f in d["findings"]) if k == "findings"
@@ -361,12 +383,11 @@ def to_html(rows: list[TenantStatus], now: dt.datetime) -> str:
         loader=FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=select_autoescape(["html", "j2"]),
     )
-    jst = dt.timezone(dt.timedelta(hours=9), "JST")
     counts = {c: sum(1 for r in rows if r.colour == c) for c in (RED, AMBER, GREEN)}
     return env.get_template("board.html.j2").render(
-        rows=[r.as_dict() for r in sorted(rows, key=lambda r: (-ORDER[r.colour], r.code))],
+        rows=[_for_people(r) for r in sorted(rows, key=lambda r: (-ORDER[r.colour], r.code))],
         rules=list(RULES.values()), columns=COLUMNS, colour_ja=COLOUR_JA, counts=counts,
-        generated=now.astimezone(jst).strftime("%Y-%m-%d %H:%M JST"),
+        generated=now.astimezone(JST).strftime("%Y-%m-%d %H:%M JST"),
     )  # fmt: skip
 
 

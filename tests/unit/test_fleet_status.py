@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from infra.config import load_file
+from lab.browser import print_report
 from lab.fleet import Ages, make_fleet, simulate
 from ops.awsapi import Endpoint
 from ops.fleet import board
@@ -151,9 +152,17 @@ def test_the_board_prints_csv_with_bom_html_and_json(
     assert (out / "board.csv").read_bytes().startswith(b"\xef\xbb\xbf")
     csv_text = (out / "board.csv").read_bytes().decode("utf-8-sig")
     assert "団体コード" in csv_text and "BACKUP-OLD" in csv_text
+    assert " JST" in csv_text  # times for people are Tokyo's
     html = (out / "board.html").read_text(encoding="utf-8")
     assert "フリート運用状況" in html and "最終バックアップが26時間より前" in html
     assert json.loads((out / "board.json").read_text(encoding="utf-8"))["rules"]
+    # In Chromium: the rows and rules are shown as written (nothing escaped twice), and it
+    # prints.
+    printed = print_report(out / "board.html")
+    assert not printed.escaped, printed.escaped
+    assert "赤 異常" in printed.text and "緑 正常" in printed.text
+    assert "STATUS-UNREADABLE" in printed.text
+    assert printed.pdf.startswith(b"%PDF") and len(printed.pdf) > 10_000
 
 
 def test_no_stack_file_is_bad_input(tmp_path: Path, capsys: Any) -> None:
