@@ -111,29 +111,26 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code not in (0, None) else 0
-    if args.command == "run":
-        try:
-            return _run(args)
-        except Exception as e:  # named, never a traceback
-            print(f"ops.fleet: the run failed: {type(e).__name__}: {str(e)[:300]}",
-                  file=sys.stderr)  # fmt: skip
-            return 1
-    if args.command == "status":
-        try:
-            return _status(args)
-        except Exception as e:  # named, never a traceback
-            print(f"ops.fleet: the board could not be made: {type(e).__name__}: {str(e)[:300]}",
-                  file=sys.stderr)  # fmt: skip
-            return 1
-    if args.command == "check":
-        from infra.check import fleet_check
+    handler, failure = {
+        "new": (_new, "unexpected error"),
+        "check": (_check, "the check could not run"),
+        "status": (_status, "the board could not be made"),
+        "run": (_run, "the run failed"),
+    }[args.command]
+    try:
+        return handler(args)
+    except Exception as e:  # named, never a traceback
+        print(f"ops.fleet: {failure}: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+        return 1
 
-        try:
-            return fleet_check(args.fleet, args.json, args.jobs)
-        except Exception as e:  # named, never a traceback
-            print(f"ops.fleet: the check could not run: {type(e).__name__}: {str(e)[:300]}",
-                  file=sys.stderr)  # fmt: skip
-            return 1
+
+def _check(args: argparse.Namespace) -> int:
+    from infra.check import fleet_check
+
+    return fleet_check(args.fleet, args.json, args.jobs)
+
+
+def _new(args: argparse.Namespace) -> int:
     try:
         municipality = look_up(args.code, args.name)
         path, blanks = new_tenant(
@@ -144,9 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     except (CodeError, FleetError) as e:
         print(f"ops.fleet: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # named, never a traceback
-        print(f"ops.fleet: unexpected error: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
-        return 1
     if args.json:
         print(json.dumps({"stack_file": str(path), "municipality": municipality.code,
                           "fill_in": [{"key": k, "what": v} for k, v in blanks]},

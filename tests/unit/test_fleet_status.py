@@ -173,3 +173,34 @@ def test_no_stack_file_is_bad_input(tmp_path: Path, capsys: Any) -> None:
 def test_a_spreadsheet_formula_in_a_name_is_not_run() -> None:
     row = board.TenantStatus("f", "s", code="1", name='=HYPERLINK("x")')
     assert "'=HYPERLINK" in board.to_csv([row]).decode("utf-8-sig")
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "says"),
+    [
+        ("status", "ops.fleet.board.board", "the board could not be made: RuntimeError"),
+        ("run", "ops.fleet.runner.run_fleet", "the run failed: RuntimeError"),
+        ("check", "infra.check.fleet_check", "the check could not run: RuntimeError"),
+    ],
+)
+def test_an_unexpected_failure_is_named_with_exit_1(
+    command: str,
+    target: str,
+    says: str,
+    fleet: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    def boom(*_: Any, **__: Any) -> None:
+        raise RuntimeError("surprise")
+
+    monkeypatch.setattr(target, boom)
+    directory = fleet[0].parent
+    argv = {"status": ["status", "--fleet", str(directory)],
+            "run": ["run", "site.yml", "--fleet", str(directory), "--inventories",
+                    str(tmp_path), "--out", str(tmp_path)],
+            "check": ["check", "--fleet", str(directory)]}[command]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
