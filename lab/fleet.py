@@ -63,6 +63,7 @@ class Ages:
     backup_hours: float | None = 3
     drill_days: float | None = 2
     review_days: float | None = 10
+    review_verdict: str = "PASS"
     rotated_days: float | None = 30
     cert_days_left: float = 300
 
@@ -116,10 +117,10 @@ def simulate(endpoint: Endpoint, config: StackConfig, ages: Ages,
                 host.name,
                 "review",
                 {
-                    "verdict": "PASS",
+                    "verdict": ages.review_verdict,
                     "findings": 0,
                     "accounts": 12,
-                    "incomplete": 0,
+                    "incomplete": int(ages.review_verdict == "INCOMPLETE"),
                     "time": ago(days=ages.review_days),
                 },
             )

@@ -70,6 +70,8 @@ RULES = {
         Rule("DRILL-FAILED", RED, "最後の復元訓練が失敗", "the last restore drill failed"),
         Rule("REVIEW-OLD", AMBER, "アクセスレビューが90日より前、またはない",
              "no access review in the last 90 days"),
+        Rule("REVIEW-INCOMPLETE", AMBER, "最後のアクセスレビューが不完全(読めない範囲あり)",
+             "the last access review could not read every scope"),
         Rule("SECRET-OVERDUE", AMBER, "ローテーション期限を過ぎた鍵がある",
              "a secret is past its rotation age"),
         Rule("CERT-EXPIRING", AMBER, "30日以内に期限が切れる証明書がある",
@@ -151,6 +153,10 @@ def judge(config: StackConfig, docs: list[Status], now: dt.datetime) -> list[Fin
     review_time = max((t for d in reviews if (t := d.time())), default=None)
     if review_time is None or now - review_time > REVIEW_MAX_AGE:
         found.append(Finding("REVIEW-OLD", _age(review_time, now)))
+    latest = max(reviews, key=lambda d: d.time() or d.written, default=None)
+    if latest is not None and latest.body["verdict"] == "INCOMPLETE":
+        found.append(Finding("REVIEW-INCOMPLETE", f"{latest.host}: {_age(latest.time(), now)}, "
+                             f"{latest.body.get('incomplete', '?')} scopes unread"))  # fmt: skip
     rotation = by.get((OPERATIONS, CONTROL_NODE, "rotation"))
     if rotation is None:
         found.append(Finding("SECRET-OVERDUE", "no rotation status published"))

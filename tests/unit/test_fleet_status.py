@@ -32,7 +32,7 @@ def endpoint() -> Iterator[Endpoint]:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    return make_fleet(tmp_path_factory.mktemp("fleet"), 9)
+    return make_fleet(tmp_path_factory.mktemp("fleet"), 10)
 
 
 def _row(rows: list[board.TenantStatus], path: Path) -> board.TenantStatus:
@@ -48,6 +48,7 @@ CASES: list[tuple[Ages, str, set[str]]] = [
     (Ages(backup_hours=27), "red", {"BACKUP-OLD"}),
     (Ages(drill_days=36), "amber", {"DRILL-OLD"}),
     (Ages(review_days=91), "amber", {"REVIEW-OLD"}),
+    (Ages(review_verdict="INCOMPLETE"), "amber", {"REVIEW-INCOMPLETE"}),
     (Ages(rotated_days=400), "amber", {"SECRET-OVERDUE"}),
     (Ages(cert_days_left=20), "amber", {"CERT-EXPIRING"}),
     (Ages(cert_days_left=-1), "red", {"CERT-EXPIRED"}),
@@ -73,7 +74,7 @@ def test_each_colour_rule_fires_on_its_case_and_green_needs_none(
 def test_a_tenant_that_cannot_be_read_is_red_and_named(
     endpoint: Endpoint, fleet: list[Path], tmp_path: Path
 ) -> None:
-    never_deployed = fleet[8]  # no bucket, no role: never simulated
+    never_deployed = fleet[9]  # no bucket, no role: never simulated
     broken = tmp_path / "Pulumi.broken.yaml"
     broken.write_text("config: {aws:region: us-east-1}\n")
     rows = board.board([never_deployed, broken], board.Reader(endpoint), now=NOW)
@@ -84,14 +85,14 @@ def test_a_tenant_that_cannot_be_read_is_red_and_named(
 
 
 def test_a_tampered_status_is_not_believed(endpoint: Endpoint, fleet: list[Path]) -> None:
-    config = load_file(fleet[7])
+    config = load_file(fleet[8])
     bucket = simulate(endpoint, config, Ages(), now=NOW)
     s3 = endpoint.client("s3")
     # db's drill rewritten by hand, claiming to be app-1's: the key and the content disagree.
     doc = json.loads(s3.get_object(Bucket=bucket, Key="status/db/db-1/drill.json")["Body"].read())
     doc["host"] = "app-1"
     s3.put_object(Bucket=bucket, Key="status/db/db-1/drill.json", Body=json.dumps(doc).encode())
-    row = board.board([fleet[7]], board.Reader(endpoint), now=NOW)[0]
+    row = board.board([fleet[8]], board.Reader(endpoint), now=NOW)[0]
     assert row.colour == "red"
     assert any(f.rule == "STATUS-UNREADABLE" and "drill.json" in f.detail and "host" in f.detail
                for f in row.findings), row.findings  # fmt: skip
