@@ -212,7 +212,7 @@ class Reader:
         # tenant would load them a hundred times). Building clients is not thread-safe.
         self._session = boto3.session.Session(region_name=endpoint.region)
         self._lock = threading.Lock()
-        self._sts: Any = None
+        self._sts = self._client("sts")  # the operations account's own credentials
 
     def _client(self, service: str, pair: dict[str, str] | None = None) -> Any:
         with self._lock:
@@ -229,8 +229,6 @@ class Reader:
         if config.fleet_reader is None:
             raise StatusError(f"{config.source}: no claims-dc:fleetReader: the tenant has no "
                               "role the board may assume")  # fmt: skip
-        if self._sts is None:
-            self._sts = self._client("sts")
         role = f"arn:aws:iam::{config.account_id}:role/{config.fleet_reader_role}"
         bucket = config.status_bucket(config.account_id)
         try:
