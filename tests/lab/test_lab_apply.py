@@ -67,7 +67,9 @@ def test_backup_writer_role_never_deletes(lab_up: UpReport, aws: Any) -> None:
     statements = doc["PolicyDocument"]["Statement"]
     denied = {a for st in statements if st["Effect"] == "Deny" for a in st["Action"]}
     assert "s3:DeleteObjectVersion" in denied
-    assert iam.list_role_policies(RoleName="hosts-bastion-role")["PolicyNames"] == []
+    # The bastion backs up nothing: its one policy writes its own status for the fleet board.
+    assert iam.list_role_policies(RoleName="hosts-bastion-role")["PolicyNames"] == [
+        "status-bastion-writer"]  # fmt: skip
 
 
 def test_network_and_hosts_as_declared(lab_up: UpReport, aws: Any, lab_config: StackConfig) -> None:
@@ -104,5 +106,6 @@ def test_only_the_lines_are_skipped(lab_up: UpReport) -> None:
     assert {key.split()[0] for key in others} <= set(SKIPPED)
     assert all("line" in reason for reason in others.values())
     assert set(policies) == {"aws:s3/bucketPolicy:BucketPolicy backup-policy",
-                             "aws:s3/bucketPolicy:BucketPolicy audit-policy"}  # fmt: skip
+                             "aws:s3/bucketPolicy:BucketPolicy audit-policy",
+                             "aws:s3/bucketPolicy:BucketPolicy status-policy"}  # fmt: skip
     assert all("moto never supplies" in reason for reason in policies.values())
