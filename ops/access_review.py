@@ -106,18 +106,19 @@ def _inventory_hosts(path: Path, group: str) -> list[hosts.HostTarget]:
     ]
 
 
-def _aws_iam(endpoint: str | None, ca: str | None, timeout: float) -> Any:
+def _aws_client(service: str, endpoint: str | None, ca: str | None, timeout: float,
+                region: str = "us-east-1") -> Any:  # fmt: skip
     import boto3
     from botocore.config import Config
 
     # Every call bounded: a stalled endpoint makes the scope INCOMPLETE, not the review hang.
     config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 3})
-    kwargs: dict[str, Any] = {"region_name": "us-east-1", "config": config}
+    kwargs: dict[str, Any] = {"region_name": region, "config": config}
     if endpoint:
         kwargs["endpoint_url"] = endpoint
     if ca:
         kwargs["verify"] = ca
-    return boto3.client("iam", **kwargs)
+    return boto3.client(service, **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -226,9 +227,6 @@ def _publisher(args: argparse.Namespace) -> Publisher | None:
 def _publish(publisher: Publisher, args: argparse.Namespace, review: dict[str, Any],
              accounts: int) -> str:  # fmt: skip
     """The verdict and counts for the fleet board: the key, or why it was not published."""
-    import boto3
-    from botocore.config import Config
-
     body = {
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "verdict": review["verdict"],
@@ -237,15 +235,9 @@ def _publish(publisher: Publisher, args: argparse.Namespace, review: dict[str, A
         "accounts": accounts,
         "incomplete": sum(1 for s in review["scopes"] if s["status"] != "COMPLETE"),
     }
-    kwargs: dict[str, Any] = {"region_name": args.aws_region}
-    if args.aws_endpoint:
-        kwargs["endpoint_url"] = args.aws_endpoint
-    if args.aws_ca:
-        kwargs["verify"] = args.aws_ca
-    config = Config(connect_timeout=args.timeout, read_timeout=args.timeout,
-                    retries={"max_attempts": 3})  # fmt: skip
+    s3 = _aws_client("s3", args.aws_endpoint, args.aws_ca, args.timeout, args.aws_region)
     try:
-        return publisher.publish(boto3.client("s3", config=config, **kwargs), "review", body)
+        return publisher.publish(s3, "review", body)
     except StatusError as e:
         print(f"access_review: {e}", file=sys.stderr)
         return f"not published: {e}"
@@ -295,7 +287,7 @@ def _aws(
     args: argparse.Namespace, service: dict[str, dict[str, str]]
 ) -> tuple[list[Account], list[Scope]]:
     accounts, scope, meta = iam.collect(
-        _aws_iam(args.aws_endpoint, args.aws_ca, args.timeout), timeout=args.timeout
+        _aws_client("iam", args.aws_endpoint, args.aws_ca, args.timeout), timeout=args.timeout
     )
     break_glass = service.get("break-glass", {})
     for a in accounts:

@@ -31,7 +31,6 @@ class Endpoint:
             session = boto3.session.Session(
                 aws_access_key_id=pair["aws_access_key_id"] if pair else None,
                 aws_secret_access_key=pair["aws_secret_access_key"] if pair else None,
-                aws_session_token=pair.get("aws_session_token") if pair else None,
                 region_name=self.region,
             )
         return session.client(
