@@ -145,19 +145,14 @@ def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
 
 def ensure_signing_key(key: Path) -> Path:
     """The release signing key: made once, mode 0600, never in the repo (.keys/ is ignored)."""
-    if not key.exists():
-        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", SIGNER, "-f", str(key)],
-            "ssh-keygen (signing key)",
-        )
-    os.chmod(key, 0o600)
-    return key
+    try:
+        return manifest.ensure_key(key, SIGNER)
+    except subprocess.CalledProcessError as e:
+        raise BundleError(f"ssh-keygen (signing key) failed: {e.stderr.strip()}") from e
 
 
 def allowed_signers_line(public_key: Path) -> str:
-    kind, blob = public_key.read_text().split()[:2]
-    return f'{SIGNER} namespaces="{NAMESPACE}" {kind} {blob}\n'
+    return manifest.allowed_signers_line(public_key, SIGNER, NAMESPACE)
 
 
 def _project(tree: Path, product: Product) -> None:

@@ -34,6 +34,9 @@ def write(directory: Path, names: Iterable[str]) -> Path:
 
 def sign(directory: Path, key: Path, namespace: str) -> Path:
     """SHA256SUMS.sig beside SHA256SUMS; raises CalledProcessError with ssh-keygen's reason."""
+    # ssh-keygen asks before overwriting a signature and, with no one to answer, keeps the
+    # old one and still exits 0: a re-signed directory would carry its old signature.
+    (directory / SIG).unlink(missing_ok=True)
     subprocess.run(
         ["ssh-keygen", "-q", "-Y", "sign", "-f", str(key), "-n", namespace, SUMS],
         cwd=directory, check=True, capture_output=True, text=True,
@@ -62,6 +65,33 @@ def verify(directory: Path, allowed_signers: Path, signer: str, namespace: str) 
         elif sha256_file(path) != listed(directory)[name]:
             problems.append(f"{name}: changed since it was signed")
     return problems
+
+
+def ensure_key(key: Path, comment: str) -> Path:
+    """A signing key made once (ed25519, no passphrase, mode 0600) where none is yet."""
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+    key.chmod(0o600)
+    return key
+
+
+def allowed_signers_line(public_key: Path, signer: str, namespace: str) -> str:
+    kind, blob = public_key.read_text().split()[:2]
+    return f'{signer} namespaces="{namespace}" {kind} {blob}\n'
+
+
+def unlisted(directory: Path) -> list[str]:
+    """Files under `directory` that SHA256SUMS does not list (added after it was signed)."""
+    names = set(listed(directory))
+    return sorted(
+        p.relative_to(directory).as_posix()
+        for p in directory.rglob("*")
+        if p.is_file() and p.relative_to(directory).as_posix() not in names | {SUMS, SIG}
+    )
 
 
 def listed(directory: Path) -> dict[str, str]:
