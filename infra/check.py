@@ -6,6 +6,10 @@ closed: no path to or from the internet, reachable flows equal to the flow polic
 the fund's line never reaching each other. Each verdict is HOLDS, VIOLATED (with the path hop by
 hop) or UNKNOWN (the model met a traffic-carrying resource it does not understand).
 
+With --cost it estimates instead what the environment costs a month and over its period, from
+what the program declares, the price table infra/prices.yml and the stack file's claims-dc:cost
+block (data volumes, exchange rate, the on-premises baseline): see infra/cost.py.
+
 Exit codes: 0 every rule and verdict holds; 1 a violation or an unknown; 2 usage or bad config;
 3 the check could not run (the program itself failed under the mocks, or the check did): the
 error is named, never a traceback.
@@ -24,7 +28,8 @@ from pathlib import Path
 import yaml
 
 from infra.config import ConfigError
-from infra.offline import evaluate
+from infra.cost import CostError, estimate, render_text
+from infra.offline import Evaluation, evaluate
 from infra.policy.rules import RULES, stack_violations
 from infra.proof import prove_evaluation
 from infra.proof.fleet import check_fleet
@@ -48,7 +53,8 @@ def _main(argv: list[str] | None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python -m infra.check --stack lab\n"
                "  python -m infra.check --stack omuta-prod --json > check.json\n"
-               "  python -m infra.check --rules      the rule list with IDs",
+               "  python -m infra.check --rules      the rule list with IDs\n"
+               "  python -m infra.check --stack lab --cost   the monthly and 5-year cost",
     )  # fmt: skip
     parser.add_argument("--stack", default="lab", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--json", action="store_true", help="machine-readable result")
@@ -70,6 +76,11 @@ def _main(argv: list[str] | None) -> int:
         help="write the network linkage report (Markdown, HTML, SVG) and the "
         "Network Access Analyzer scopes into DIR",
     )
+    parser.add_argument(
+        "--cost", action="store_true",
+        help="estimate the monthly and whole-period cost instead, against the on-premises "
+        "baseline (exit 2 if the stack file has no claims-dc:cost block)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.rules:
         rows = [{"id": r.id, "severity": r.severity, "title": r.title,
@@ -95,6 +106,8 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     evaluated = time.monotonic() - started
+    if args.cost:
+        return _cost(ev, args.json)
     violations = stack_violations(
         ev.policy_view(),
         yaml.safe_load(stack_file.read_text(encoding="utf-8")),
@@ -145,6 +158,19 @@ def _main(argv: list[str] | None) -> int:
                 f"{report.scopes.name}); config sha256 {report.config_sha256[:16]}..."
             )
     return 1 if violations or not proof.holds else 0
+
+
+def _cost(ev: Evaluation, as_json: bool) -> int:
+    try:
+        result = estimate(ev)
+    except CostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(render_text(result)))
+    return 0
 
 
 def fleet_check(directory: Path, as_json: bool, jobs: int | None = None) -> int:

@@ -75,6 +75,7 @@ KNOWN_KEYS = (
     "endpointServices",
     "rotation",
     "fleetReader",
+    "cost",
 )
 # libyaml's safe loader where PyYAML has it (ten times faster): a fleet is a hundred files.
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -246,6 +247,37 @@ class FleetReader:
     external_id: str
 
 
+# What the cost estimate (infra/cost.py) cannot read from the program: the month's data volumes,
+# each a number of GB (or GB a day), and the exchange rate. Every key is required, so an estimate
+# never rests on a default nobody chose.
+COST_USAGE_KEYS = {
+    "backupFullGb": "one full backup as stored: deduplicated, compressed, all hosts",
+    "backupChangeGbPerDay": "new backup data stored each day",
+    "lgwanGbPerMonth": "sent to the caseworkers over the LGWAN line",
+    "fundGbPerMonth": "exchanged with the payment fund over its line",
+    "endpointGbPerMonth": "through the interface endpoints (KMS, logs, SSM, STS)",
+    "flowLogGbPerMonth": "VPC flow log records ingested",
+    "auditLogGbPerMonth": "CloudTrail log files written to the audit bucket",
+}
+# The on-premises baseline the operator enters, in yen, as the council's comparison had it.
+ON_PREMISES_KEYS = {
+    "serverRenewalYen": "renewing the servers once: hardware, OS, set-up",
+    "maintenanceYenPerYear": "hardware and software maintenance contracts",
+    "linesYenPerMonth": "the LGWAN and fund lines to the city's own server room",
+    "facilityYenPerMonth": "power, cooling and space",
+}
+
+
+@dataclass(frozen=True)
+class CostInputs:
+    """The cost block of a stack file (`claims-dc:cost`)."""
+
+    jpy_per_usd: float
+    years: int
+    usage: Mapping[str, float]  # COST_USAGE_KEYS -> value
+    on_premises: Mapping[str, float] | None  # ON_PREMISES_KEYS -> yen, or None
+
+
 @dataclass(frozen=True)
 class Municipality:
     code: str
@@ -275,6 +307,7 @@ class StackConfig:
     # refuses any other, and the fleet board names the status bucket and reader role with it.
     account_id: str | None = None
     fleet_reader: FleetReader | None = None
+    cost: CostInputs | None = None
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -807,6 +840,56 @@ def _parse_fleet_reader(problems: _Problems, raw: object) -> FleetReader | None:
     return FleetReader(str(account), str(external)) if ok else None
 
 
+def _number(problems: _Problems, key: str, value: object, low: float, high: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        problems.add(key, value, f"must be a number from {low:g} to {high:g}")
+        return None
+    return float(value)
+
+
+def _numbers(
+    problems: _Problems, key: str, raw: object, known: Mapping[str, str], high: float
+) -> dict[str, float] | None:
+    data = _mapping(problems, key, raw)
+    if data is None:
+        return None
+    for extra in sorted(set(data) - set(known)):
+        problems.add(f"{key}.{extra}", data[extra], f"unknown key; known are {', '.join(known)}")
+    found = {}
+    for name in known:
+        if name not in data:
+            problems.add(f"{key}.{name}", None, f"required: {known[name]}")
+            continue
+        value = _number(problems, f"{key}.{name}", data[name], 0, high)
+        if value is not None:
+            found[name] = value
+    return found if len(found) == len(known) and set(data) <= set(known) else None
+
+
+def _parse_cost(problems: _Problems, raw: object) -> CostInputs | None:
+    key = f"{NS}cost"
+    if raw is None:
+        return None
+    data = _mapping(problems, key, raw)
+    if data is None:
+        return None
+    for extra in sorted(set(data) - {"jpyPerUsd", "years", "usage", "onPremises"}):
+        problems.add(f"{key}.{extra}", data[extra], "unknown key")
+    rate = _number(problems, f"{key}.jpyPerUsd", data.get("jpyPerUsd"), 50, 500)
+    years = _int(problems, f"{key}.years", data.get("years", 5), 1, 10)
+    usage = _numbers(problems, f"{key}.usage", data.get("usage"), COST_USAGE_KEYS, 1e7)
+    baseline = None
+    if data.get("onPremises") is not None:
+        baseline = _numbers(
+            problems, f"{key}.onPremises", data["onPremises"], ON_PREMISES_KEYS, 1e11
+        )
+    if rate is None or years is None or usage is None:
+        return None
+    if data.get("onPremises") is not None and baseline is None:
+        return None
+    return CostInputs(rate, years, usage, baseline)
+
+
 def _parse_endpoint_services(problems: _Problems, raw: object) -> dict[str, str]:
     """Services other than AWS's own that an endpoint may reach, each with its reason. Listing
     one quiets the policy rule; the proof still cannot see past it."""
@@ -897,6 +980,7 @@ def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
     rotation = _parse_rotation(problems, config.get(f"{NS}rotation"))
     account_id = _parse_account(problems, config.get("aws:allowedAccountIds"))
     fleet_reader = _parse_fleet_reader(problems, config.get(f"{NS}fleetReader"))
+    cost = _parse_cost(problems, config.get(f"{NS}cost"))
     if problems.lines:
         raise ConfigError(problems.lines)
     # no problems means every part parsed
@@ -918,6 +1002,7 @@ def parse(config: Mapping[str, Any], *, stack: str, source: str) -> StackConfig:
         rotation=rotation,
         account_id=account_id,
         fleet_reader=fleet_reader,
+        cost=cost,
         raw=dict(config),
     )
 
