@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -219,15 +220,15 @@ def cost(c: Collected, ev: Evaluation, out: Path) -> None:
 
 def hosts(c: Collected, inventory: Path, out: Path) -> None:
     """Every data-center host's settings and newest backup reports, through the read-only play."""
-    directory = out / "hosts"
+    directory = (out / "hosts").resolve()  # the play writes it from elsewhere: absolute
     directory.mkdir()
-    run = run_playbook(inventory, "evidence.yml", "-e", f"evidence_probe_dir={directory}")
+    run = run_playbook(inventory.resolve(), "evidence.yml", "-e", f"evidence_probe_dir={directory}")
     for host, counts in sorted(run.recap.items()):
         if counts.get("unreachable") or counts.get("failed"):
-            c.problems.append(
-                f"{host}: the evidence play could not read it "
-                f"({'unreachable' if counts.get('unreachable') else 'failed'})"
-            )
+            why = "unreachable" if counts.get("unreachable") else "failed"
+            said = re.search(rf"^fatal: \[{re.escape(host)}\]: \w+! => (.*)$", run.stdout, re.M)
+            detail = f": {said.group(1)[:300]}" if said else ""
+            c.problems.append(f"{host}: the evidence play could not read it ({why}){detail}")
     if not run.recap:
         tail = (run.stderr or run.stdout).strip().splitlines()[-3:]
         c.problems.append(f"evidence.yml did not run: {' / '.join(tail)[:400]}")

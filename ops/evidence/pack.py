@@ -127,6 +127,7 @@ def write(
     staging = _staging(out)
     try:
         manifest.ensure_key(key, SIGNER)
+        trusted_signers(key)  # beside the key, to hand over apart from the pack
         c = collect(stack_file, config, inventory, staging, now)
         data = load()
         rows = matrix(c, data["requirements"])

@@ -109,6 +109,7 @@ def test_every_requirement_is_checked_or_says_why_not() -> None:
     used = set()
     for r in data["requirements"]:
         assert r["guideline"] in data["guidelines"], r["id"]
+        assert data["guidelines"][r["guideline"]].keys() >= {"short", "ja", "en"}
         assert r["section"] and r["ja"] and r["en"], r["id"]
         assert ("check" in r) != ("not_covered" in r), f"{r['id']}: one of check, not_covered"
         if "check" in r:
@@ -476,7 +477,7 @@ def test_an_interrupted_pack_leaves_nothing(
             tmp_path / "out",
             tmp_path / "key",
         )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["key", "key.pub"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key", "key.allowed_signers", "key.pub"]
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("an earlier pack")
     with pytest.raises(pack.PackError, match="not an empty directory"):
