@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from infra.config import BACKUP_WRITER_ROLES, DATACENTER_ROLES, DRILL_ROLES
+from infra.config import ALLOWED_REGIONS, BACKUP_WRITER_ROLES, DATACENTER_ROLES, DRILL_ROLES
 from ops.evidence.collect import Artifact, Collected
 
 CONTROLS = Path(__file__).with_name("controls.yml")
@@ -582,7 +582,7 @@ def linkage_report_current(c: Collected) -> Result:
 def data_in_japan(c: Collected) -> Result:
     regions = c.audit.get("regions") or []
     evidence = _of(c, "network-proof")
-    outside = [r for r in regions if r not in ("ap-northeast-1", "ap-northeast-3")]
+    outside = [r for r in regions if r not in ALLOWED_REGIONS]
     if outside or not regions:
         return Result(FAIL, f"regions {regions}", evidence)
     return Result(
