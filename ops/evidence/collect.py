@@ -22,7 +22,7 @@ import yaml
 
 from infra.config import StackConfig
 from infra.cost import CostError, estimate, render_text
-from infra.offline import Evaluation, evaluate
+from infra.offline import DeclaredResource, Evaluation, evaluate
 from infra.policy.rules import RULES, stack_violations
 from infra.proof import prove_evaluation
 from infra.proof.report import write_report
@@ -171,12 +171,21 @@ def network(c: Collected, ev: Evaluation, stack_file: Path, out: Path) -> None:
     (out / "network" / "check.json").write_text(json.dumps(c.network, indent=2, ensure_ascii=False))
     c.artifact("network-proof", "network/check.json", c.generated_at)
     c.artifact("linkage-report", c.network["report"], c.generated_at)
-    trail = [r for r in ev.of_type("aws:cloudtrail/trail:Trail")]
+    trail = ev.of_type("aws:cloudtrail/trail:Trail")
+    c.audit = _audit(ev, trail)
+
+
+def _audit(ev: Evaluation, trail: list[DeclaredResource]) -> dict[str, Any]:
+    """What the program declares for the audit trail and encryption at rest."""
+    # The trail's bucket by its name; its lock configuration refers to the bucket resource
+    # (under the mocks its ID is the resource's name with -id).
+    named = {str(b.inputs.get("bucket")): b.name for b in ev.of_type("aws:s3/bucket:Bucket")}
+    trail_bucket = named.get(str(trail[0].inputs.get("s3BucketName"))) if trail else None
     locks = {
-        r.name: r.inputs
+        str(r.inputs.get("bucket", "")).removesuffix("-id"): r.inputs
         for r in ev.of_type("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
     }
-    c.audit = {
+    return {
         "trails": [
             {
                 "name": t.name,
@@ -187,7 +196,7 @@ def network(c: Collected, ev: Evaluation, stack_file: Path, out: Path) -> None:
             }
             for t in trail
         ],
-        "audit_lock": (locks.get("audit-bucket-object-lock") or {}).get("rule"),
+        "audit_lock": (locks.get(trail_bucket or "") or {}).get("rule"),
         "volumes_encrypted": all(
             (r.inputs.get("rootBlockDevice") or {}).get("encrypted") is True
             and (r.inputs.get("rootBlockDevice") or {}).get("kmsKeyId")
