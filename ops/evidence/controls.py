@@ -270,7 +270,8 @@ def fund_mutual_auth(c: Collected) -> Result:
             problems.append(f"{host}: the fund could log in with a password")
         if effective.get("pubkeyauthentication") != "yes":
             problems.append(f"{host}: no key authentication")
-    pinned = [r for r in c.rotation or [] if r["secret"].startswith(("host-key:", "sftp-key"))]
+    wanted = (*(f"host-key:{h}" for h in intake), "sftp-key")
+    pinned = [r for r in c.rotation or [] if r["secret"].startswith(wanted)]
     rotated = [r["secret"] for r in pinned if r["last_rotated"]]
     if c.rotation is None:
         problems.append("no rotation ledger: the host key the fund pins is not on record")
