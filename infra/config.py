@@ -345,9 +345,6 @@ class StackConfig:
         (zone,) = {d for f in self.flows for s, d in f.pairs() if s == outside}
         return zone
 
-    def hosts_in(self, zone: str) -> list[Host]:
-        return [h for h in self.hosts.values() if h.zone == zone]
-
     def host_key_pinned_by(self, host: str) -> list[str]:
         """The outside zones whose parties log in to `host` over SSH, and so pin its host key
         (the fund's SFTP client pins the intake host's): a new key must be announced to them

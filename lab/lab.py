@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import json
 import os
 import shutil
@@ -740,11 +739,3 @@ def load(stack: str, config_file: Path | None = None) -> StackConfig:
 
         return load_file(config_file)
     return load_stack(stack, REPO)
-
-
-def is_address(value: str) -> bool:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        return False
-    return True

@@ -217,10 +217,6 @@ class Model:
     unknown: list[str] = field(default_factory=list)  # "type name" the model cannot read
     counted: int = 0  # resources read
 
-    def table_of(self, subnet: str) -> RouteTable | None:
-        name = self.subnet_table.get(subnet) or self.main_table.get(self.subnets[subnet].vpc)
-        return self.route_tables.get(name) if name else None
-
     def nacl_of(self, subnet: str) -> Nacl | None:
         return next((n for n in self.nacls.values() if subnet in n.subnets), None)
 

@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from infra.config import DATACENTER_ZONES, EXTERNAL_ZONES, StackConfig
-from infra.proof.verdicts import HOLDS, Proof
+from infra.proof.verdicts import Proof
 
 JST = ZoneInfo("Asia/Tokyo")
 FONT = "Noto Sans CJK JP"  # Debian's fonts-noto-cjk, which make setup installs
@@ -303,7 +303,3 @@ def write_report(
     paths.html.write_text(html_page(config, proof, sha, when, svg), encoding="utf-8")
     paths.scopes.write_text(json.dumps(access_scopes(config), indent=2) + "\n", encoding="utf-8")
     return paths
-
-
-def all_hold(proof: Proof) -> bool:
-    return all(v.status == HOLDS for v in proof.verdicts)

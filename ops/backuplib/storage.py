@@ -91,10 +91,6 @@ class Storage(Protocol):
     def lock_configuration(self) -> LockConfiguration | None: ...
 
 
-def sha256_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
-
-
 # --- a local directory ----------------------------------------------------------------------
 
 
