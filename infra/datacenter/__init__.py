@@ -1,1 +1,2 @@
-"""Data-center components: DataCenterHosts, BackupStorage, roles."""
+"""Data-center components: EnvironmentKeys, DataCenterHosts (instances and their roles),
+BackupStorage, AuditTrail and StatusStore."""

@@ -1,1 +1,2 @@
-"""Network components: ClosedSegment, LgwanLink, DedicatedLine."""
+"""Network components: ClosedSegment, LgwanLink and DedicatedLine; the rules each filter
+gets from the flow policy (flows) and the AWS services an endpoint may reach (services)."""
