@@ -30,10 +30,11 @@ import yaml
 from infra.config import ConfigError
 from infra.cost import CostError, estimate, render_text
 from infra.offline import Evaluation, evaluate
-from infra.policy.rules import RULES, stack_violations
+from infra.policy.rules import RULES, Violation, stack_violations
 from infra.proof import prove_evaluation
 from infra.proof.fleet import check_fleet
-from infra.proof.report import write_report
+from infra.proof.report import Report, write_report
+from infra.proof.verdicts import Proof
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,6 +49,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    if args.rules:
+        return _rules(args.json)
+    if args.fleet:
+        return fleet_check(args.fleet, args.json, args.jobs)
+    stack_file = REPO / f"Pulumi.{args.stack}.yaml"
+    if not stack_file.exists():
+        print(f"error: no stack file {stack_file.name}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    try:
+        ev = evaluate(stack_file)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    evaluated = time.monotonic() - started
+    if args.cost:
+        return _cost(ev, args.json)
+    violations = stack_violations(
+        ev.policy_view(),
+        yaml.safe_load(stack_file.read_text(encoding="utf-8")),
+        stack_file.name,
+        ev.config,
+    )
+    proof_started = time.monotonic()
+    proof = prove_evaluation(ev)
+    proof_seconds = time.monotonic() - proof_started
+    seconds = time.monotonic() - started
+    report = write_report(ev.config, proof, stack_file, args.report) if args.report else None
+    _print_check(args, ev, violations, proof, report, (evaluated, proof_seconds, seconds))
+    return 1 if violations or not proof.holds else 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m infra.check", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -81,44 +116,31 @@ def _main(argv: list[str] | None) -> int:
         help="estimate the monthly and whole-period cost instead, against the on-premises "
         "baseline (exit 2 if the stack file has no claims-dc:cost block)",
     )  # fmt: skip
-    args = parser.parse_args(argv)
-    if args.rules:
-        rows = [{"id": r.id, "severity": r.severity, "title": r.title,
-                 "corresponds_to": r.corresponds_to} for r in RULES]  # fmt: skip
-        if args.json:
-            print(json.dumps(rows, indent=2, ensure_ascii=False))
-        else:
-            for row in rows:
-                print(
-                    f"{row['id']:12} {row['severity']:9} {row['title']}  [{row['corresponds_to']}]"
-                )
-        return 0
-    if args.fleet:
-        return fleet_check(args.fleet, args.json, args.jobs)
-    stack_file = REPO / f"Pulumi.{args.stack}.yaml"
-    if not stack_file.exists():
-        print(f"error: no stack file {stack_file.name}", file=sys.stderr)
-        return 2
-    started = time.monotonic()
-    try:
-        ev = evaluate(stack_file)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    evaluated = time.monotonic() - started
-    if args.cost:
-        return _cost(ev, args.json)
-    violations = stack_violations(
-        ev.policy_view(),
-        yaml.safe_load(stack_file.read_text(encoding="utf-8")),
-        stack_file.name,
-        ev.config,
-    )
-    proof_started = time.monotonic()
-    proof = prove_evaluation(ev)
-    proof_seconds = time.monotonic() - proof_started
-    seconds = time.monotonic() - started
-    report = write_report(ev.config, proof, stack_file, args.report) if args.report else None
+    return parser
+
+
+def _rules(as_json: bool) -> int:
+    rows = [{"id": r.id, "severity": r.severity, "title": r.title,
+             "corresponds_to": r.corresponds_to} for r in RULES]  # fmt: skip
+    if as_json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        for row in rows:
+            print(f"{row['id']:12} {row['severity']:9} {row['title']}  [{row['corresponds_to']}]")
+    return 0
+
+
+def _print_check(
+    args: argparse.Namespace,
+    ev: Evaluation,
+    violations: list[Violation],
+    proof: Proof,
+    report: Report | None,
+    seconds_: tuple[float, float, float],
+) -> None:
+    """The check's result: JSON for machines, or the resources by component, the policy
+    pack's result and the proof's verdicts for people."""
+    evaluated, proof_seconds, seconds = seconds_
     declared = [r for r in ev.resources if not r.type.startswith("claims-dc:")]
     by_component: dict[str, Counter[str]] = {}
     for r in declared:
@@ -157,7 +179,6 @@ def _main(argv: list[str] | None) -> int:
                 f"linkage report: {report.html} (and .md, zones.svg, "
                 f"{report.scopes.name}); config sha256 {report.config_sha256[:16]}..."
             )
-    return 1 if violations or not proof.holds else 0
 
 
 def _cost(ev: Evaluation, as_json: bool) -> int:
