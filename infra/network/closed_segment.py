@@ -59,53 +59,84 @@ class ClosedSegment(pulumi.ComponentResource):
         s3_cidrs = tuple(sorted(s3_prefixes.cidr_blocks or ()))
         self.subnets, self.route_tables = {}, {}
         for zone_name in DATACENTER_ZONES:
-            zone = config.zones[zone_name]
-            subnets = [
-                aws.ec2.Subnet(
-                    f"{name}-{zone_name}-{az}",
-                    vpc_id=self.vpc.id,
-                    cidr_block=str(cidr),
-                    availability_zone=az,
-                    map_public_ip_on_launch=False,
-                    tags=tags(config, f"{zone_name}-{az}"),
-                    opts=child,
-                )
-                for az, cidr in zip(config.availability_zones, zone.subnets, strict=True)
-            ]
-            self.subnets[zone_name] = subnets
-            # Only the VPC's local route, plus whatever routes a line or endpoint adds for it.
-            table = aws.ec2.RouteTable(
-                f"{name}-{zone_name}-rt", vpc_id=self.vpc.id,
-                tags=tags(config, f"{zone_name}-rt"), opts=child,
-            )  # fmt: skip
-            self.route_tables[zone_name] = table
-            for i, subnet in enumerate(subnets):
-                aws.ec2.RouteTableAssociation(
-                    f"{name}-{zone_name}-rta-{i}", subnet_id=subnet.id, route_table_id=table.id,
-                    opts=child,
-                )  # fmt: skip
-            acl = aws.ec2.NetworkAcl(
-                f"{name}-{zone_name}-nacl",
+            self.subnets[zone_name], self.route_tables[zone_name] = self._zone(
+                name, zone_name, config, child
+            )
+            self._filters(name, zone_name, config, s3_cidrs, child)
+        self._endpoints(name, config, child)
+        self._flow_logs(name, config, args.logs_key_arn, child)
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc.id,
+                "subnet_ids": {z: [s.id for s in subs] for z, subs in self.subnets.items()},
+                "route_table_ids": {z: t.id for z, t in self.route_tables.items()},
+                "s3_endpoint_id": self.s3_endpoint.id,
+            }
+        )
+
+    def _zone(
+        self, name: str, zone_name: str, config: StackConfig, child: pulumi.ResourceOptions
+    ) -> tuple[list[aws.ec2.Subnet], aws.ec2.RouteTable]:
+        """A zone's subnet in every AZ and its one route table."""
+        zone = config.zones[zone_name]
+        subnets = [
+            aws.ec2.Subnet(
+                f"{name}-{zone_name}-{az}",
                 vpc_id=self.vpc.id,
-                subnet_ids=[s.id for s in subnets],
-                tags=tags(config, f"{zone_name}-nacl"),
+                cidr_block=str(cidr),
+                availability_zone=az,
+                map_public_ip_on_launch=False,
+                tags=tags(config, f"{zone_name}-{az}"),
                 opts=child,
             )
-            for rule in nacl_rules(config, zone_name, s3_cidrs):
-                direction = "out" if rule.egress else "in"
-                aws.ec2.NetworkAclRule(
-                    f"{name}-{zone_name}-nacl-{direction}-{rule.rule_number}",
-                    network_acl_id=acl.id,
-                    egress=rule.egress,
-                    rule_number=rule.rule_number,
-                    rule_action="allow",
-                    protocol=rule.protocol,
-                    cidr_block=rule.cidr,
-                    from_port=rule.from_port,
-                    to_port=rule.to_port,
-                    opts=child,
-                )
+            for az, cidr in zip(config.availability_zones, zone.subnets, strict=True)
+        ]
+        # Only the VPC's local route, plus whatever routes a line or endpoint adds for it.
+        table = aws.ec2.RouteTable(
+            f"{name}-{zone_name}-rt", vpc_id=self.vpc.id,
+            tags=tags(config, f"{zone_name}-rt"), opts=child,
+        )  # fmt: skip
+        for i, subnet in enumerate(subnets):
+            aws.ec2.RouteTableAssociation(
+                f"{name}-{zone_name}-rta-{i}", subnet_id=subnet.id, route_table_id=table.id,
+                opts=child,
+            )  # fmt: skip
+        return subnets, table
 
+    def _filters(
+        self,
+        name: str,
+        zone_name: str,
+        config: StackConfig,
+        s3_cidrs: tuple[str, ...],
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        """The zone's NACL: the flow policy's rules, both directions, and nothing else."""
+        acl = aws.ec2.NetworkAcl(
+            f"{name}-{zone_name}-nacl",
+            vpc_id=self.vpc.id,
+            subnet_ids=[s.id for s in self.subnets[zone_name]],
+            tags=tags(config, f"{zone_name}-nacl"),
+            opts=child,
+        )
+        for rule in nacl_rules(config, zone_name, s3_cidrs):
+            direction = "out" if rule.egress else "in"
+            aws.ec2.NetworkAclRule(
+                f"{name}-{zone_name}-nacl-{direction}-{rule.rule_number}",
+                network_acl_id=acl.id,
+                egress=rule.egress,
+                rule_number=rule.rule_number,
+                rule_action="allow",
+                protocol=rule.protocol,
+                cidr_block=rule.cidr,
+                from_port=rule.from_port,
+                to_port=rule.to_port,
+                opts=child,
+            )
+
+    def _endpoints(self, name: str, config: StackConfig, child: pulumi.ResourceOptions) -> None:
+        """The S3 gateway endpoint and the interface endpoints, reachable on 443 only from the
+        zones the flow policy lets reach them."""
         clients = endpoint_clients(config)
         self.endpoint_security_group = aws.ec2.SecurityGroup(
             f"{name}-endpoints-sg",
@@ -151,11 +182,19 @@ class ClosedSegment(pulumi.ComponentResource):
             for service in INTERFACE_ENDPOINTS
         }
 
+    def _flow_logs(
+        self,
+        name: str,
+        config: StackConfig,
+        logs_key_arn: pulumi.Input[str],
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        """Every flow of the VPC, accepted or rejected, to a KMS-encrypted log group."""
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-flow-logs",
             name=f"/claims-dc/{config.stack}/vpc-flow-logs",
             retention_in_days=config.log_retention_days,
-            kms_key_id=args.logs_key_arn,
+            kms_key_id=logs_key_arn,
             tags=tags(config, "flow-logs"),
             opts=child,
         )
@@ -192,12 +231,4 @@ class ClosedSegment(pulumi.ComponentResource):
             iam_role_arn=role.arn,
             tags=tags(config, "flow-log"),
             opts=child,
-        )
-        self.register_outputs(
-            {
-                "vpc_id": self.vpc.id,
-                "subnet_ids": {z: [s.id for s in subs] for z, subs in self.subnets.items()},
-                "route_table_ids": {z: t.id for z, t in self.route_tables.items()},
-                "s3_endpoint_id": self.s3_endpoint.id,
-            }
         )
