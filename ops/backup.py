@@ -43,6 +43,8 @@ import fcntl
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +228,7 @@ def _wal_command(args: argparse.Namespace) -> int:
         return failed
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="claims-dc-backup",
         description=__doc__,
@@ -280,6 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
     for k in ("daily", "monthly", "yearly"):
         p.add_argument(f"--keep-{k}", type=int, help=f"override retention.{k}")
+    _recovery_commands(sub)
+    _wal_commands(sub)
+    return parser
+
+
+def _recovery_commands(sub: Any) -> None:
+    """recover, load and compare: bringing live data back, on the host being rebuilt."""
     p = sub.add_parser(
         "recover",
         help="rebuild the live cluster from a base backup and the WAL archive (point in time)",
@@ -305,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", required=True, help="a files source")
     p.add_argument("--root", type=Path, default=Path("/"), help="where they live (default /)")
     p.add_argument("--snapshot", default=None, help="a snapshot ID or 'latest' (default)")
+
+
+def _wal_commands(sub: Any) -> None:
+    """wal-push and wal-fetch, which PostgreSQL runs, and wal-status."""
     p = sub.add_parser("wal-push", help="archive one WAL file (PostgreSQL's archive_command)")
     p.add_argument("path", type=Path, help="%%p: the file, relative to the data directory")
     p.add_argument("--system-id", help="the cluster's identifier (default: global/pg_control)")
@@ -315,217 +328,244 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", help="%%f: the file's name")
     p.add_argument("dest", type=Path, help="%%p: where to write it")
     sub.add_parser("wal-status", help="what the WAL archive holds, per cluster")
+
+
+@dataclass
+class _Run:
+    """What a command's handler works with."""
+
+    args: argparse.Namespace
+    settings: settings.Settings
+    storage: Any
+    keys: KeyOptions
+    lock: _LocalLock | None = None
+
+    def repo(self) -> Repository:
+        return Repository.open(self.storage, self.keys)
+
+    def take_lock(self) -> None:
+        self.lock = _LocalLock(self.settings.state_dir)
+
+
+def _init(run: _Run) -> dict[str, Any]:
+    s = run.settings
+    if run.args.new_key_file and s.key_file:
+        crypto.make_key_file(s.key_file)
+    repo = Repository.init(run.storage, run.keys, lock_days=s.lock_days)
+    return {
+        "command": "init",
+        "ok": True,
+        "repository": run.storage.url,
+        "repository_id": repo.config.repo_id,
+        "key": {"kind": repo.key_kind, "kms_key_id": repo.kms_key_id},
+        "lock_days": s.lock_days,
+        "chunker": repo.config.chunker.as_dict(),
+    }
+
+
+def _backup(run: _Run) -> dict[str, Any]:
+    s, args = run.settings, run.args
+    specs = [x for x in s.sources if not args.source or x.name in args.source]
+    missing = set(args.source) - {x.name for x in s.sources}
+    if missing or not specs:
+        raise UsageError(
+            f"{s.origin}: no such source(s) {sorted(missing)}"
+            if missing
+            else f"{s.origin}: no [[source]] configured"
+        )
+    repo = run.repo()
+    run.take_lock()
+    return archiver.backup(repo, specs, tags=args.tag, quiet=args.quiet)
+
+
+def _list(run: _Run) -> int:
+    """Printed here (text or JSON), with no report file: a listing is not a run."""
+    unreadable: list[str] = []
+    snaps = archiver.list_report(run.repo(), unreadable)
+    for problem in unreadable:
+        print(f"claims-dc-backup: {problem}", file=sys.stderr)
+    if run.args.json:
+        print(json.dumps(snaps, indent=2))
+    else:
+        for x in snaps:
+            print(
+                f"{x['id'][:12]}  {x['time']}  {x['hostname']:<12} "
+                f"{','.join(x['sources']):<32} {x['logical']:>14,d} B  "
+                f"locked until {x['retain_until'] or '-'}"
+            )
+    return 1 if unreadable else 0
+
+
+def _show(run: _Run) -> int:
+    skipped: list[str] = []
+    snap = archiver.select_snapshot(run.repo(), run.args.snapshot, None, skipped)
+    for problem in skipped:
+        print(f"claims-dc-backup: {problem}", file=sys.stderr)
+    if run.args.json:
+        print(json.dumps(snap, indent=2))
+    else:
+        print("\n".join(_show_text(snap)))
+    return 1 if skipped else 0
+
+
+def _show_text(snap: dict[str, Any]) -> Iterator[str]:
+    yield (f"snapshot {snap['id']}\ntime {snap['time']}  host {snap['hostname']}"
+           f"  locked until {snap.get('retain_until')}")  # fmt: skip
+    for src in snap["sources"]:
+        size = sum(e.get("size", 0) for e in src["entries"])
+        entries = len(src["entries"])
+        yield f"source {src['name']} ({src['kind']}): {entries} entries, {size:,d} bytes"
+        for entry in src["entries"][:20]:
+            yield (f"  {entry['type']:<7} {entry['mode']:o} {entry['user']}:{entry['group']} "
+                   f"{entry.get('size', 0):>12,d}  {entry['path']}")  # fmt: skip
+        if len(src["entries"]) > 20:
+            yield f"  ... {len(src['entries']) - 20} more"
+
+
+def _verify(run: _Run) -> dict[str, Any]:
+    args = run.args
+    return archiver.verify(run.repo(), read_data=args.read_data, subset=_subset(args.subset),
+                           state_dir=run.settings.state_dir, quiet=args.quiet)  # fmt: skip
+
+
+def _drill(run: _Run) -> dict[str, Any]:
+    spec = _postgres_source(run.settings, run.args.source)
+    live = drill.Target(spec.run_as, spec.pg_options, spec.database, drill.PG_LIB)
+    return drill.drill(run.repo(), live, source=spec.name, snapshot=run.args.snapshot,
+                       compare_live=not run.args.no_compare)  # fmt: skip
+
+
+def _restore(run: _Run) -> dict[str, Any]:
+    args = run.args
+    as_of = _parse_as_of(args.as_of) if args.as_of else None
+    if as_of and args.snapshot:
+        raise UsageError("give --snapshot or --as-of, not both")
+    return archiver.restore(run.repo(), args.target, snapshot=args.snapshot, as_of=as_of,
+                            source=args.source, quiet=args.quiet)  # fmt: skip
+
+
+def _moment(args: argparse.Namespace) -> dt.datetime | None:
+    """recover --to, checked before anything else is read."""
+    if args.command != "recover" or not args.to:
+        return None
     try:
-        args = parser.parse_args(argv)
+        return recovery.parse_moment(args.to)
+    except recovery.RecoveryError as e:
+        raise UsageError(f"--to {e}") from None
+
+
+def _recover(run: _Run) -> dict[str, Any]:
+    args = run.args
+    moment = _moment(args)
+    spec = _postgres_source(run.settings, args.source)
+    cluster = _live_cluster(spec, args)
+    return recovery.recover(run.repo(), spec, cluster, _self_command(args.config),
+                            snapshot=args.snapshot, to=moment, replace=args.replace)  # fmt: skip
+
+
+def _load(run: _Run) -> dict[str, Any]:
+    args = run.args
+    spec = _postgres_source(run.settings, args.source)
+    cluster = _live_cluster(spec, args)
+    return recovery.load_dump(run.repo(), spec, cluster, owner=args.owner,
+                              snapshot=args.snapshot, replace=args.replace)  # fmt: skip
+
+
+def _compare(run: _Run) -> dict[str, Any]:
+    return recovery.compare_files(run.repo(), run.args.source, run.args.root,
+                                  snapshot=run.args.snapshot)  # fmt: skip
+
+
+def _wal_status(run: _Run) -> dict[str, Any]:
+    states = wal.state(run.repo())
+    return {"command": "wal-status", "ok": True, "clusters": [vars(x) for x in states]}
+
+
+def _prune(run: _Run) -> dict[str, Any]:
+    args, pol = run.args, run.settings.retention
+    policy = RetentionPolicy(
+        daily=args.keep_daily if args.keep_daily is not None else pol.daily,
+        monthly=args.keep_monthly if args.keep_monthly is not None else pol.monthly,
+        yearly=args.keep_yearly if args.keep_yearly is not None else pol.yearly,
+    )
+    repo = run.repo()
+    run.take_lock()
+    return archiver.prune(repo, policy, dry_run=args.dry_run, quiet=args.quiet)
+
+
+# Commands that make a run report (and, for run, verify and drill, a status for the fleet).
+REPORTED: dict[str, Callable[[_Run], dict[str, Any]]] = {
+    "init": _init, "run": _backup, "verify": _verify, "drill": _drill, "restore": _restore,
+    "recover": _recover, "load": _load, "compare": _compare, "wal-status": _wal_status,
+    "prune": _prune,
+}  # fmt: skip
+# Commands that print what they read and write no report.
+PRINTED: dict[str, Callable[[_Run], int]] = {"list": _list, "show": _show}
+# What an error class means for the exit code (the table in the docstring).
+FAILURES: tuple[type[Exception], ...] = (
+    RepositoryError, StorageError, crypto.KeyError_, crypto.IntegrityError, SourceError,
+    drill.DrillError, OSError,
+)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
     except SystemExit as e:
         return 2 if e.code not in (0, None) else 0
     if args.command in ("wal-push", "wal-fetch"):
         return _wal_command(args)
-
     started = utcnow()
-    state_dir: Path | None = None
-    status_to: tuple[settings.Settings, Publisher] | None = None
-    lock: _LocalLock | None = None
+    s: settings.Settings | None = None
+    run: _Run | None = None
     try:
-        moment = None
-        if args.command == "recover" and args.to:
-            try:
-                moment = recovery.parse_moment(args.to)
-            except recovery.RecoveryError as e:
-                raise UsageError(f"--to {e}") from None
+        _moment(args)
         s = settings.load(args.config)
-        state_dir = s.state_dir
-        status_to = (s, s.status) if s.status else None
         storage, keys = _clients(s)
-        if args.command == "init":
-            if args.new_key_file and s.key_file:
-                crypto.make_key_file(s.key_file)
-            repo = Repository.init(storage, keys, lock_days=s.lock_days)
-            result: dict[str, Any] = {
-                "command": "init",
-                "ok": True,
-                "repository": storage.url,
-                "repository_id": repo.config.repo_id,
-                "key": {"kind": repo.key_kind, "kms_key_id": repo.kms_key_id},
-                "lock_days": s.lock_days,
-                "chunker": repo.config.chunker.as_dict(),
-            }
-        else:
-            repo = Repository.open(storage, keys)
-            if args.command == "run":
-                specs = [x for x in s.sources if not args.source or x.name in args.source]
-                missing = set(args.source) - {x.name for x in s.sources}
-                if missing or not specs:
-                    raise UsageError(
-                        f"{s.origin}: no such source(s) {sorted(missing)}"
-                        if missing
-                        else f"{s.origin}: no [[source]] configured"
-                    )
-                lock = _LocalLock(s.state_dir)
-                result = archiver.backup(repo, specs, tags=args.tag, quiet=args.quiet)
-            elif args.command == "list":
-                unreadable: list[str] = []
-                snaps = archiver.list_report(repo, unreadable)
-                for problem in unreadable:
-                    print(f"claims-dc-backup: {problem}", file=sys.stderr)
-                if args.json:
-                    print(json.dumps(snaps, indent=2))
-                else:
-                    for x in snaps:
-                        print(
-                            f"{x['id'][:12]}  {x['time']}  {x['hostname']:<12} "
-                            f"{','.join(x['sources']):<32} {x['logical']:>14,d} B  "
-                            f"locked until {x['retain_until'] or '-'}"
-                        )
-                return 1 if unreadable else 0
-            elif args.command == "show":
-                skipped: list[str] = []
-                snap = archiver.select_snapshot(repo, args.snapshot, None, skipped)
-                for problem in skipped:
-                    print(f"claims-dc-backup: {problem}", file=sys.stderr)
-                if args.json:
-                    print(json.dumps(snap, indent=2))
-                else:
-                    print(
-                        f"snapshot {snap['id']}\ntime {snap['time']}  host {snap['hostname']}"
-                        f"  locked until {snap.get('retain_until')}"
-                    )
-                    for src in snap["sources"]:
-                        size = sum(e.get("size", 0) for e in src["entries"])
-                        print(
-                            f"source {src['name']} ({src['kind']}): {len(src['entries'])} "
-                            f"entries, {size:,d} bytes"
-                        )
-                        for entry in src["entries"][:20]:
-                            print(
-                                f"  {entry['type']:<7} {entry['mode']:o} "
-                                f"{entry['user']}:{entry['group']} "
-                                f"{entry.get('size', 0):>12,d}  {entry['path']}"
-                            )
-                        if len(src["entries"]) > 20:
-                            print(f"  ... {len(src['entries']) - 20} more")
-                return 1 if skipped else 0
-            elif args.command == "verify":
-                result = archiver.verify(
-                    repo,
-                    read_data=args.read_data,
-                    subset=_subset(args.subset),
-                    state_dir=s.state_dir,
-                    quiet=args.quiet,
-                )
-            elif args.command == "drill":
-                pg = [
-                    x
-                    for x in s.sources
-                    if x.kind == "postgres" and (args.source is None or x.name == args.source)
-                ]
-                if not pg:
-                    raise UsageError(
-                        f"{s.origin}: no postgres source"
-                        + (f" named {args.source!r}" if args.source else "")
-                    )
-                live = drill.Target(pg[0].run_as, pg[0].pg_options, pg[0].database, drill.PG_LIB)
-                result = drill.drill(
-                    repo,
-                    live,
-                    source=pg[0].name,
-                    snapshot=args.snapshot,
-                    compare_live=not args.no_compare,
-                )
-            elif args.command == "restore":
-                as_of = _parse_as_of(args.as_of) if args.as_of else None
-                if as_of and args.snapshot:
-                    raise UsageError("give --snapshot or --as-of, not both")
-                result = archiver.restore(
-                    repo,
-                    args.target,
-                    snapshot=args.snapshot,
-                    as_of=as_of,
-                    source=args.source,
-                    quiet=args.quiet,
-                )
-            elif args.command in ("recover", "load"):
-                spec = _postgres_source(s, args.source)
-                cluster = _live_cluster(spec, args)
-                if args.command == "recover":
-                    result = recovery.recover(repo, spec, cluster, _self_command(args.config),
-                                              snapshot=args.snapshot, to=moment,
-                                              replace=args.replace)  # fmt: skip
-                else:
-                    result = recovery.load_dump(
-                        repo, spec, cluster, owner=args.owner, snapshot=args.snapshot,
-                        replace=args.replace)  # fmt: skip
-            elif args.command == "compare":
-                result = recovery.compare_files(repo, args.source, args.root,
-                                                snapshot=args.snapshot)  # fmt: skip
-            elif args.command == "wal-status":
-                states = wal.state(repo)
-                result = {"command": "wal-status", "ok": True,
-                          "clusters": [vars(x) for x in states]}  # fmt: skip
-            elif args.command == "prune":
-                pol = s.retention
-                policy = RetentionPolicy(
-                    daily=args.keep_daily if args.keep_daily is not None else pol.daily,
-                    monthly=args.keep_monthly if args.keep_monthly is not None else pol.monthly,
-                    yearly=args.keep_yearly if args.keep_yearly is not None else pol.yearly,
-                )
-                lock = _LocalLock(s.state_dir)
-                result = archiver.prune(repo, policy, dry_run=args.dry_run, quiet=args.quiet)
-            else:  # pragma: no cover - argparse refuses other commands
-                raise UsageError(args.command)
+        run = _Run(args, s, storage, keys)
+        if args.command in PRINTED:
+            return PRINTED[args.command](run)
+        result = REPORTED[args.command](run)
         code = 0 if result.get("ok") else 1
     except (UsageError, settings.SettingsError) as e:
         print(f"claims-dc-backup: {e}", file=sys.stderr)
         return 2
     except recovery.Refused as e:
-        result = {"command": args.command, "ok": False, "error": str(e)}
-        code = 3
+        result, code = {"command": args.command, "ok": False, "error": str(e)}, 3
     except crypto.KeyConfigError as e:  # configuration, but reported like a failed run
-        result = {"command": args.command, "ok": False, "error": str(e)}
-        code = 2
-    except (
-        RepositoryError,
-        StorageError,
-        crypto.KeyError_,
-        crypto.IntegrityError,
-        SourceError,
-        drill.DrillError,
-        OSError,
-    ) as e:
-        result = {"command": args.command, "ok": False, "error": str(e)}
-        code = 1
+        result, code = {"command": args.command, "ok": False, "error": str(e)}, 2
+    except FAILURES as e:
+        result, code = {"command": args.command, "ok": False, "error": str(e)}, 1
     except Exception as e:  # named, and reported where operators look, never a traceback
         result = {"command": args.command, "ok": False,
                   "error": f"unexpected error: {type(e).__name__}: {str(e)[:300]}"}  # fmt: skip
         code = 1
     finally:
-        if lock is not None:
-            lock.release()
+        if run is not None and run.lock is not None:
+            run.lock.release()
+    return _finish(args, s, result, code, started)
+
+
+def _finish(args: argparse.Namespace, s: settings.Settings | None, result: dict[str, Any],
+            code: int, started: dt.datetime) -> int:  # fmt: skip
+    """The run's report and status file, its status for the fleet board, and its output."""
     result.setdefault("started", iso(started))
+    state_dir = s.state_dir if s is not None else None
     if state_dir is not None and args.command not in ("list", "wal-status"):
         try:
             paths = report.write(result, state_dir, started.strftime("%Y%m%dT%H%M%S%fZ"))
             result["report"] = [str(p) for p in paths]
             if args.command == "run":
-                (state_dir / "status.json").write_text(
-                    json.dumps(
-                        {
-                            "ok": result["ok"],
-                            "time": iso(started),
-                            "snapshot": result.get("snapshot"),
-                            "error": result.get("error"),
-                            "report": result["report"][0],
-                        }
-                    )
-                    + "\n"
-                )
+                status = {"ok": result["ok"], "time": iso(started),
+                          "snapshot": result.get("snapshot"), "error": result.get("error"),
+                          "report": result["report"][0]}  # fmt: skip
+                (state_dir / "status.json").write_text(json.dumps(status) + "\n")
         except OSError as e:
-            print(
-                f"claims-dc-backup: cannot write the report under {state_dir}: {e}", file=sys.stderr
-            )
+            print(f"claims-dc-backup: cannot write the report under {state_dir}: {e}",
+                  file=sys.stderr)  # fmt: skip
             code = 1
-    if status_to is not None and args.command in ("run", "verify", "drill"):
-        result["status"] = _publish_status(status_to, args.command, result)
+    if s is not None and s.status and args.command in ("run", "verify", "drill"):
+        result["status"] = _publish_status((s, s.status), args.command, result)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
