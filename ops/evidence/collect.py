@@ -26,8 +26,9 @@ from infra.offline import DeclaredResource, Evaluation, evaluate
 from infra.policy.rules import RULES, stack_violations
 from infra.proof import prove_evaluation
 from infra.proof.report import write_report
+from ops import manifest
 from ops.playbook import run_playbook
-from ops.reviewlib.report import verify_manifest
+from ops.reviewlib.report import FILES, verify_manifest
 
 # Evidence older than its rule is stale (the fleet board's rules, ops/fleet/board.py).
 BACKUP_MAX_AGE = dt.timedelta(hours=26)
@@ -36,6 +37,7 @@ DRILL_MAX_AGE = dt.timedelta(days=35)
 REVIEW_MAX_AGE = dt.timedelta(days=90)
 REVIEWS = Path("reports") / "access-review"  # beside the inventory (access_review_fetch_dir)
 LEDGER = Path("rotation") / "ledger.jsonl"
+REVIEW_FILES = (*FILES, manifest.SUMS, manifest.SIG, "allowed_signers")
 MAX_HOST_FILE = 8 << 20  # a host's probe output is some tens of KiB; more is not a probe
 BACKUP_COMMANDS = ("run", "verify", "drill")
 
@@ -311,14 +313,13 @@ def review(c: Collected, inventory: Path, out: Path) -> None:
         return
     newest = runs[-1]
     problems = verify_manifest(newest, newest / "allowed_signers", "claims-dc-access-review")
+    problems += _copy_review(newest, out / "review" / newest.name)
     if problems:
         c.problems.append(f"access review {newest.name}: {'; '.join(problems)}")
-    target = out / "review" / newest.name
-    shutil.copytree(newest, target)
-    data = json.loads((newest / "review.json").read_text(encoding="utf-8"))
-    previous = None
-    if len(runs) > 1:
-        previous = json.loads((runs[-2] / "review.json").read_text(encoding="utf-8"))
+    data = _review_json(c, newest / "review.json")
+    if data is None:
+        return
+    previous = _review_json(c, runs[-2] / "review.json") if len(runs) > 1 else None
     diff = review_diff(data, previous)
     (out / "review" / "diff.json").write_text(json.dumps(diff, indent=2, ensure_ascii=False))
     at = _run_time(newest.name) or (
@@ -345,6 +346,33 @@ def review(c: Collected, inventory: Path, out: Path) -> None:
     }
     c.artifact("access-review", f"review/{newest.name}/review.html", at, REVIEW_MAX_AGE)
     c.artifact("access-review-diff", "review/diff.json", at)
+
+
+def _copy_review(run: Path, target: Path) -> list[str]:
+    """The review's own files into the pack, as they are: a symlink is not followed (it could
+    bring any file of the control node into the pack) and counts against the review."""
+    target.mkdir(parents=True)
+    problems = []
+    for name in REVIEW_FILES:
+        source = run / name
+        if source.is_symlink():
+            problems.append(f"access review {run.name}: {name} is a symlink; not copied")
+        elif source.is_file():
+            shutil.copyfile(source, target / name)
+    return problems
+
+
+def _review_json(c: Collected, path: Path) -> dict[str, Any] | None:
+    try:
+        if path.is_symlink() or path.stat().st_size > MAX_HOST_FILE:
+            raise ValueError("a symlink, or over 8 MiB")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        c.problems.append(f"access review {path.parent.name}: review.json unreadable ({e})")
+        return None
+    return data
 
 
 def _run_time(name: str) -> str | None:

@@ -557,3 +557,28 @@ def test_the_network_and_cost_evidence_from_the_program(tmp_path: Path) -> None:
     for control in ("NET-CLOSED", "NET-LINES", "NET-FLOWS", "AUDIT-TRAIL", "DOCS-CONFIG",
                     "DATA-JAPAN", "COST"):  # fmt: skip
         assert got[control] == controls.PASS, control
+
+
+def test_a_hostile_review_directory_brings_nothing_else_in(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    shutil.copytree(FIXTURES / "review", state / collect_mod.REVIEWS)
+    [run] = list((state / collect_mod.REVIEWS).iterdir())
+    secret = tmp_path / "elsewhere.txt"
+    secret.write_text("a file of the control node")
+    (run / "review.csv").unlink()
+    (run / "review.csv").symlink_to(secret)
+    (run / "extra").write_text("not the review's")
+    c = Collected("lab", NOW.isoformat(), load_stack("lab"))
+    collect_mod.review(c, state / "inventory.yml", tmp_path / "pack")
+    copied = tmp_path / "pack" / "review" / run.name
+    assert sorted(p.name for p in copied.iterdir()) == [
+        "SHA256SUMS", "SHA256SUMS.sig", "allowed_signers", "review.html", "review.json",
+    ]  # fmt: skip
+    assert c.review is not None and not c.review["signed"]
+    assert any("review.csv is a symlink" in p for p in c.problems)
+    assert status(c)["AUTH-REVIEW"] == controls.FAIL
+    # A review.json that is not JSON is named, and the review counts as missing.
+    (run / "review.json").write_bytes(b"\xff not json")
+    other = Collected("lab", NOW.isoformat(), load_stack("lab"))
+    collect_mod.review(other, state / "inventory.yml", tmp_path / "pack2")
+    assert other.review is None and any("review.json unreadable" in p for p in other.problems)
