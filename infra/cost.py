@@ -187,15 +187,6 @@ def _provider_region(ev: Evaluation, r: DeclaredResource) -> str:
     return ev.config.region
 
 
-def _by_bucket(ev: Evaluation, type_token: str) -> dict[str, DeclaredResource]:
-    """Bucket-level settings keyed by the bucket resource they configure."""
-    out = {}
-    for r in ev.of_type(type_token):
-        bucket = str(r.inputs.get("bucket", ""))
-        out[bucket.removesuffix("-id")] = r
-    return out
-
-
 class _Estimator:
     def __init__(self, ev: Evaluation, cost: CostInputs, prices: PriceTable) -> None:
         self.ev, self.cost, self.prices = ev, cost, prices
@@ -203,6 +194,12 @@ class _Estimator:
         self.hours = prices.hours_per_month
         self.usage = cost.usage
         self.items: list[LineItem] = []
+        self.locks = ev.bucket_settings(
+            "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"
+        )
+        self.lifecycles = ev.bucket_settings(
+            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+        )
         self.notes: list[str] = []
 
     def add(
@@ -356,12 +353,8 @@ class _Estimator:
 
     def _retention(self, bucket: str) -> tuple[float, float | None, str | None]:
         """(days a version is kept, days until its transition, the colder class)"""
-        lock = _by_bucket(
-            self.ev, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration"
-        ).get(bucket)
-        life = _by_bucket(
-            self.ev, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
-        ).get(bucket)
+        lock = self.locks.get(bucket)
+        life = self.lifecycles.get(bucket)
         days = 0.0
         if lock is not None:
             days = float(

@@ -76,6 +76,13 @@ class Evaluation:
     def of_type(self, type_token: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.type == type_token]
 
+    def bucket_settings(self, type_token: str) -> dict[str, DeclaredResource]:
+        """A bucket-level setting (lock, lifecycle, ...) keyed by the name of the bucket
+        resource it configures: under the mocks a resource's ID is its name with -id."""
+        return {
+            str(r.inputs.get("bucket", "")).removesuffix("-id"): r for r in self.of_type(type_token)
+        }
+
     def policy_view(self) -> list[Res]:
         """The recorded resources as the policy rules see them. Under mocks every resource's
         id is `<name>-id`, so a property holding that id refers to that resource."""

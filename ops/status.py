@@ -41,6 +41,12 @@ KINDS = ("backup", "verify", "drill", "review", "rotation")
 MAX_BYTES = 64 * 1024
 # A writer's clock may run ahead of the reader's by this much; more is not believed.
 FUTURE_SKEW = dt.timedelta(minutes=10)
+# How old each kind of evidence may be before it is late: the fleet board's rules, and the
+# evidence pack's staleness.
+BACKUP_MAX_AGE = dt.timedelta(hours=26)
+DRILL_MAX_AGE = dt.timedelta(days=35)
+REVIEW_MAX_AGE = dt.timedelta(days=90)
+JST = dt.timezone(dt.timedelta(hours=9), "JST")  # times for people (data keeps UTC)
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 STACK = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
@@ -130,6 +136,19 @@ def parse_time(value: object, where: str) -> dt.datetime:
     if when.tzinfo is None:
         raise StatusError(f"{where}: {value!r} has no time zone")
     return when.astimezone(dt.UTC)
+
+
+def for_people(value: object) -> str:
+    """A time for people: Asia/Tokyo, to the minute (data keeps UTC)."""
+    if not isinstance(value, str):
+        return "" if value is None else str(value)
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if when.tzinfo is None:
+        return value
+    return when.astimezone(JST).strftime("%Y-%m-%d %H:%M JST")
 
 
 KEY = re.compile(r"^status/(?P<writer>[a-z0-9-]+)/(?P<host>[a-z0-9-]+)/(?P<kind>[a-z]+)\.json$")

@@ -116,10 +116,7 @@ def _collect(args: argparse.Namespace) -> int:
         config = load_file(path)
         print(f"collecting the evidence of {args.stack} into {args.out} ...", file=sys.stderr)
         pack = write(path, config, args.inventory, args.out, args.key)
-    except ConfigError as e:
-        print(f"ops.evidence: {e}", file=sys.stderr)
-        return 2
-    except PackError as e:
+    except (ConfigError, PackError) as e:
         print(f"ops.evidence: {e}", file=sys.stderr)
         return 2
     n = pack.counts

@@ -29,12 +29,12 @@ from infra.proof.report import write_report
 from ops import manifest
 from ops.playbook import run_playbook
 from ops.reviewlib.report import FILES, verify_manifest
+from ops.status import BACKUP_MAX_AGE, DRILL_MAX_AGE, REVIEW_MAX_AGE, StatusError
+from ops.status import parse_time as status_time
 
-# Evidence older than its rule is stale (the fleet board's rules, ops/fleet/board.py).
-BACKUP_MAX_AGE = dt.timedelta(hours=26)
-VERIFY_MAX_AGE = dt.timedelta(days=35)  # a full read-back is a drill of the storage: as often
-DRILL_MAX_AGE = dt.timedelta(days=35)
-REVIEW_MAX_AGE = dt.timedelta(days=90)
+# Evidence older than its rule is stale: the fleet board's rules (ops/status.py), and a full
+# read-back, a drill of the storage, as often as the drill.
+VERIFY_MAX_AGE = DRILL_MAX_AGE
 REVIEWS = Path("reports") / "access-review"  # beside the inventory (access_review_fetch_dir)
 LEDGER = Path("rotation") / "ledger.jsonl"
 REVIEW_FILES = (*FILES, manifest.SUMS, manifest.SIG, "allowed_signers")
@@ -122,13 +122,11 @@ def _rule(age: dt.timedelta | None) -> str:
 
 
 def parse_time(value: object) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
+    """An ISO time with its zone, or None: evidence with no readable time counts as stale."""
     try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return status_time(value, "evidence")
+    except StatusError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _backup_summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -183,10 +181,7 @@ def _audit(ev: Evaluation, trail: list[DeclaredResource]) -> dict[str, Any]:
     # (under the mocks its ID is the resource's name with -id).
     named = {str(b.inputs.get("bucket")): b.name for b in ev.of_type("aws:s3/bucket:Bucket")}
     trail_bucket = named.get(str(trail[0].inputs.get("s3BucketName"))) if trail else None
-    locks = {
-        str(r.inputs.get("bucket", "")).removesuffix("-id"): r.inputs
-        for r in ev.of_type("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
-    }
+    locks = ev.bucket_settings("aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
     return {
         "trails": [
             {
@@ -198,7 +193,7 @@ def _audit(ev: Evaluation, trail: list[DeclaredResource]) -> dict[str, Any]:
             }
             for t in trail
         ],
-        "audit_lock": (locks.get(trail_bucket or "") or {}).get("rule"),
+        "audit_lock": locks[trail_bucket].inputs.get("rule") if trail_bucket in locks else None,
         "volumes_encrypted": all(
             (r.inputs.get("rootBlockDevice") or {}).get("encrypted") is True
             and (r.inputs.get("rootBlockDevice") or {}).get("kmsKeyId")

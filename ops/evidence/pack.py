@@ -22,11 +22,11 @@ from infra.config import StackConfig
 from ops import manifest
 from ops.evidence.collect import Collected, collect
 from ops.evidence.controls import Row, as_dicts, counts, load, matrix
+from ops.status import for_people
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = SIGNER = "claims-dc-evidence"
 DEFAULT_KEY = Path(os.environ.get("CLAIMS_DC_EVIDENCE_KEY", REPO / ".keys" / "evidence_ed25519"))
-JST = dt.timezone(dt.timedelta(hours=9), "JST")
 STATUS_JA = {"PASS": "合格", "FAIL": "不合格", "NOT COVERED": "対象外"}
 FORMAT = 1
 
@@ -44,18 +44,6 @@ class Pack:
     @property
     def counts(self) -> dict[str, int]:
         return counts(self.rows)
-
-
-def _local(value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.astimezone(JST).strftime("%Y-%m-%d %H:%M JST")
 
 
 def document(c: Collected, rows: list[Row], guidelines: dict[str, Any]) -> dict[str, Any]:
@@ -76,20 +64,20 @@ def to_html(doc: dict[str, Any], cost: dict[str, Any] | None) -> str:
         loader=FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=select_autoescape(["html", "j2"]),
     )
-    rows = [dict(r, evidence_local=_local(r["evidence_at"])) for r in doc["matrix"]]
+    rows = [dict(r, evidence_local=for_people(r["evidence_at"])) for r in doc["matrix"]]
     backups = {
         host: {
-            cmd: {**report, "when": _local(report.get("time") or report.get("started"))}
+            cmd: {**report, "when": for_people(report.get("time") or report.get("started"))}
             for cmd, report in {c: cmds.get(c, {}) for c in ("run", "verify", "drill")}.items()
         }
         for host, cmds in doc["backups"].items()
     }
-    artifacts = [dict(a, at_local=_local(a["at"])) for a in doc["artifacts"]]
+    artifacts = [dict(a, at_local=for_people(a["at"])) for a in doc["artifacts"]]
     return env.get_template("evidence.html.j2").render(
         municipality=doc["municipality"]["name"],
         code=doc["municipality"]["code"],
         stack=doc["stack"],
-        generated=_local(doc["generated_at"]),
+        generated=for_people(doc["generated_at"]),
         counts=doc["counts"],
         problems=doc["problems"],
         rows=rows,

@@ -32,12 +32,17 @@ from infra.config import (
 )
 from ops.awsapi import TIMEOUTS, Endpoint
 from ops.status import (
+    BACKUP_MAX_AGE,
     CONTROL_NODE,
+    DRILL_MAX_AGE,
+    JST,
     MAX_BYTES,
     OPERATIONS,
     PREFIX,
+    REVIEW_MAX_AGE,
     Status,
     StatusError,
+    for_people,
     parse,
     parse_time,
 )
@@ -46,7 +51,6 @@ GREEN, AMBER, RED = "green", "amber", "red"
 ORDER = {GREEN: 0, AMBER: 1, RED: 2}
 MAX_OBJECTS = 200  # a tenant has a dozen status documents; more is not a status prefix
 SESSION_NAME = "claims-dc-fleet-board"
-JST = dt.timezone(dt.timedelta(hours=9), "JST")  # times for people (data keeps UTC)
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,6 @@ RULES = {
         Rule("CERT-EXPIRED", RED, "期限切れの証明書がある", "a certificate has expired"),
     )
 }  # fmt: skip
-BACKUP_MAX_AGE = dt.timedelta(hours=26)
-DRILL_MAX_AGE = dt.timedelta(days=35)
-REVIEW_MAX_AGE = dt.timedelta(days=90)
 CERT_WARNING = dt.timedelta(days=CERT_WARNING_DAYS)
 
 
@@ -339,23 +340,10 @@ COLOUR_JA = {GREEN: "緑 正常", AMBER: "黄 要対応", RED: "赤 異常"}
 TIMES = ("last_backup", "last_drill", "last_review", "next_cert_expiry")
 
 
-def _local(value: object) -> str:
-    """A time for people: Asia/Tokyo, to the minute (data keeps UTC)."""
-    if not isinstance(value, str):
-        return "" if value is None else str(value)
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if when.tzinfo is None:
-        return value
-    return when.astimezone(JST).strftime("%Y-%m-%d %H:%M JST")
-
-
 def _for_people(row: TenantStatus) -> dict[str, Any]:
     d = row.as_dict()
     for key in TIMES:
-        d[key] = _local(d[key]) or None
+        d[key] = for_people(d[key]) or None
     return d
 
 
