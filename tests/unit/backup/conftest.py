@@ -160,3 +160,11 @@ def tree_digest(root: Path) -> dict[str, tuple[str, int, str]]:
 
 def days_ago(n: float) -> dt.datetime:
     return dt.datetime.now(dt.UTC) - dt.timedelta(days=n)
+
+
+def flip_last_byte(path: Path) -> None:
+    """Damage a stored object for certain: its last byte inverted (setting it to a fixed value
+    leaves it unchanged whenever it already was that value, one time in 256)."""
+    os.chmod(path, 0o640)
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))

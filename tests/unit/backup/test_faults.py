@@ -20,7 +20,7 @@ from ops.backuplib.sources import SourceSpec
 from ops.backuplib.storage import LocalStorage, S3Storage, Unreachable
 from tests.support.faults import FaultyStorage, InjectedFault
 
-from .conftest import make_tree, tree_digest
+from .conftest import flip_last_byte, make_tree, tree_digest
 
 
 def files(root: Path) -> list[SourceSpec]:
@@ -232,7 +232,7 @@ def test_a_deleted_pack_is_named_with_the_snapshots_that_need_it(
 def test_a_corrupted_manifest_is_named_and_refused(damaged: Any, tmp_path: Path) -> None:
     repo, _, report = damaged
     path = _file(tmp_path, f"snapshots/{report['snapshot']}")
-    path.write_bytes(path.read_bytes()[:-1] + b"\0")
+    flip_last_byte(path)
     check = archiver.verify(repo, quiet=True)
     assert any(
         report["snapshot"] in p and "does not match its name" in p for p in check["problems"]

@@ -25,6 +25,8 @@ from ops.backuplib.repository import KeyOptions, Repository
 from ops.backuplib.storage import LocalStorage
 from tests.support.astool import runnable_copy, write_wrapper
 
+from .conftest import flip_last_byte
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 AS_PG = ["runuser", "-u", "postgres", "--"]
 
@@ -214,8 +216,7 @@ def test_wal_fetch_tells_the_end_of_the_archive_from_a_damaged_one(lab: Lab) -> 
     assert lab.cli(*args, state.last, str(dest))[0] == 0 and dest.stat().st_size == 16 << 20
     assert lab.cli(*args, "00000009000000000000000A", str(dest))[0] == 1  # the end
     stored = lab.base / "repo" / "wal" / state.system_id / state.last
-    stored.chmod(0o640)
-    stored.write_bytes(stored.read_bytes()[:-1] + b"\0")
+    flip_last_byte(stored)
     code, err = lab.cli(*args, state.last, str(dest))
     assert code == wal.FETCH_FAILED and "does not authenticate" in err
     code, err = lab.cli(*args, "../../repo.key", str(dest))

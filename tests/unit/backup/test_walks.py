@@ -17,7 +17,7 @@ from ops.backuplib.repository import Repository
 from ops.backuplib.retention import RetentionPolicy
 from ops.backuplib.sources import SourceSpec
 
-from .conftest import make_tree
+from .conftest import flip_last_byte, make_tree
 
 
 def files(root: Path) -> list[SourceSpec]:
@@ -26,8 +26,7 @@ def files(root: Path) -> list[SourceSpec]:
 
 def _spoil(repo_dir: Path, key: str) -> None:
     path = repo_dir / key
-    os.chmod(path, 0o640)
-    path.write_bytes(path.read_bytes()[:-1] + b"\0")
+    flip_last_byte(path)
 
 
 @pytest.fixture
