@@ -44,10 +44,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Rebuilt only when the application or the pins change; signed with .keys/ (made once, 0600).
 bundle: setup
-	$(BIN)/python -m ops.bundle build --product all
+	$(BIN)/claims-dc bundle build --product all
 
 demo: setup bundle
-	$(BIN)/python -m lab.demo --stack $(STACK)
+	$(BIN)/claims-dc demo --stack $(STACK)
 
 test: setup lint test-fast test-lab
 
@@ -67,13 +67,13 @@ lint: setup
 	$(BIN)/ansible-lint --profile production playbooks/
 
 lab-up: setup
-	$(BIN)/python -m lab --stack $(STACK) up
+	$(BIN)/claims-dc lab --stack $(STACK) up
 
 lab-down: setup
-	$(BIN)/python -m lab --stack $(STACK) down
+	$(BIN)/claims-dc lab --stack $(STACK) down
 
 lab-status: setup
-	$(BIN)/python -m lab --stack $(STACK) status
+	$(BIN)/claims-dc lab --stack $(STACK) status
 
 clean: lab-down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

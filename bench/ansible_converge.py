@@ -2,7 +2,7 @@
 idempotent rerun after it, each with SSH pipelining on and off, side by side in one run.
 
 Fresh means the data-center containers are removed and made again from the golden image
-(`python -m lab up` repairs what is missing), so every converge starts from the same state.
+(`claims-dc lab up` repairs what is missing), so every converge starts from the same state.
 The lab must be up (`make lab-up`) and the bundle built (`make bundle`).
 
     python bench/ansible_converge.py            # both modes

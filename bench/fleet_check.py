@@ -1,8 +1,8 @@
-"""The fleet check over N tenants: in parallel over the cores (`python -m ops.fleet check`), and
+"""The fleet check over N tenants: in parallel over the cores (`claims-dc fleet check`), and
 the same tenants one after the other in one process (what `infra.check --fleet` did before),
 on the same files in one run. Prints the per-tenant times, the totals and the ratio.
 
-The tenants are made the way an operator makes them: `python -m ops.fleet new` for N real
+The tenants are made the way an operator makes them: `claims-dc fleet new` for N real
 municipality codes from the national list, their blanks then filled with documentation values.
 
     python bench/fleet_check.py            # N = 100

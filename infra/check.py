@@ -1,4 +1,4 @@
-"""python -m infra.check: check a stack offline before anyone runs `pulumi up`.
+"""claims-dc check: check a stack offline before anyone runs `pulumi up`.
 
 Evaluates the Pulumi program under Pulumi's mocks (no CLI, no cloud), prints the declared
 resources grouped by component, runs the claims-dc policy pack over them, and proves the network
@@ -11,8 +11,8 @@ what the program declares, the price table infra/prices.yml and the stack file's
 block (data volumes, exchange rate, the on-premises baseline): see infra/cost.py.
 
 Exit codes: 0 every rule and verdict holds; 1 a violation or an unknown; 2 usage or bad config;
-3 the check could not run (the program itself failed under the mocks, or the check did): the
-error is named, never a traceback.
+4 the check could not run (the program itself failed under the mocks, or the check did): the
+error is named, never a traceback. `claims-dc check` is the same tool.
 """
 
 from __future__ import annotations
@@ -37,32 +37,33 @@ from infra.proof.report import Report, write_report
 from infra.proof.verdicts import Proof
 
 REPO = Path(__file__).resolve().parent.parent
+PROG = "claims-dc check"
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except Exception as exc:  # named, never a traceback: the check proves nothing this run
-        print(f"error: the check could not run: {type(exc).__name__}: {str(exc)[:300]}",
+        print(f"{PROG}: the check could not run: {type(exc).__name__}: {str(exc)[:300]}",
               file=sys.stderr)  # fmt: skip
-        return 3
+        return 4
 
 
 def _main(argv: list[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.rules:
         return _rules(args.json)
     if args.fleet:
         return fleet_check(args.fleet, args.json, args.jobs)
     stack_file = REPO / f"Pulumi.{args.stack}.yaml"
     if not stack_file.exists():
-        print(f"error: no stack file {stack_file.name}", file=sys.stderr)
+        print(f"{PROG}: no stack file {stack_file.name}", file=sys.stderr)
         return 2
     started = time.monotonic()
     try:
         ev = evaluate(stack_file)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     evaluated = time.monotonic() - started
     if args.cost:
@@ -82,14 +83,14 @@ def _main(argv: list[str] | None) -> int:
     return 1 if violations or not proof.holds else 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m infra.check", description=__doc__,
+        prog=PROG, description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python -m infra.check --stack lab\n"
-               "  python -m infra.check --stack omuta-prod --json > check.json\n"
-               "  python -m infra.check --rules      the rule list with IDs\n"
-               "  python -m infra.check --stack lab --cost   the monthly and 5-year cost",
+        epilog="examples:\n  claims-dc check --stack lab\n"
+               "  claims-dc check --stack omuta-prod --json > check.json\n"
+               "  claims-dc check --rules      the rule list with IDs\n"
+               "  claims-dc check --stack lab --cost   the monthly and 5-year cost",
     )  # fmt: skip
     parser.add_argument("--stack", default="lab", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--json", action="store_true", help="machine-readable result")
@@ -185,7 +186,7 @@ def _cost(ev: Evaluation, as_json: bool) -> int:
     try:
         result = estimate(ev)
     except CostError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     if as_json:
         print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
@@ -199,7 +200,7 @@ def fleet_check(directory: Path, as_json: bool, jobs: int | None = None) -> int:
     finding, not the end of the run."""
     files = sorted(directory.glob("Pulumi.*.yaml"))
     if not files:
-        print(f"error: no Pulumi.*.yaml in {directory}", file=sys.stderr)
+        print(f"{PROG}: no Pulumi.*.yaml in {directory}", file=sys.stderr)
         return 2
     result = check_fleet(files, jobs=jobs)
     if as_json:

@@ -918,7 +918,7 @@ def _parse_endpoint_services(problems: _Problems, raw: object) -> dict[str, str]
     return found
 
 
-# What `python -m ops.fleet new` writes where only the municipality or the fund can give the
+# What `claims-dc fleet new` writes where only the municipality or the fund can give the
 # value (a line's router address, the far side's network): refused by name until filled in.
 PLACEHOLDER = "FILL IN:"
 

@@ -1,6 +1,7 @@
-"""python -m lab: the local data-center lab.
+"""claims-dc lab (or python -m lab): the local data-center lab.
 
-Exit codes: 0 ok, 1 failure (or an unhealthy lab for `status`), 2 usage or a bad config.
+Exit codes: 0 ok, 1 failure (or an unhealthy lab for `status`), 2 usage or a bad config,
+4 an unexpected failure (named).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from infra.config import ConfigError
+from infra.config import ConfigError, StackConfig
 from lab import lab
+
+PROG = "claims-dc lab"
 
 DESCRIPTION = """\
 The local data-center lab for one stack: real Debian 12 hosts (podman, systemd, sshd) on one
@@ -24,11 +27,11 @@ uplink, a caseworker's terminal in lgwan, the fund's sender in fund, and the AWS
 
 EPILOG = """\
 examples:
-  python -m lab up                 build the image if needed, then create or repair the lab
-  python -m lab status --json      hosts, addresses and health, for machines
-  python -m lab ssh app-1          a shell on app-1 as the lab operator
-  python -m lab ssh db-1 -- systemctl is-system-running
-  python -m lab down               remove every container, network and process of the lab
+  claims-dc lab up                 build the image if needed, then create or repair the lab
+  claims-dc lab status --json      hosts, addresses and health, for machines
+  claims-dc lab ssh app-1          a shell on app-1 as the lab operator
+  claims-dc lab ssh db-1 -- systemctl is-system-running
+  claims-dc lab down               remove every container, network and process of the lab
 
 files (under .lab/<stack>/, git-ignored, private keys mode 0600):
   inventory.yml   Ansible inventory: groups zone_<zone>, role_<role>, datacenter, stand_ins
@@ -37,9 +40,9 @@ files (under .lab/<stack>/, git-ignored, private keys mode 0600):
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m lab",
+        prog=PROG,
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -59,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "status", parents=[common], help="hosts, addresses and health; exit 1 if unhealthy"
     )
-    r = sub.add_parser("router", help="reload the router's rules from the (given) stack file")
+    r = sub.add_parser("router", parents=[common],
+                       help="reload the router's rules from the (given) stack file")  # fmt: skip
     r.add_argument("action", choices=["apply", "show"])
     s = sub.add_parser("ssh", help="ssh to a lab host as the operator")
     s.add_argument("host", help="host name from the stack config, e.g. app-1")
@@ -82,12 +86,24 @@ def _print_status(st: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code not in (0, None) else 0
     try:
         config = lab.load(args.stack, args.config)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _command(args, config)
+    except Exception as e:  # named, never a traceback
+        print(f"{PROG} {args.command}: unexpected failure: {type(e).__name__}: {str(e)[:300]}",
+              file=sys.stderr)  # fmt: skip
+        return 4
+
+
+def _command(args: argparse.Namespace, config: StackConfig) -> int:
     if args.command == "up":
         report = lab.up(config, args.config)
         if args.json:
@@ -126,21 +142,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "show":
             from lab.plan import router_ruleset
 
-            print(router_ruleset(config), end="")
+            ruleset = router_ruleset(config)
+            print(json.dumps({"ruleset": ruleset}) if args.json else ruleset, end="")
         else:
             lab.apply_router_rules(config)
-            print(f"router rules applied from {config.source}")
+            print(json.dumps({"applied": str(config.source)}) if args.json else
+                  f"router rules applied from {config.source}")  # fmt: skip
         return 0
     if args.command == "ssh":
         if args.host not in config.hosts:
             print(
-                f"error: unknown host {args.host!r}; hosts: {', '.join(config.hosts)}",
+                f"{PROG}: unknown host {args.host!r}; hosts: {', '.join(config.hosts)}",
                 file=sys.stderr,
             )
             return 2
         cfg = lab.state_dir(config.stack) / "ssh_config"
         if not cfg.exists():
-            print(f"error: {cfg} missing; run `python -m lab up` first", file=sys.stderr)
+            print(f"{PROG}: {cfg} missing; run `claims-dc lab up` first", file=sys.stderr)
             return 1
         remote = [a for a in args.remote if a != "--"]
         os.execvp("ssh", ["ssh", "-F", str(cfg), args.host, *remote])  # noqa: S606 - replaces us

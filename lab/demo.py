@@ -1,7 +1,8 @@
-"""python -m lab.demo: a day in the life of one municipality, on the local lab.
+"""claims-dc demo: a day in the life of one municipality, on the local lab.
 
 Each capability adds its step. Results go to stdout, progress to stderr; exit 0 when every step
-passed, 1 when one failed.
+passed, 1 when one failed, 2 usage. It prints a narrative, so it has no --json. Its steps run
+the tools through `claims-dc`, as an operator would.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from ops.playbook import run_playbook
 from ops.vault.scan import plaintext_secrets
 
 REPO = Path(__file__).resolve().parent.parent
+# The console script beside this Python: the steps run the tools as an operator does.
+CLAIMS_DC = str(Path(sys.executable).parent / "claims-dc")
 
 
 def _step(n: int, title: str) -> None:
@@ -265,7 +268,7 @@ def _rotation_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_u
     again = rotation.Round(plan, Path(inventory), endpoint_url, ca_cert).run_again()
     started_again = [o.secret for o in again if o.rotation]
     not_due = sum(o.outcome == "not-due" for o in again)
-    print(f"  the same command again (python -m ops.rotation rotate all): {not_due} secrets "
+    print(f"  the same command again (claims-dc rotate all): {not_due} secrets "
           f"not due, {len(started_again)} started{': ' if started_again else ''}"
           f"{', '.join(started_again)}")  # fmt: skip
     calendar = rotation.due_now(Path(inventory))
@@ -276,7 +279,7 @@ def _rotation_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_u
     leaks = plaintext_secrets(state)
     for leak in leaks:
         print(f"  PLAINTEXT {leak}")
-    print(f"  plaintext secrets beside the inventory (python -m ops.vault check): {len(leaks)}")
+    print(f"  plaintext secrets beside the inventory (claims-dc vault check): {len(leaks)}")
     ok = all(o.outcome in ("ok", "checked") for o in second) and rotation.fund_logs_in(plan)
     return ok and not leaks and not started_again
 
@@ -303,7 +306,7 @@ def _fleet_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url:
     for n, (code, name) in enumerate((("402028", "大牟田市"), ("401307", "福岡市")), start=1):
         argv = ["new", "--code", code, "--name", name, "--fleet", str(directory),
                 "--operations-account", OPERATIONS_ACCOUNT]  # fmt: skip
-        print(f"  python -m ops.fleet {' '.join(argv[:5])}")
+        print(f"  claims-dc fleet {' '.join(argv[:5])}")
         if fleet_main(argv) != 0:
             return False
         path = directory / f"Pulumi.{code}.yaml"
@@ -311,7 +314,7 @@ def _fleet_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url:
         made.append(path)
     print("  (their blanks filled with documentation values)")
     checked = fleet_main(["check", "--fleet", str(directory)])
-    print(f"  python -m ops.fleet check: exit {checked}")
+    print(f"  claims-dc fleet check: exit {checked}")
     if checked != 0:
         return False
     aws_config = str(Path(inventory).parent / AWS_PLACEHOLDER_CONFIG)
@@ -321,8 +324,8 @@ def _fleet_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url:
           "deployed")  # fmt: skip
     out = reports / "fleet"
     board = subprocess.run(
-        [sys.executable, "-m", "ops.fleet", "status", "--fleet", str(directory), "--out",
-         str(out), "--aws-endpoint", endpoint_url, "--aws-ca", ca_cert, "--json"],
+        [CLAIMS_DC, "--json", "fleet", "status", "--fleet", str(directory), "--out",
+         str(out), "--aws-endpoint", endpoint_url, "--aws-ca", ca_cert],
         capture_output=True, text=True, timeout=300, check=False, cwd=REPO,
         env={**os.environ, "AWS_CONFIG_FILE": aws_config},
     )  # fmt: skip
@@ -335,7 +338,7 @@ def _fleet_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url:
         print(f"  {t['colour']:6} {t['code']:6} {stack:10} {t['name']}")
         for f in t["findings"]:
             print(f"           {f['rule']:18} {f['ja']}: {f['detail'][:90]}")
-    print(f"  python -m ops.fleet status: exit {board.returncode} (a tenant is red); board "
+    print(f"  claims-dc fleet status: exit {board.returncode} (a tenant is red); board "
           f"{out / 'board.html'} (and board.csv, board.json)")  # fmt: skip
     want = {config.stack: "green", "402028": "amber", "401307": "red"}
     colours = {s: t["colour"] for s, t in tenants.items()}
@@ -350,7 +353,7 @@ def _fleet_step(config: StackConfig, inventory: str, ca_cert: str, endpoint_url:
     with contextlib.redirect_stdout(io.StringIO()) as captured:
         ran = fleet_main(argv)
     summary = json.loads(captured.getvalue())
-    print(f"  python -m ops.fleet run daily_backup.yml (4 tenants at most at once): exit {ran}, "
+    print(f"  claims-dc fleet run daily_backup.yml (4 tenants at most at once): exit {ran}, "
           f"{time.monotonic() - started:.0f}s")  # fmt: skip
     for t in summary["tenants"]:
         print(f"    {t['stack']:10} {t['status']:12} {t['log'] or t['error']}")
@@ -372,17 +375,17 @@ def _evidence_step(config: StackConfig, inventory: str, reports: Path) -> bool:
     shutil.rmtree(out, ignore_errors=True)
     started = time.monotonic()
     made = subprocess.run(
-        [sys.executable, "-m", "ops.evidence", "--stack", config.stack, "-i", inventory,
+        [CLAIMS_DC, "evidence", "--stack", config.stack, "-i", inventory,
          "--out", str(out), "--json"],
         capture_output=True, text=True, timeout=900, check=False, cwd=REPO,
     )  # fmt: skip
     try:
         result = json.loads(made.stdout)
     except json.JSONDecodeError:
-        print(f"FAILED: python -m ops.evidence printed no JSON: {made.stderr[-1500:]}")
+        print(f"FAILED: claims-dc evidence printed no JSON: {made.stderr[-1500:]}")
         return False
     n = result["counts"]
-    print(f"  python -m ops.evidence --stack {config.stack} -i {inventory} --out {out}: exit "
+    print(f"  claims-dc evidence --stack {config.stack} -i {inventory} --out {out}: exit "
           f"{made.returncode}, {time.monotonic() - started:.0f}s")  # fmt: skip
     print(f"  control matrix: {n['PASS']} PASS, {n['FAIL']} FAIL, {n['NOT COVERED']} NOT COVERED"
           f" ({n['stale']} on stale evidence)")  # fmt: skip
@@ -394,11 +397,11 @@ def _evidence_step(config: StackConfig, inventory: str, reports: Path) -> bool:
     cost = json.loads((out / "cost" / "cost.json").read_text(encoding="utf-8"))
     print(f"  cost: {cost['months'] // 12} years {cost['total_yen']:,} yen against "
           f"{cost['on_premises_total_yen']:,} yen on premises: {cost['difference_yen']:,} yen "
-          f"saved (python -m infra.check --stack {config.stack} --cost)")  # fmt: skip
+          f"saved (claims-dc check --stack {config.stack} --cost)")  # fmt: skip
     signers = pack.trusted_signers()
     problems = pack.verify(out, signers)
     verdict = "; ".join(problems) or "signature and every file verify"
-    print(f"  python -m ops.evidence verify {out}: {verdict}")
+    print(f"  claims-dc evidence verify {out}: {verdict}")
     tampered = out.parent / "evidence-tampered"
     shutil.rmtree(tampered, ignore_errors=True)
     shutil.copytree(out, tampered)
@@ -416,14 +419,33 @@ def _evidence_step(config: StackConfig, inventory: str, reports: Path) -> bool:
             and not problems and bool(caught))  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lab.demo",
+        prog="claims-dc demo",
         description=__doc__,
+        epilog="examples:\n  claims-dc demo --stack lab     the lab of Pulumi.lab.yaml\n"
+        "  make demo                      the same, after setting up what it needs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stack", default="lab", help="stack name: reads Pulumi.<stack>.yaml")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code not in (0, None) else 0
+    try:
+        return _day(args)
+    except Exception as e:  # named, never a traceback
+        print(f"claims-dc demo: unexpected failure: {type(e).__name__}: {str(e)[:300]}",
+              file=sys.stderr)  # fmt: skip
+        return 4
+
+
+def _day(args: argparse.Namespace) -> int:
+    """The steps in order; each prints what it shows, and the first that fails ends the day."""
     started = time.monotonic()
 
     _step(1, f"check {args.stack} offline: program under Pulumi mocks, policy pack, proof")
@@ -521,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     for h in st["hosts"]:
         print(f"  {h['name']:12} {h['zone']:10} {h['address']:15} {h['state']}/{h['systemd']}")
     print(f"  inventory      {report.inventory}")
-    print(f"  ssh            python -m lab ssh <host>   (config {report.state_dir}/ssh_config)")
+    print(f"  ssh            claims-dc lab ssh <host>   (config {report.state_dir}/ssh_config)")
     print(f"  AWS endpoints  {report.endpoint_url}  (CA {report.ca_cert})")
     print(f"  linkage report {reports / 'linkage-report.html'}")
     print(
@@ -533,12 +555,12 @@ def main(argv: list[str] | None = None) -> int:
         "on bastion-1 `sudo -u claims-dc-review claims-dc-access-review --help`"
     )
     print(
-        f"  key rotation   python -m ops.rotation -i {report.inventory} rotate --due; "
+        f"  key rotation   claims-dc rotate --due -i {report.inventory}; "
         "the calendar; ledger in rotation/ledger.jsonl beside the inventory"
     )
-    print(f"  fleet board    {reports / 'fleet' / 'board.html'}; python -m ops.fleet status "
+    print(f"  fleet board    {reports / 'fleet' / 'board.html'}; claims-dc fleet status "
           "--fleet DIR (the demo's fleet is .lab/lab/fleet)")  # fmt: skip
-    print(f"  evidence pack  {reports / 'evidence' / 'evidence.html'}; python -m ops.evidence "
+    print(f"  evidence pack  {reports / 'evidence' / 'evidence.html'}; claims-dc evidence "
           f"verify {reports / 'evidence'}")  # fmt: skip
     print("  tear down      make lab-down")
     print(

@@ -257,14 +257,14 @@ def operators_yaml(public_key: str) -> str:
             }
         ]
     }
-    header = "# Written by `python -m lab up`: the lab's one operator.\n"
+    header = "# Written by `claims-dc lab up`: the lab's one operator.\n"
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
 def aws_placeholder_config(config: StackConfig) -> str:
     """The control node's AWS config in the lab: moto accepts any key, and these are none."""
     return (
-        "# Written by `python -m lab up`. Placeholders, not secrets: the lab's AWS API (moto)\n"
+        "# Written by `claims-dc lab up`. Placeholders, not secrets: the lab's AWS API (moto)\n"
         "# does not authenticate.\n"
         f"[default]\nregion = {config.region}\n"
         "aws_access_key_id = placeholder-the-lab-api-does-not-authenticate\n"

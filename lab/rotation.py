@@ -224,7 +224,7 @@ class Round:
         return self._rotate(opts)
 
     def _rotate(self, opts: Options) -> list[Outcome]:
-        """What `python -m ops.rotation rotate all` does: the rotations, then the status."""
+        """What `claims-dc rotate all` does: the rotations, then the status."""
         outcomes = rotate_kinds(self.site, list(KINDS), ledger=self.ledger, steps=self.steps,
                                 opts=opts)  # fmt: skip
         self.status = publish_status(self.site, self.ledger)

@@ -1,11 +1,12 @@
-"""claims-dc access review: every account on every layer against the staff roster.
+"""claims-dc-access-review (claims-dc review on the control node): every account on every
+layer against the staff roster.
 
-    python -m ops.access_review run --roster roster.csv --keys keys.csv --out review/ \\
+    claims-dc-access-review run --roster roster.csv --keys keys.csv --out review/ \\
         [--aws [--aws-endpoint URL --aws-ca FILE]] \\
         [--inventory inventory.yml --ssh-user U --ssh-key KEY --known-hosts FILE \\
          [--db-via-host db-1]] [--db-dsn DSN] [--app-dsn DSN] [--service-accounts services.toml] \\
         [--exceptions exceptions.csv] [--previous previous-review/] [--sign-key KEY]
-    python -m ops.access_review verify review/ --allowed-signers FILE --signer NAME
+    claims-dc-access-review verify review/ --allowed-signers FILE --signer NAME
 
 Collectors run in parallel and are each bounded in time; a source that cannot be read
 completely makes its scope INCOMPLETE, and the review with it, never PASS. Database passwords
@@ -64,6 +65,7 @@ from ops.reviewlib.roster import RosterError, load, read_input
 from ops.status import Publisher, StatusError
 
 T = TypeVar("T")
+PROG = "claims-dc-access-review"
 PASS, FINDINGS, BAD_INPUT, INCOMPLETE, FAILED = 0, 1, 2, 3, 4
 EXIT_OF = {"PASS": PASS, "FINDINGS": FINDINGS, "INCOMPLETE": INCOMPLETE}
 SERVICE_SYSTEMS = ("aws", "host", "db", "app", "break-glass")
@@ -134,12 +136,12 @@ def run(args: argparse.Namespace) -> int:
         service = load_service_accounts(args.service_accounts) if args.service_accounts else {}
         previous = _previous(args.previous) if args.previous else None
     except (InputError, report.ExceptionsError) as e:
-        print(f"access_review: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return BAD_INPUT
     try:
         publisher = _publisher(args)
     except StatusError as e:
-        print(f"access_review: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return BAD_INPUT
     today = dt.date.fromisoformat(args.today) if args.today else dt.date.today()
     collectors: dict[str, Callable[[], tuple[list[Account], list[Scope]]]] = {}
@@ -178,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         scopes += result[1]
     if not scopes:
         print(
-            "access_review: nothing to review: give --aws, --inventory, --db-dsn or --app-dsn",
+            f"{PROG}: nothing to review: give --aws, --inventory, --db-dsn or --app-dsn",
             file=sys.stderr,
         )
         return BAD_INPUT
@@ -194,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         written = report.write(review, args.out, args.sign_key)
     except (OSError, subprocess.CalledProcessError) as e:
-        print(f"access_review: the review could not be written to {args.out}: {e}", file=sys.stderr)
+        print(f"{PROG}: the review could not be written to {args.out}: {e}", file=sys.stderr)
         return FAILED
     if publisher is not None:
         review["status"] = _publish(publisher, args, review, len(accounts))
@@ -239,7 +241,7 @@ def _publish(publisher: Publisher, args: argparse.Namespace, review: dict[str, A
     try:
         return publisher.publish(s3, "review", body)
     except StatusError as e:
-        print(f"access_review: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return f"not published: {e}"
 
 
@@ -303,12 +305,13 @@ def _aws(
     return accounts, [scope]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ops.access_review",
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--json", action="store_true", help="results as JSON on stdout")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="collect, check, write and sign the review")
     r.add_argument("--roster", type=Path, required=True)
@@ -328,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--status-stack", metavar="STACK")
     st.add_argument("--status-writer", metavar="ROLE", help="this host's role")
     st.add_argument("--status-host", metavar="HOST", help="this host's name")
-    r.add_argument("--inventory", type=Path, help="an Ansible inventory (YAML) of the hosts")
+    r.add_argument("-i", "--inventory", type=Path,
+                   help="an Ansible inventory (YAML) of the hosts")  # fmt: skip
     r.add_argument("--host-group", default="datacenter")
     r.add_argument("--ssh-user")
     r.add_argument("--ssh-key", type=Path)
@@ -365,19 +369,24 @@ def main(argv: list[str] | None = None) -> int:
         choices=("utf-8", "cp932"),
         help="of the roster, registry and exceptions, when they have no BOM",
     )
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     v = sub.add_parser("verify", help="check a written review against its signed manifest")
     v.add_argument("review", type=Path)
     v.add_argument("--allowed-signers", type=Path, required=True)
     v.add_argument("--signer", required=True)
+    v.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args = p.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as e:
         return BAD_INPUT if e.code not in (0, None) else 0
     try:
         return _command(args)
     except Exception as e:  # named, never a traceback, and never an exit a verdict could have
-        print(f"access_review: the review failed: {type(e).__name__}: {str(e)[:300]}",
+        print(f"{PROG}: the review failed: {type(e).__name__}: {str(e)[:300]}",
               file=sys.stderr)  # fmt: skip
         return FAILED
 
@@ -385,18 +394,21 @@ def main(argv: list[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     if args.command == "verify":
         problems = report.verify_manifest(args.review, args.allowed_signers, args.signer)
-        print("\n".join(problems) or f"{args.review}: every file and the signature verify")
+        if args.json:
+            print(json.dumps({"review": str(args.review), "problems": problems}))
+        else:
+            print("\n".join(problems) or f"{args.review}: every file and the signature verify")
         return FINDINGS if problems else PASS
     if args.db_via_host and not args.inventory:
-        print("access_review: --db-via-host needs --inventory", file=sys.stderr)
+        print(f"{PROG}: --db-via-host needs --inventory", file=sys.stderr)
         return BAD_INPUT
     if not (0 < args.timeout <= 3600 and 0 < args.deadline <= 86400):
-        print("access_review: --timeout must be 0-3600 s and --deadline 0-86400 s",
+        print(f"{PROG}: --timeout must be 0-3600 s and --deadline 0-86400 s",
               file=sys.stderr)  # fmt: skip
         return BAD_INPUT
     if args.inventory and not (args.ssh_user and args.ssh_key and args.known_hosts):
         print(
-            "access_review: --inventory needs --ssh-user, --ssh-key and --known-hosts",
+            f"{PROG}: --inventory needs --ssh-user, --ssh-key and --known-hosts",
             file=sys.stderr,
         )
         return BAD_INPUT

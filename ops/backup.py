@@ -4,22 +4,22 @@ A repository (FORMAT.md in ops/backuplib) on S3 with Object Lock or in a local d
 content-defined chunks, deduplicated across snapshots, zstd-compressed and sealed with
 AES-256-GCM under a master key that KMS wraps (or a local key file).
 
-    python -m ops.backup --config /etc/claims-dc/backup/backup.toml init
-    python -m ops.backup run                     # one snapshot of the configured sources
-    python -m ops.backup list | show SNAPSHOT
-    python -m ops.backup verify [--read-data [--subset 10%]]
-    python -m ops.backup drill                   # restore into a scratch PostgreSQL, compare
-    python -m ops.backup restore --target DIR [--snapshot ID | --as-of 2026-11-20] [--source S]
-    python -m ops.backup prune [--dry-run]       # needs the maintenance role, not the hosts'
+    claims-dc-backup --config /etc/claims-dc/backup/backup.toml init
+    claims-dc-backup run                     # one snapshot of the configured sources
+    claims-dc-backup list | show SNAPSHOT
+    claims-dc-backup verify [--read-data [--subset 10%]]
+    claims-dc-backup drill                   # restore into a scratch PostgreSQL, compare
+    claims-dc-backup restore --target DIR [--snapshot ID | --as-of 2026-11-20] [--source S]
+    claims-dc-backup prune [--dry-run]       # needs the maintenance role, not the hosts'
 
 Disaster recovery, on the host being rebuilt (docs/restore.md):
-    python -m ops.backup recover [--to "2026-12-02 14:05 JST" | --snapshot ID] [--replace]
+    claims-dc-backup recover [--to "2026-12-02 14:05 JST" | --snapshot ID] [--replace]
         the cluster from a base backup, then the WAL archive replayed (to its end by default)
-    python -m ops.backup load [--snapshot ID] [--replace]   # a pg_dump into the live database
-    python -m ops.backup compare --source claim-files [--root /]   # files vs a snapshot
+    claims-dc-backup load [--snapshot ID] [--replace]   # a pg_dump into the live database
+    claims-dc-backup compare --source claim-files [--root /]   # files vs a snapshot
 PostgreSQL calls, as archive_command and restore_command:
-    python -m ops.backup wal-push %p             python -m ops.backup wal-fetch --system-id ID %f %p
-    python -m ops.backup wal-status              # what the WAL archive holds
+    claims-dc-backup wal-push %p             claims-dc-backup wal-fetch --system-id ID %f %p
+    claims-dc-backup wal-status              # what the WAL archive holds
 
 Results go to stdout (`--json` for machines), progress to stderr; every command but list and
 show writes a JSON and a text report under <state dir>/reports/.
@@ -27,10 +27,11 @@ show writes a JSON and a text report under <state dir>/reports/.
 Exit codes:
   0  ok
   1  a failure or a finding: verify problems, a drill mismatch, storage, KMS or source errors,
-     another run holding the lock, or an unexpected error (named on stderr, never a traceback)
+     another run holding the lock
   2  usage or configuration: a bad argument, the settings file (each wrong key or type named),
      a key file that is missing, readable by others, malformed or not this repository's
   3  recover, load: refused, the database holds data (the tables are named; --replace)
+  4  an unexpected failure (named on stderr and in the report, never a traceback)
 wal-fetch, which PostgreSQL runs: 1 the archive does not hold the file (recovery ends there),
   126 the archive could not be read (PostgreSQL stops recovery instead of ending it early).
 """
@@ -228,7 +229,7 @@ def _wal_command(args: argparse.Namespace) -> int:
         return failed
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="claims-dc-backup",
         description=__doc__,
@@ -284,6 +285,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(f"--keep-{k}", type=int, help=f"override retention.{k}")
     _recovery_commands(sub)
     _wal_commands(sub)
+    for command in sub.choices.values():  # --json after the command too; SUPPRESS keeps one before
+        command.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                             help="machine-readable result on stdout")  # fmt: skip
     return parser
 
 
@@ -510,7 +514,7 @@ FAILURES: tuple[type[Exception], ...] = (
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as e:
         return 2 if e.code not in (0, None) else 0
     if args.command in ("wal-push", "wal-fetch"):
@@ -538,8 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         result, code = {"command": args.command, "ok": False, "error": str(e)}, 1
     except Exception as e:  # named, and reported where operators look, never a traceback
         result = {"command": args.command, "ok": False,
-                  "error": f"unexpected error: {type(e).__name__}: {str(e)[:300]}"}  # fmt: skip
-        code = 1
+                  "error": f"unexpected failure: {type(e).__name__}: {str(e)[:300]}"}  # fmt: skip
+        code = 4
     finally:
         if run is not None and run.lock is not None:
             run.lock.release()

@@ -1,4 +1,4 @@
-"""python -m ops.bundle: offline bundles, for hosts with no registry.
+"""claims-dc bundle (or python -m ops.bundle): offline bundles, for hosts with no registry.
 
 Two products, each its own bundle: the claim application (claimapp/, build/bundle) and the
 backup tool that runs on the data-center hosts (ops/backup.py and ops/backuplib/,
@@ -13,12 +13,13 @@ build/backup-bundle). A bundle is one directory:
 A host verifies the signature against a signer key it got from the inventory (never from the
 bundle itself), checks every digest, and installs with `pip --no-index --require-hashes`.
 
-    python -m ops.bundle build [--product claimapp|backup|review|all] [--key KEY]
-    python -m ops.bundle verify [--product claimapp] --allowed-signers FILE
+    claims-dc bundle build [--product claimapp|backup|review|all] [--key KEY]
+    claims-dc bundle verify [--product claimapp] --allowed-signers FILE
 
 The version is the product's base version plus a digest of its sources, so a changed
 product is a new release and an unchanged one is the same release, rebuilt or not.
-Exit codes: 0 ok, 1 the build or the verification failed, 2 usage.
+Exit codes: 0 ok, 1 the build or the verification failed, 2 usage, 4 an unexpected failure
+(named).
 """
 
 from __future__ import annotations
@@ -260,9 +261,12 @@ def verify(out: Path, signers: Path) -> list[str]:
     return problems
 
 
-def main(argv: list[str] | None = None) -> int:
+PROG = "claims-dc bundle"
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ops.bundle",
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -282,14 +286,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--allowed-signers", type=Path, help="verify: the trusted signer file")
     p.add_argument("--json", action="store_true", help="machine-readable result")
-    args = p.parse_args(argv)
-    products = list(PRODUCTS.values()) if args.product == "all" else [PRODUCTS[args.product]]
-    if args.command != "build" and len(products) != 1:
-        p.error(f"{args.command} takes one --product")
-    if args.out and len(products) != 1:
-        p.error("--out needs one --product")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    try:
+        args = p.parse_args(argv)
+        products = list(PRODUCTS.values()) if args.product == "all" else [PRODUCTS[args.product]]
+        if args.command != "build" and len(products) != 1:
+            p.error(f"{args.command} takes one --product")
+        if args.out and len(products) != 1:
+            p.error("--out needs one --product")
+    except SystemExit as e:
+        return 2 if e.code not in (0, None) else 0
+    try:
+        return _command(args, products)
+    except Exception as e:  # named, never a traceback
+        print(f"{PROG}: unexpected failure: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+        return 4
+
+
+def _command(args: argparse.Namespace, products: list[Product]) -> int:
     if args.command == "version":
-        print(version(products[0]))
+        found = version(products[0])
+        print(json.dumps({"product": products[0].name, "version": found}) if args.json else found)
         return 0
     try:
         if args.command == "build":
@@ -307,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = verify(out, signers)
         args.out = out
     except BundleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps({"bundle": str(args.out), "problems": problems}))

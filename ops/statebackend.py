@@ -1,4 +1,4 @@
-"""python -m ops.statebackend: the vendor's Pulumi state backend and secrets key, made once.
+"""claims-dc state: the vendor's Pulumi state backend and secrets key, made once.
 
 Pulumi's self-managed backend must exist before `pulumi login`, so it cannot be declared by
 the stacks it serves. This makes it, idempotently, with boto3:
@@ -212,13 +212,17 @@ def ensure(
     return state
 
 
-def main(argv: list[str] | None = None) -> int:
+PROG = "claims-dc state"
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ops.statebackend", description=__doc__.split("\n\n")[0],
+        prog=PROG, description=__doc__.split("\n\n")[0],
         epilog="examples:\n"
-               "  python -m ops.statebackend ensure --bucket claims-dc-pulumi-state\n"
-               "  python -m ops.statebackend check --bucket claims-dc-pulumi-state --json\n\n"
-               "exit codes: 0 ok; 1 a setting missing (check) or an AWS failure; 2 usage",
+               "  claims-dc state ensure --bucket claims-dc-pulumi-state\n"
+               "  claims-dc state check --bucket claims-dc-pulumi-state --json\n\n"
+               "exit codes: 0 ok; 1 a setting missing (check) or an AWS failure; 2 usage;\n"
+               "4 an unexpected failure (named)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("action", choices=("ensure", "check"))
@@ -226,23 +230,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="ap-northeast-1", help="Tokyo (default) or Osaka")
     parser.add_argument("--key-alias", default="alias/claims-dc-pulumi-secrets")
     parser.add_argument("--endpoint-url", help="an S3/KMS-compatible endpoint instead of AWS")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--json", action="store_true", help="results as JSON on stdout")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code not in (0, None) else 0
+    try:
+        return _command(args)
+    except Exception as e:  # named, never a traceback
+        print(f"{PROG}: unexpected failure: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+        return 4
+
+
+def _command(args: argparse.Namespace) -> int:
     try:
         state = ensure(args.bucket, args.region, args.key_alias, create=args.action == "ensure",
                        endpoint_url=args.endpoint_url)  # fmt: skip
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError) as e:
-        print(f"failed: AWS refused or did not answer: {e}", file=sys.stderr)
+        print(f"{PROG}: AWS refused or did not answer: {e}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps({**asdict(state), "backend_url": state.backend_url,
                           "secrets_provider": state.secrets_provider}, indent=2))  # fmt: skip
     else:
         for line in state.changed:
-            print(f"statebackend: {line}", file=sys.stderr)
+            print(f"{PROG}: {line}", file=sys.stderr)
         for line in state.problems:
             print(f"MISSING {line}")
         if not state.problems:

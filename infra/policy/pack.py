@@ -5,7 +5,7 @@ sees the stack's own config:
 - `minRetentionDays`: the Object Lock minimum (default 30);
 - `region`: the stack's region, for the endpoint service names (default: Tokyo or Osaka);
 - `endpointServices`: the non-AWS endpoint services the stack config accepts (names only: the
-  reasons stay in `claims-dc:endpointServices`, where `python -m infra.check` reads them).
+  reasons stay in `claims-dc:endpointServices`, where `claims-dc check` reads them).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _stack_policy(rule: Rule) -> StackValidationPolicy:
 
 
 def policies() -> list[Policy]:
-    # Rules over the stack file run in `python -m infra.check`: a pack never sees stack config.
+    # Rules over the stack file run in `claims-dc check`: a pack never sees stack config.
     return [
         _resource_policy(rule) if rule.check is not None else _stack_policy(rule)
         for rule in RULES

@@ -1,7 +1,7 @@
 """The claims-dc policy rules: plain functions over resource properties.
 
 The same functions run in two places: inside the Pulumi policy pack (`pulumi preview
---policy-pack infra/policy`) through a thin adapter, and in our tests and `python -m infra.check`
+--policy-pack infra/policy`) through a thin adapter, and in our tests and `claims-dc check`
 on the resources recorded under mocks. Properties are the engine's camelCase input names.
 
 Each rule has a stable ID, a severity, the fix, and the rule of checkov or Trivy it corresponds

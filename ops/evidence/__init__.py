@@ -2,5 +2,5 @@
 
 collect.py gathers the newest artifact of each kind, controls.py judges them against the
 guidelines' requirements (controls.yml), pack.py writes, signs and verifies the pack, and
-__main__.py is the command line (python -m ops.evidence).
+__main__.py is the command line (claims-dc evidence).
 """

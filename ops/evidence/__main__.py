@@ -1,14 +1,15 @@
-"""python -m ops.evidence: one signed evidence pack for the privacy council and the auditors.
+"""claims-dc evidence (or python -m ops.evidence): one signed evidence pack for the privacy
+council and the auditors.
 
-    python -m ops.evidence --stack lab -i .lab/lab/inventory.yml --out evidence-2026-12
-    python -m ops.evidence collect --stack omuta-prod -i inventories/omuta-prod/inventory.yml \\
+    claims-dc evidence --stack lab -i .lab/lab/inventory.yml --out evidence-2026-12
+    claims-dc evidence collect --stack omuta-prod -i inventories/omuta-prod/inventory.yml \\
         --out /srv/evidence/omuta-prod/2026-12 [--key FILE] [--json]
-    python -m ops.evidence verify DIR [--allowed-signers FILE] [--json]
+    claims-dc evidence verify DIR [--allowed-signers FILE] [--json]
 
 `collect` (the default) gathers the newest of each artifact for one environment into a new
 directory OUT:
   network/   the linkage report, the closed-network proof's verdicts, the policy pack's result
-  cost/      the cost estimate (python -m infra.check --cost) against the on-premises baseline
+  cost/      the cost estimate (claims-dc check --cost) against the on-premises baseline
   backups/   per host the newest backup report, its newest verify --read-data, the newest drill
   review/    the newest signed access review as fetched (verified), and its diff against the
              one before
@@ -34,9 +35,9 @@ edited, missing or added since signing.
 Results on stdout (--json for machines), progress and errors on stderr. Exit codes:
   0  collect: written, every covered requirement PASS; verify: intact and signed
   1  collect: written, with a FAIL (stale evidence included) or evidence that could not be
-     collected; verify: a file edited, missing or added, or a bad signature; or an unexpected
-     failure, named
+     collected; verify: a file edited, missing or added, or a bad signature
   2  usage or bad input: no such stack or inventory, OUT not a new or empty directory
+  4  an unexpected failure, named
 """
 
 from __future__ import annotations
@@ -49,15 +50,13 @@ from pathlib import Path
 from infra.config import ConfigError, load_file, stack_file
 from ops.evidence.pack import DEFAULT_KEY, PackError, summary, trusted_signers, verify, write
 
+PROG = "claims-dc evidence"
 COMMANDS = ("collect", "verify")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a in COMMANDS for a in argv) and not {"-h", "--help"} & set(argv):
-        argv.insert(0, "collect")  # the default command
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ops.evidence",
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -89,8 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         help="the trusted signer file (default: the one beside the signing key)",
     )
     v.add_argument("--key", type=Path, default=DEFAULT_KEY, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in COMMANDS for a in argv) and not {"-h", "--help"} & set(argv):
+        argv.insert(0, "collect")  # the default command
     try:
-        args = p.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as e:
         return 2 if e.code not in (0, None) else 0
     handler = {"collect": _collect, "verify": _verify}[args.command]
@@ -98,26 +104,26 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except Exception as e:  # named, never a traceback
         print(
-            f"ops.evidence: {args.command} failed: {type(e).__name__}: {str(e)[:300]}",
+            f"{PROG}: {args.command}: unexpected failure: {type(e).__name__}: {str(e)[:300]}",
             file=sys.stderr,
         )
-        return 1
+        return 4
 
 
 def _collect(args: argparse.Namespace) -> int:
     path = stack_file(args.stack)
     if not path.exists():
-        print(f"ops.evidence: no stack file {path.name}", file=sys.stderr)
+        print(f"{PROG}: no stack file {path.name}", file=sys.stderr)
         return 2
     if not args.inventory.is_file():
-        print(f"ops.evidence: no inventory {args.inventory}", file=sys.stderr)
+        print(f"{PROG}: no inventory {args.inventory}", file=sys.stderr)
         return 2
     try:
         config = load_file(path)
         print(f"collecting the evidence of {args.stack} into {args.out} ...", file=sys.stderr)
         pack = write(path, config, args.inventory, args.out, args.key)
     except (ConfigError, PackError) as e:
-        print(f"ops.evidence: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     n = pack.counts
     if args.json:
@@ -140,7 +146,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     if not args.directory.is_dir():
-        print(f"ops.evidence: {args.directory}: no such directory", file=sys.stderr)
+        print(f"{PROG}: {args.directory}: no such directory", file=sys.stderr)
         return 2
     signers = args.allowed_signers or trusted_signers(args.key)
     problems = verify(args.directory, signers)

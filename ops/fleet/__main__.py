@@ -1,11 +1,12 @@
-"""python -m ops.fleet: the municipalities the service runs, as one directory of stack files.
+"""claims-dc fleet (or python -m ops.fleet): the municipalities the service runs, as one
+directory of stack files.
 
-    python -m ops.fleet new --code 402028 --name 大牟田市 [--region ap-northeast-1] \\
+    claims-dc fleet new --code 402028 --name 大牟田市 [--region ap-northeast-1] \\
         [--stack omuta-prod] [--lgwan-line vpn|dx] [--fund-line vpn|dx] \\
         [--operations-account ID] --fleet DIR
-    python -m ops.fleet check --fleet DIR [--jobs N]
-    python -m ops.fleet status --fleet DIR [--out DIR] [--aws-endpoint URL --aws-ca FILE]
-    python -m ops.fleet run PLAYBOOK --fleet DIR --inventories DIR [--parallel N] [--out DIR]
+    claims-dc fleet check --fleet DIR [--jobs N]
+    claims-dc fleet status --fleet DIR [--out DIR] [--aws-endpoint URL --aws-ca FILE]
+    claims-dc fleet run PLAYBOOK --fleet DIR --inventories DIR [--parallel N] [--out DIR]
 
 `new` writes DIR/Pulumi.<stack>.yaml for a municipality joining the service. The code must
 carry its JIS X 0402 check digit and be on the national list of local government codes
@@ -39,8 +40,8 @@ named in the summary; the others run on.
 
 Results on stdout (--json for machines), errors on stderr. Exit codes: 0 written, or every
 tenant and the fleet hold, or every tenant is green or amber, or every tenant's run succeeded;
-1 a tenant or the fleet fails a check, a tenant is red or unreadable, a tenant's run fails, or
-an unexpected failure (named); 2 bad input (a wrong code or name, a tenant already in the
+1 a tenant or the fleet fails a check, a tenant is red or unreadable, a tenant's run fails;
+4 an unexpected failure (named); 2 bad input (a wrong code or name, a tenant already in the
 fleet, an unreadable stack file in DIR, no free network left, no stack file in DIR, a
 playbook not run fleet-wide).
 """
@@ -55,9 +56,11 @@ from pathlib import Path
 from ops.fleet.codes import CodeError, look_up
 from ops.fleet.onboard import FleetError, new_tenant
 
+PROG = "claims-dc fleet"
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ops.fleet", description=__doc__,
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--json", action="store_true", help="results as JSON on stdout")
     sub = p.add_subparsers(dest="command", required=True)
@@ -107,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--timeout", type=float, default=3600, help="seconds per tenant (3600)")
     run.add_argument("--stacks", help="only these tenants (comma-separated stack names)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args = p.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as e:
         return 2 if e.code not in (0, None) else 0
     handler, failure = {
@@ -120,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except Exception as e:  # named, never a traceback
-        print(f"ops.fleet: {failure}: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
-        return 1
+        print(f"{PROG}: {failure}: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+        return 4
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -139,7 +146,7 @@ def _new(args: argparse.Namespace) -> int:
             operations_account=args.operations_account,
         )  # fmt: skip
     except (CodeError, FleetError) as e:
-        print(f"ops.fleet: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({"stack_file": str(path), "municipality": municipality.code,
@@ -160,11 +167,11 @@ def _run(args: argparse.Namespace) -> int:
     from ops.fleet.runner import FLEET_PLAYBOOKS, run_fleet
 
     if args.playbook not in FLEET_PLAYBOOKS:
-        print(f"ops.fleet: run {args.playbook}: one of {', '.join(FLEET_PLAYBOOKS)}",
+        print(f"{PROG}: run {args.playbook}: one of {', '.join(FLEET_PLAYBOOKS)}",
               file=sys.stderr)  # fmt: skip
         return 2
     if args.parallel < 1:
-        print(f"ops.fleet: --parallel {args.parallel}: at least 1", file=sys.stderr)
+        print(f"{PROG}: --parallel {args.parallel}: at least 1", file=sys.stderr)
         return 2
     files = sorted(args.fleet.glob("Pulumi.*.yaml")) if args.fleet.is_dir() else []
     stacks = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in files]
@@ -172,15 +179,15 @@ def _run(args: argparse.Namespace) -> int:
         wanted = [s.strip() for s in args.stacks.split(",") if s.strip()]
         unknown = sorted(set(wanted) - set(stacks))
         if unknown:
-            print(f"ops.fleet: --stacks {unknown[0]}: not a tenant in {args.fleet}",
+            print(f"{PROG}: --stacks {unknown[0]}: not a tenant in {args.fleet}",
                   file=sys.stderr)  # fmt: skip
             return 2
         stacks = [s for s in stacks if s in wanted]
     if not stacks:
-        print(f"ops.fleet: run: no Pulumi.<stack>.yaml in {args.fleet}", file=sys.stderr)
+        print(f"{PROG}: run: no Pulumi.<stack>.yaml in {args.fleet}", file=sys.stderr)
         return 2
     out = args.out / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{args.playbook}"
-    print(f"ops.fleet: {args.playbook} on {len(stacks)} tenants, {args.parallel} at once; "
+    print(f"{PROG}: {args.playbook} on {len(stacks)} tenants, {args.parallel} at once; "
           f"logs under {out}", file=sys.stderr)  # fmt: skip
     started = time.monotonic()
     runs = run_fleet(stacks, args.inventories, args.playbook, out, parallel=args.parallel,
@@ -212,11 +219,11 @@ def _status(args: argparse.Namespace) -> int:
 
     files = sorted(args.fleet.glob("Pulumi.*.yaml")) if args.fleet.is_dir() else []
     if not files:
-        print(f"ops.fleet: status: no Pulumi.<stack>.yaml in {args.fleet}", file=sys.stderr)
+        print(f"{PROG}: status: no Pulumi.<stack>.yaml in {args.fleet}", file=sys.stderr)
         return 2
     now = dt.datetime.now(dt.UTC)
     reader = board.Reader(Endpoint(args.aws_endpoint, args.region, args.aws_ca))
-    print(f"ops.fleet: reading {len(files)} tenants' status", file=sys.stderr)
+    print(f"{PROG}: reading {len(files)} tenants' status", file=sys.stderr)
     rows = board.board(files, reader, workers=args.workers, now=now)
     written = []
     if args.out:

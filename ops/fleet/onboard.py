@@ -270,7 +270,7 @@ def write_new(fleet: Fleet, municipality: Municipality, *, region: str, stack: s
     self_check(config, fleet, stack)
     header = (
         f"# {municipality.prefecture}{municipality.city} ({municipality.code}), written by "
-        "python -m ops.fleet new.\n"
+        "claims-dc fleet new.\n"
         "# Fill in every `FILL IN:` value (the stack loader refuses the file until then).\n"
         f"# Stack secrets are encrypted by the vendor's KMS key in Tokyo (docs/deploy.md).\n"
     )

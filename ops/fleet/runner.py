@@ -4,7 +4,7 @@ inventory, directory and log, one tenant's failure not stopping the others.
 Each tenant's run goes through ansible-runner (the library AWX itself runs playbooks with): a
 private directory per tenant and run, `<out>/<stack>/`, holding the command, the whole log
 (`artifacts/<id>/stdout`), every event as JSON (`artifacts/<id>/job_events/`), the status and
-the return code. The tenant's inventory is the one `python -m ops.inventory` generated for it,
+the return code. The tenant's inventory is the one `claims-dc inventory` generated for it,
 found as `<inventories>/<stack>/inventory.yml`; its vault client (if any) is used as a single
 run would use it. A tenant with no inventory is reported as such and the others still run.
 """

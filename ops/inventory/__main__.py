@@ -1,4 +1,5 @@
-"""python -m ops.inventory: the Ansible inventory of a deployed stack."""
+"""claims-dc inventory (or python -m ops.inventory): the Ansible inventory of a deployed
+stack."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ops.inventory.outputs import load_outputs
 EPILOG = """\
 examples:
   pulumi stack output --stack omuta-prod --json > omuta-prod.outputs.json
-  python -m ops.inventory --stack omuta-prod --outputs omuta-prod.outputs.json \\
+  claims-dc inventory --stack omuta-prod --outputs omuta-prod.outputs.json \\
       --operators operators.yml --as tanaka --out inventories/omuta-prod
   ansible-playbook -i inventories/omuta-prod/inventory.yml playbooks/site.yml
 
@@ -25,15 +26,19 @@ what it writes in --out (mode 0700):
 
 exit codes:
   0  written
-  1  an unexpected failure (a file could not be written)
+  1  a file could not be written
+  4  an unexpected failure, named
   2  usage, or bad input: the stack file, the outputs or the operators file (every problem
      is named with its file, key and value)
 """
 
 
-def parser() -> argparse.ArgumentParser:
+PROG = "claims-dc inventory"
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ops.inventory",
+        prog=PROG,
         description="Write the Ansible inventory of one environment from its stack config "
         "(Pulumi.<stack>.yaml), its stack outputs (`pulumi stack output --json`) and its "
         "operators file.",
@@ -60,7 +65,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code not in (0, None) else 0
+    try:
+        return _write(args)
+    except Exception as e:  # named, never a traceback
+        print(f"{PROG}: unexpected failure: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+        return 4
+
+
+def _write(args: argparse.Namespace) -> int:
     stack_file = args.stack_file or Path(f"Pulumi.{args.stack}.yaml")
     try:
         config = load_file(stack_file)
@@ -73,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
             operator_name=args.operator, connect=args.connect, identity=args.identity,
         )  # fmt: skip
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     except InventoryError as e:
         for problem in e.problems:
-            print(f"error: {problem}", file=sys.stderr)
+            print(f"{PROG}: {problem}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"failed: cannot write the inventory: {e}", file=sys.stderr)
+        print(f"{PROG}: cannot write the inventory: {e}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps({"stack": config.stack, "written": [str(p) for p in written]}))

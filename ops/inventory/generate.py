@@ -30,7 +30,7 @@ from ops.inventory import InventoryError
 from ops.inventory.operators import Operator
 from ops.inventory.outputs import StackOutputs
 
-GENERATED = "# Written by `python -m ops.inventory`"
+GENERATED = "# Written by `claims-dc inventory`"
 Connect = Literal["ssm", "bastion", "direct"]
 CONNECT_MODES: tuple[Connect, ...] = ("ssm", "bastion", "direct")
 # The shared session to the bastion (ssh's %C: a hash of the connection), beside the inventory.

@@ -1,21 +1,21 @@
-"""python -m ops.rotation: key rotation through the phase machine, the operators' SSH user CA
-and the rotation ledger.
+"""claims-dc rotate (or python -m ops.rotation): key rotation through the phase machine, the
+operators' SSH user CA and the rotation ledger. `rotate` is the default subcommand.
 
-    python -m ops.rotation -i INVENTORY rotate --due                      # the calendar
-    python -m ops.rotation -i INVENTORY rotate all                        # what is due
-    python -m ops.rotation -i INVENTORY rotate host-keys db-login --early # due or not
-    python -m ops.rotation -i INVENTORY rotate ssh-user-ca --operator-key ~/.ssh/id_ed25519.pub \\
+    claims-dc rotate -i INVENTORY --due                      # the calendar
+    claims-dc rotate -i INVENTORY all                        # what is due
+    claims-dc rotate -i INVENTORY host-keys db-login --early # due or not
+    claims-dc rotate -i INVENTORY ssh-user-ca --operator-key ~/.ssh/id_ed25519.pub \\
         --identity "D0101 佐藤" --principal opsadmin
-    python -m ops.rotation -i INVENTORY rotate sftp-key --fund-key fund_new.pub --fund-window 14d
-    python -m ops.rotation -i INVENTORY rotate sftp-key --fund-confirmed # after the fund switched
-    python -m ops.rotation -i INVENTORY rotate host-keys --partner-confirmed fund
-    python -m ops.rotation --ca-dir DIR ca init NAME          # a CA generation (idempotent)
-    python -m ops.rotation --ca-dir DIR ca trust NAME [NAME]  # what hosts are to trust
-    python -m ops.rotation --ca-dir DIR issue --ca NAME --key id_ed25519.pub \\
+    claims-dc rotate -i INVENTORY sftp-key --fund-key fund_new.pub --fund-window 14d
+    claims-dc rotate -i INVENTORY sftp-key --fund-confirmed # after the fund switched
+    claims-dc rotate -i INVENTORY host-keys --partner-confirmed fund
+    claims-dc rotate --ca-dir DIR ca init NAME          # a CA generation (idempotent)
+    claims-dc rotate --ca-dir DIR ca trust NAME [NAME]  # what hosts are to trust
+    claims-dc rotate --ca-dir DIR issue --ca NAME --key id_ed25519.pub \\
         --identity "D0101 佐藤" --principal opsadmin [--validity +8h]
-    python -m ops.rotation --ca-dir DIR revoke --ca NAME SERIAL [SERIAL ...]
-    python -m ops.rotation --ledger FILE ledger [--secret ssh-user-ca]
-    python -m ops.rotation --ledger FILE abandon host-key:app-1 --reason "host remade"
+    claims-dc rotate --ca-dir DIR revoke --ca NAME SERIAL [SERIAL ...] [-i INVENTORY]
+    claims-dc rotate --ledger FILE ledger [--secret ssh-user-ca]
+    claims-dc rotate --ledger FILE abandon host-key:app-1 --reason "host remade"
 
 `rotate` takes each secret through staged, published, switched, verified and retired, and
 records each phase in INVENTORY's rotation/ledger.jsonl (who, when, which secret, old and new
@@ -42,14 +42,15 @@ a host whose clock is up to 5 minutes behind accepts them.
 --until PHASE stops early; --limit HOST rotates only that host's key or certificate;
 --ansible-arg passes options to ansible-playbook. Ansible's output
 goes to rotation/ansible.log. `all` skips, and says so, the user CA without --operator-key and
-the fund's key until the fund has sent a new one. After `ca trust` or `revoke`, publish with
+the fund's key until the fund has sent a new one. After `ca trust`, publish with
 `ansible-playbook -i INVENTORY playbooks/rotate_keys.yml` (the inventory's claims_dc_ssh_ca_dir
-is DIR; the lab's is .lab/lab/ssh-ca). --json (before or after the subcommand) prints results
-as JSON; results on stdout, progress on stderr.
+is DIR; the lab's is .lab/lab/ssh-ca); `revoke -i INVENTORY` publishes the revocation list
+itself, to every host at once, and names any host it did not reach. --json (before or after
+the subcommand) prints results as JSON; results on stdout, progress on stderr.
 
 Exit codes: 0 ok (done, stopped where asked, skipped, not due; --due: nothing due or under way),
 1 a failure, a rollback or an interrupted rotation (--due: something is due or under way),
-2 usage.
+2 usage, 4 an unexpected failure (named; the ledger says where each rotation is).
 """
 
 from __future__ import annotations
@@ -61,13 +62,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ops.rotation.driver import KINDS
+from infra.config import ROTATION_KINDS as KINDS
 from ops.rotation.ledger import PHASES, Entry, Ledger, LedgerError
 from ops.rotation.machine import pending
 from ops.rotation.partners import notice_paths
 from ops.rotation.sshca import CAError, UserCA, fingerprint, set_trusted, trusted
 from ops.rotation.steps import StepFailed
 from ops.vault import VaultError
+
+PROG = "claims-dc rotate"
+COMMANDS = ("ca", "issue", "revoke", "rotate", "abandon", "ledger")
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
@@ -143,14 +147,40 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     _ca(args, args.ca).revoke(args.serial)
-    _emit(
-        args,
-        {"revoked": args.serial},
-        f"revoked serials {args.serial} in "
-        f"{args.ca_dir / 'revoked.krl'}\npublish to every host at once: "
-        "ansible-playbook -i INVENTORY playbooks/rotate_keys.yml -e key_rotation_serial=100%",
-    )
-    return 0
+    krl = args.ca_dir / "revoked.krl"
+    if args.inventory is None:
+        _emit(args, {"revoked": args.serial, "published": False},
+              f"revoked serials {args.serial} in {krl}\npublish to every host at once: "
+              "claims-dc rotate --ca-dir DIR revoke ... -i INVENTORY")  # fmt: skip
+        return 0
+    return _publish_revocations(args, krl)
+
+
+def _publish_revocations(args: argparse.Namespace, krl: Path) -> int:
+    """The KRL just written, to every data-center host at once: it can lock out only what it
+    names, so it does not wait for one host before the next."""
+    import base64
+    import tempfile
+
+    from ops.playbook import run_playbook
+
+    with tempfile.TemporaryDirectory(prefix="claims-dc-krl-") as tmp:
+        extra = Path(tmp) / "krl.json"  # the list as the step's variable, not on a command line
+        extra.write_text(json.dumps({"key_rotation_krl_b64":
+                                     base64.b64encode(krl.read_bytes()).decode()}))  # fmt: skip
+        run = run_playbook(
+            args.inventory, "rotate_keys.yml", "-e", "key_rotation_step=ssh-revocations",
+            "-e", "key_rotation_serial=100%", "-e", f"@{extra}", secrets=False,
+        )  # fmt: skip
+    failed = sorted(h for h, c in run.recap.items() if c.get("failed") or c.get("unreachable"))
+    published = sorted(set(run.recap) - set(failed)) if run.returncode == 0 else []
+    _emit(args, {"revoked": args.serial, "published": run.ok, "hosts": published,
+                 "not_reached": failed, "seconds": run.seconds},
+          f"revoked serials {args.serial} in {krl}; published to {', '.join(published) or 'none'}"
+          + (f"; NOT to {', '.join(failed)}: run it again" if failed else ""))  # fmt: skip
+    if not run.ok and not failed:
+        print(f"{PROG}: revoke: the publication failed: {run.stdout[-500:]}", file=sys.stderr)
+    return 0 if run.ok else 1
 
 
 def _rotate(args: argparse.Namespace) -> int:
@@ -160,33 +190,33 @@ def _rotate(args: argparse.Namespace) -> int:
     from ops.rotation.steps import Steps
 
     if not args.kinds and not args.due:
-        print("ops.rotation: rotate needs KIND (all, or some of: "
+        print(f"{PROG}: rotate needs KIND (all, or some of: "
               f"{', '.join(KINDS)}), or --due", file=sys.stderr)  # fmt: skip
         return 2
     unknown = [k for k in args.kinds if k not in ("all", *KINDS)]
     if unknown:
-        print(f"ops.rotation: rotate: unknown kind {unknown[0]!r}: all, or some of: "
+        print(f"{PROG}: rotate: unknown kind {unknown[0]!r}: all, or some of: "
               f"{', '.join(KINDS)}", file=sys.stderr)  # fmt: skip
         return 2
     kinds = list(KINDS) if not args.kinds or "all" in args.kinds else args.kinds
     operator = None
     if args.operator_key:
         if not args.identity or not args.principal:
-            print("ops.rotation: --operator-key needs --identity and --principal", file=sys.stderr)
+            print(f"{PROG}: --operator-key needs --identity and --principal", file=sys.stderr)
             return 2
         operator = Operator(args.operator_key, args.identity, args.principal)
     try:
         window = parse_window(args.fund_window)
         notice = parse_window(args.notice) if args.notice else None
     except StepFailed as e:
-        print(f"ops.rotation: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     confirmed = frozenset(p.strip() for v in args.partner_confirmed for p in v.split(",") if p)
     limit = frozenset(h.strip() for v in args.limit for h in v.split(",") if h.strip())
     site = Site.read(args.inventory)
     strangers = sorted(limit - set(site.hosts))
     if strangers:
-        print(f"ops.rotation: --limit {strangers[0]}: not a data-center host of "
+        print(f"{PROG}: --limit {strangers[0]}: not a data-center host of "
               f"{site.inventory} ({', '.join(site.hosts)})", file=sys.stderr)  # fmt: skip
         return 2
     ledger = Ledger(site.state / "rotation" / "ledger.jsonl")
@@ -259,9 +289,9 @@ def _with_common(sub: argparse.ArgumentParser, *names: str) -> argparse.Argument
     return sub
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ops.rotation",
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -284,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     issue.add_argument(
         "--validity", default="+8h", help="+N[mhd], at most 24 hours; valid from 5 minutes ago"
     )
-    revoke = _with_common(sub.add_parser("revoke", help="add serials to the KRL"),
-                          "json", "ca_dir")  # fmt: skip
+    revoke = _with_common(sub.add_parser("revoke", help="add serials to the KRL; with -i, "
+                                         "publish it to every host at once"),
+                          "json", "ca_dir", "inventory")  # fmt: skip
     revoke.add_argument("--ca", required=True)
     revoke.add_argument("serial", type=int, nargs="+")
     rot = _with_common(
@@ -333,28 +364,35 @@ def main(argv: list[str] | None = None) -> int:
     abandon.add_argument("--reason", required=True, help="why, for the ledger")
     ledger = _with_common(sub.add_parser("ledger", help="what the ledger says"), "json", "ledger")
     ledger.add_argument("--secret")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in COMMANDS for a in argv) and not {"-h", "--help"} & set(argv):
+        argv.insert(0, "rotate")  # the default command
     try:
-        args = p.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as e:
         return 2 if e.code not in (0, None) else 0
     if args.command in ("ledger", "abandon") and args.ledger is None:
-        print(f"ops.rotation: {args.command} needs --ledger FILE", file=sys.stderr)
+        print(f"{PROG}: {args.command} needs --ledger FILE", file=sys.stderr)
         return 2
     if args.command == "rotate" and args.inventory is None:
-        print("ops.rotation: rotate needs -i INVENTORY", file=sys.stderr)
+        print(f"{PROG}: rotate needs -i INVENTORY", file=sys.stderr)
         return 2
     if args.command not in ("ledger", "abandon", "rotate") and args.ca_dir is None:
-        print(f"ops.rotation: {args.command} needs --ca-dir DIR", file=sys.stderr)
+        print(f"{PROG}: {args.command} needs --ca-dir DIR", file=sys.stderr)
         return 2
     try:
         return run(args)
     except (CAError, LedgerError, StepFailed, VaultError) as e:
-        print(f"ops.rotation: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # named, never a traceback; the ledger says where each rotation is
-        print(f"ops.rotation: unexpected error: {type(e).__name__}: {str(e)[:300]}",
+        print(f"{PROG}: unexpected failure: {type(e).__name__}: {str(e)[:300]}",
               file=sys.stderr)  # fmt: skip
-        return 1
+        return 4
 
 
 if __name__ == "__main__":

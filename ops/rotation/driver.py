@@ -140,7 +140,7 @@ def _ca_pair(ca_dir: Path, ledger: Ledger) -> tuple[UserCA, UserCA]:
     if len(current) != 1:
         raise StepFailed(
             f"{ca_dir}: hosts trust {len(current)} user CAs; rotating needs one "
-            f"(python -m ops.rotation --ca-dir {ca_dir} ca init user-ca-1, then ca trust user-ca-1)"
+            f"(claims-dc rotate --ca-dir {ca_dir} ca init user-ca-1, then ca trust user-ca-1)"
         )
     n = int(current[0].rsplit("-", 1)[1])
     return UserCA(ca_dir, current[0]), UserCA(ca_dir, f"user-ca-{n + 1}")

@@ -110,7 +110,7 @@ def host_key_rotation(
             raise StepFailed(
                 f"rotation {resumed.rotation} of {secret} stopped at {resumed.phase}, but "
                 f"{known_hosts.path} no longer knows its old key {resumed.old}: the host was "
-                "remade? Close that rotation first: python -m ops.rotation --ledger "
+                "remade? Close that rotation first: claims-dc rotate --ledger "
                 f"{ledger.path} abandon {secret} --reason '...'"
             )
     rotation = Rotation(secret, line_fingerprint(old_key), resumed.new if resumed else "", {}, {})

@@ -1,10 +1,11 @@
-"""python -m ops.vault: the inventory's vault (Ansible Vault, its password wrapped by KMS).
+"""claims-dc vault (or python -m ops.vault): the inventory's vault (Ansible Vault,
+its password wrapped by KMS).
 
-    python -m ops.vault -i INVENTORY init --stack S --kms-key alias/claims-dc-pulumi-secrets
-    python -m ops.vault -i INVENTORY names          # the sealed files and their sizes
-    python -m ops.vault -i INVENTORY check          # open every sealed file, then look for
+    claims-dc vault -i INVENTORY init --stack S --kms-key alias/claims-dc-pulumi-secrets
+    claims-dc vault -i INVENTORY names          # the sealed files and their sizes
+    claims-dc vault -i INVENTORY check          # open every sealed file, then look for
                                                     # plaintext secrets; exit 1 if any
-    python -m ops.vault -i INVENTORY seal FILE...   # seal plaintext secret files in place
+    claims-dc vault -i INVENTORY seal FILE...   # seal plaintext secret files in place
 
 `init` makes the wrapped password (once), installs INVENTORY/vault/vault-client and the first
 secrets site.yml reads (database passwords and salts, sealed). Every secret beside the
@@ -13,7 +14,7 @@ inventory is a sealed file; Ansible opens them with
 add it by themselves).
 
 exit codes: 0 ok; 1 the vault cannot be opened or written, or `check` found a plaintext
-secret; 2 usage.
+secret; 2 usage; 4 an unexpected failure (named).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ops.vault.scan import files, plaintext_secrets
 from ops.vault.sealed import is_sealed, read_secret, seal_in_place
 
 REPO = Path(__file__).resolve().parents[2]
+PROG = "claims-dc vault"
 
 
 def _sealed(inventory: Path) -> list[Path]:
@@ -56,37 +58,54 @@ def _run(args: argparse.Namespace, inventory: Path) -> tuple[dict[str, object], 
     return {"sealed": sealed, "plaintext secrets": found}, 1 if found else 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ops.vault",
+        prog=PROG,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-i", "--inventory", type=Path, required=True,
                         help="the inventory directory (or its inventory.yml)")  # fmt: skip
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="results as JSON on stdout")
+    # --json may follow the subcommand too; SUPPRESS keeps one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="results as JSON on stdout")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
-    make = sub.add_parser("init", help="make the wrapped password, the client, the first secrets")
+    make = sub.add_parser(
+        "init", parents=[common], help="make the wrapped password, the client, the first secrets"
+    )
     make.add_argument("--stack", required=True)
     make.add_argument("--kms-key", required=True, help="KMS key ID, ARN or alias/NAME")
     make.add_argument("--region", default="ap-northeast-1")
     make.add_argument("--endpoint-url", default="", help="a KMS-compatible endpoint")
     make.add_argument("--ca-bundle", default="")
     make.add_argument("--aws-config-file", default="")
-    sub.add_parser("names", help="the sealed files and their sizes, never their contents")
-    sub.add_parser("check", help="open every sealed file; find plaintext secrets (exit 1)")
-    seal = sub.add_parser("seal", help="seal plaintext secret files in place")
+    sub.add_parser(
+        "names", parents=[common], help="the sealed files and their sizes, never their contents"
+    )
+    sub.add_parser(
+        "check", parents=[common], help="open every sealed file; find plaintext secrets (exit 1)"
+    )
+    seal = sub.add_parser("seal", parents=[common], help="seal plaintext secret files in place")
     seal.add_argument("files", nargs="+", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as e:
         return 2 if e.code not in (0, None) else 0
     inventory = args.inventory if args.inventory.is_dir() else args.inventory.parent
     try:
         result, code = _run(args, inventory)
     except (VaultError, OSError) as e:
-        print(f"failed: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # named, never a traceback
+        print(f"{PROG}: unexpected failure: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+        return 4
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else
           "\n".join(f"{k}: {v}" for k, v in result.items()))  # fmt: skip
     return code

@@ -57,9 +57,7 @@ def read_settings(inventory_dir: Path) -> KeyringSettings:
         raw = json.loads(path.read_text(encoding="utf-8"))
         return KeyringSettings(**{k: str(v) for k, v in raw.items()})
     except FileNotFoundError:
-        raise VaultError(
-            f"{path}: no vault here; make one with `python -m ops.vault init`"
-        ) from None
+        raise VaultError(f"{path}: no vault here; make one with `claims-dc vault init`") from None
     except (OSError, ValueError, TypeError) as e:
         raise VaultError(f"{path}: not the vault's settings ({e})") from None
 

@@ -1,4 +1,4 @@
-"""Find plaintext secrets in an inventory directory: what `python -m ops.vault check` reports.
+"""Find plaintext secrets in an inventory directory: what `claims-dc vault check` reports.
 
 A finding is a file outside the vault that holds
 - a private key (a PEM or OpenSSH "PRIVATE KEY" block), or

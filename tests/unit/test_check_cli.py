@@ -66,7 +66,7 @@ def test_a_program_that_fails_under_the_mocks_is_a_named_failure(
         raise RuntimeError("subnet index out of range")
 
     monkeypatch.setattr(infra.program, "run", broken)
-    assert main(["--stack", "lab"]) == 3
+    assert main(["--stack", "lab"]) == 4
     out = capsys.readouterr()
     assert "the check could not run: RuntimeError: subnet index out of range" in out.err
     assert "Traceback" not in out.out + out.err

@@ -184,7 +184,7 @@ def test_a_spreadsheet_formula_in_a_name_is_not_run() -> None:
         ("check", "infra.check.fleet_check", "the check could not run: RuntimeError"),
     ],
 )
-def test_an_unexpected_failure_is_named_with_exit_1(
+def test_an_unexpected_failure_is_named_with_exit_4(
     command: str,
     target: str,
     says: str,
@@ -202,6 +202,6 @@ def test_an_unexpected_failure_is_named_with_exit_1(
             "run": ["run", "site.yml", "--fleet", str(directory), "--inventories",
                     str(tmp_path), "--out", str(tmp_path)],
             "check": ["check", "--fleet", str(directory)]}[command]  # fmt: skip
-    assert main(argv) == 1
+    assert main(argv) == 4
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err

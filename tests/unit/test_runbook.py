@@ -1,6 +1,6 @@
-"""docs/deploy.md names only what exists: every `python -m` module and its options, every make
-target, playbook and repository path. A runbook that points at a missing command is worse than
-none: the operator following it finds out on the day."""
+"""docs/deploy.md names only what exists: every `claims-dc` subcommand (and `python -m` module)
+and its options, every make target, playbook and repository path. A runbook that points at a
+missing command is worse than none: the operator following it finds out on the day."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from ops import cli
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOK = REPO / "docs" / "deploy.md"
@@ -31,7 +33,7 @@ def commands(text: str) -> list[str]:
                 continue
             found.append(pending)
         pending = ""
-    found += re.findall(r"`((?:python -m|make|ansible-playbook|pulumi) [^`]+)`", text)
+    found += re.findall(r"`((?:claims-dc|python -m|make|ansible-playbook|pulumi) [^`]+)`", text)
     return found
 
 
@@ -50,17 +52,34 @@ def _help(module: str, sub: str | None) -> str:
     return proc.stdout if proc.returncode == 0 else ""
 
 
+def _options(module: str, rest: list[str]) -> str:
+    positionals = [w for w in rest if not w.startswith("-")]
+    return _help(module, None) + "".join(_help(module, p) for p in positionals[:1])
+
+
 def check_command(command: str) -> list[str]:
     words = _words(command)
     problems: list[str] = []
-    if words[:2] == ["python", "-m"]:
+    if words[0] == "claims-dc":
+        sub = words[1] if len(words) > 1 else ""
+        known = cli.commands()
+        if sub not in known:
+            return [f"{command}: claims-dc has no subcommand {sub!r}"]
+        module = known[sub].target.partition(":")[0].removesuffix(".__main__")
+        rest = words[2:]
+        flags = [w.split("=")[0] for w in rest if w.startswith("--")]
+        texts = _options(module, rest)
+        if not texts:
+            problems.append(f"{command}: claims-dc {sub} --help fails")
+        problems += [f"{command}: claims-dc {sub} has no option {f}" for f in flags
+                     if f not in texts]  # fmt: skip
+    elif words[:2] == ["python", "-m"]:
         module = words[2]
         if importlib.util.find_spec(module) is None:
             return [f"{command}: no module {module}"]
         rest = words[3:]
         flags = [w.split("=")[0] for w in rest if w.startswith("--")]
-        positionals = [w for w in rest if not w.startswith("-")]
-        texts = _help(module, None) + "".join(_help(module, p) for p in positionals[:1])
+        texts = _options(module, rest)
         if not texts:
             problems.append(f"{command}: python -m {module} --help fails")
         problems += [f"{command}: {module} has no option {f}" for f in flags if f not in texts]
@@ -97,12 +116,12 @@ def test_every_repository_path_the_runbook_names_exists() -> None:
 
 def test_the_runbook_covers_the_road_from_an_empty_account() -> None:
     text = RUNBOOK.read_text(encoding="utf-8")
-    road = ("ops.statebackend", "pulumi stack init", "--secrets-provider", "infra.check",
-            "pulumi preview", "--policy-pack infra/policy", "pulumi up", "ops.inventory",
-            "ops.vault -i", "--vault-id claims-dc@",
+    road = ("claims-dc state", "pulumi stack init", "--secrets-provider", "claims-dc check",
+            "pulumi preview", "--policy-pack infra/policy", "pulumi up", "claims-dc inventory",
+            "claims-dc vault -i", "--vault-id claims-dc@",
             "AWS-StartSSHSession", "ProxyJump", "playbooks/site.yml", "playbooks/daily_backup.yml",
-            "playbooks/access_review.yml", "ops.rotation", "LGWAN provider", "fund", "fingerprint",
-            "pulumi destroy", "Object Lock")  # fmt: skip
+            "playbooks/access_review.yml", "claims-dc rotate", "LGWAN provider", "fund",
+            "fingerprint", "pulumi destroy", "Object Lock")  # fmt: skip
     for step in road:
         assert step in text, step
 
@@ -111,6 +130,8 @@ def test_the_runbook_covers_the_road_from_an_empty_account() -> None:
     ("command", "problem"),
     [
         ("python -m ops.nosuchtool run", "no module ops.nosuchtool"),
+        ("claims-dc nosuchtool run", "claims-dc has no subcommand 'nosuchtool'"),
+        ("claims-dc inventory --stack x --no-such-flag", "has no option --no-such-flag"),
         ("python -m ops.inventory --stack x --no-such-flag", "has no option --no-such-flag"),
         ("make no-such-target", "no make target no-such-target"),
         ("ansible-playbook -i inv playbooks/nosuch.yml", "no playbook playbooks/nosuch.yml"),

@@ -198,7 +198,7 @@ def test_an_unexpected_error_is_named_exit_1_and_reported(
 
     monkeypatch.setattr(cli.archiver, "backup", broken)
     code, out = run(config, "run", capsys=capsys)
-    assert code == 1 and out["error"] == "unexpected error: ZeroDivisionError: a bug"  # type: ignore[index]
+    assert code == 4 and out["error"] == "unexpected failure: ZeroDivisionError: a bug"  # type: ignore[index]
     status = json.loads((tmp_path / "state" / "status.json").read_text())
     assert status["ok"] is False and "ZeroDivisionError" in status["error"]
 

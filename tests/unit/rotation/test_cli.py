@@ -76,6 +76,6 @@ def test_an_unexpected_error_is_named_not_a_traceback(
         raise KeyError("hosts")
 
     monkeypatch.setattr(cli, "run", broken)
-    assert main(["--ledger", str(tmp_path / "l.jsonl"), "ledger"]) == 1
+    assert main(["--ledger", str(tmp_path / "l.jsonl"), "ledger"]) == 4
     err = capsys.readouterr().err
-    assert "unexpected error: KeyError: 'hosts'" in err and "Traceback" not in err
+    assert "unexpected failure: KeyError: 'hosts'" in err and "Traceback" not in err
