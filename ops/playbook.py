@@ -62,10 +62,12 @@ def run_playbook(
     pipelining: bool = True,
     timeout: float = 1800,
     env: dict[str, str] | None = None,
+    secrets: bool = True,
 ) -> PlaybookRun:
     """ansible-playbook with the repository's ansible.cfg and the inventory's vault (its
     vault-id client, when it has one); `playbook` is a file in playbooks/ (or an absolute
-    path)."""
+    path). secrets=False leaves the vault closed, for a run that reads no secret: opening
+    it is a KMS call, and a revocation should not wait for one."""
     run_env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -75,7 +77,8 @@ def run_playbook(
         **(env or {}),
     }
     inventory_dir = Path(inventory) if Path(inventory).is_dir() else Path(inventory).parent
-    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), *vault_args(inventory_dir),
+    vault = vault_args(inventory_dir) if secrets else []
+    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), *vault,
             str(PLAYBOOKS / playbook), *args]  # fmt: skip
     started = time.monotonic()
     proc = subprocess.run(

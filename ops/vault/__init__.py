@@ -15,6 +15,9 @@ this module), `client` (the vault-id client script Ansible runs for the password
 
 from __future__ import annotations
 
+# The vault-id of every sealed file and of the client that opens them.
+VAULT_ID = "claims-dc"
+
 
 class VaultError(Exception):
     """The vault could not be opened or written; the message names the file or the call."""

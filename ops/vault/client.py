@@ -1,6 +1,6 @@
 """The vault-id client Ansible runs for the vault password: unwraps it with KMS Decrypt and
 prints it to Ansible alone (stdout is Ansible's pipe). Installed into each inventory as
-<inventory>/vault/vault-client by `python -m ops.vault init`.
+<inventory>/vault/vault-client by `claims-dc vault init`.
 
     ansible-playbook -i INVENTORY --vault-id claims-dc@INVENTORY/vault/vault-client site.yml
 
@@ -14,9 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ops.vault import VaultError
-from ops.vault.keyring import unwrap
-from ops.vault.sealed import VAULT_ID
+from ops.vault import VAULT_ID, VaultError
 
 
 def main(inventory_dir: Path, argv: list[str] | None = None) -> int:
@@ -29,6 +27,10 @@ def main(inventory_dir: Path, argv: list[str] | None = None) -> int:
         )
         return 2
     try:
+        # Here, not at the top: every playbook run imports this module for vault_args, and
+        # only the client itself needs boto3.
+        from ops.vault.keyring import unwrap
+
         password = unwrap(inventory_dir)
     except VaultError as e:
         print(f"failed: {e}", file=sys.stderr)

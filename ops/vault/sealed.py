@@ -24,10 +24,9 @@ from pathlib import Path
 from ansible.parsing.vault import AnsibleVaultError, VaultLib, VaultSecret
 
 from ops.files import FileRefused, read_at_most, write_private
-from ops.vault import VaultError
+from ops.vault import VAULT_ID, VaultError
 from ops.vault.keyring import unwrap
 
-VAULT_ID = "claims-dc"
 HEADER = b"$ANSIBLE_VAULT;"
 MAX_BYTES = 1024 * 1024
 _passwords: dict[Path, bytes] = {}
@@ -39,7 +38,7 @@ def inventory_of(path: Path) -> Path:
         if (parent / "vault" / "password.kms").exists():
             return parent
     raise VaultError(
-        f"{path}: not inside an inventory with a vault; make one with `python -m ops.vault init`"
+        f"{path}: not inside an inventory with a vault; make one with `claims-dc vault init`"
     )
 
 
@@ -71,7 +70,7 @@ def read_secret(path: Path) -> bytes:
     except FileRefused as e:
         raise VaultError(str(e)) from None
     if not blob.startswith(HEADER):
-        raise VaultError(f"{path}: a plaintext secret; seal it (python -m ops.vault seal)")
+        raise VaultError(f"{path}: a plaintext secret; seal it (claims-dc vault seal)")
     vault, _ = _vault(path)
     try:
         return bytes(vault.decrypt(blob))

@@ -7,6 +7,8 @@ every playbook run here uses one."""
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from lab import podman as pm
 from lab.plan import LabPlan
+from ops import cli
 from ops.playbook import run_playbook
 from ops.rotation.ledger import Ledger
 from ops.rotation.machine import rotate
@@ -101,15 +105,43 @@ def test_an_expired_certificate_is_refused(lab: Lab, tmp_path: Path) -> None:
     assert not lab.login(cert, lab.hosts[0].name)
 
 
-def test_a_revoked_serial_is_refused_once_the_krl_is_published(lab: Lab, tmp_path: Path) -> None:
+def test_a_revoked_serial_is_refused_once_the_krl_is_published(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ca = UserCA(lab.ca_dir, "user-ca-1")
     cert = ca.issue(keypair(tmp_path, "op"), "D0102 leaver", [ACCOUNT], "+1h")
     assert lab.login(cert, lab.hosts[0].name)
-    ca.revoke([cert.serial])
-    lab.publish()
+    # One command: the serial into the KRL, and the KRL to every host at once.
+    argv = ["rotate", "--ca-dir", str(lab.ca_dir), "revoke", "--ca", "user-ca-1",
+            str(cert.serial), "-i", str(lab.inventory), "--json"]  # fmt: skip
+    assert cli.main(argv) == 0
+    published = json.loads(capsys.readouterr().out)
+    assert published["published"] and published["not_reached"] == []
+    assert len(published["hosts"]) == len(lab.hosts)
     assert not lab.login(cert)
     kept = ca.issue(keypair(tmp_path, "other"), "L0001 lab operator", [ACCOUNT], "+1h")
     assert lab.login(kept)  # only that serial
+
+
+def test_a_revocation_list_sshd_could_not_read_is_never_installed(lab: Lab, tmp_path: Path) -> None:
+    """sshd refuses every key when it cannot read its list: a damaged one must stop at the
+    host's check, leaving the old list, and the operators' logins, as they were."""
+
+    def lists() -> dict[str, str]:
+        return {h.name: pm.exec_in(h.container, ["sha256sum", "/etc/ssh/revoked_keys"]).stdout
+                for h in lab.hosts}  # fmt: skip
+
+    before = lists()
+    extra = tmp_path / "krl.json"
+    for damaged in (b"not a KRL", b""):
+        extra.write_text(json.dumps({"key_rotation_krl_b64": base64.b64encode(damaged).decode()}))
+        run = run_playbook(str(lab.inventory), "rotate_keys.yml", "-e",
+                           "key_rotation_step=ssh-revocations", "-e", "key_rotation_serial=100%",
+                           "-e", f"@{extra}", secrets=False)  # fmt: skip
+        assert not run.ok and all(c.get("failed") for c in run.recap.values()), run.summary()
+        assert lists() == before
+    ca = UserCA(lab.ca_dir, "user-ca-1")
+    assert lab.login(ca.issue(keypair(tmp_path, "op"), "L0001 lab operator", [ACCOUNT], "+1h"))
 
 
 def test_a_certificate_of_an_untrusted_ca_is_refused(lab: Lab, tmp_path: Path) -> None:
