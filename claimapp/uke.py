@@ -315,6 +315,8 @@ def parse(data: bytes) -> ClaimFile:
 
 
 def _parse(data: bytes) -> ClaimFile:
+    # Long on purpose: the records of one claim file in the order the format gives them (IR, then
+    # each RE with its SY, SI and other lines), each checked where it is read
     lines = _split(data)
     _order(lines)
     ir = lines[0]

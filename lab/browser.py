@@ -105,6 +105,8 @@ def visit(
     timeout: float = 30.0,
 ) -> Visit:
     """Log in through the form, search, open the first receipt found, log out."""
+    # Long on purpose: one caseworker's visit as a browser makes it (log in, search, open, log out),
+    # each page checked and photographed in turn
     from selenium import webdriver
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service

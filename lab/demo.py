@@ -37,6 +37,7 @@ from lab.delivery import (
     terminal_get,
     wait_for,
 )
+from lab.lab import UpReport
 from lab.plan import build_plan
 from lab.probes import (
     mismatches,
@@ -419,6 +420,71 @@ def _evidence_step(config: StackConfig, inventory: str, reports: Path) -> bool:
             and not problems and bool(caught))  # fmt: skip
 
 
+def _offline_step(stack: str, reports: Path) -> bool:
+    if check_main(["--stack", stack, "--report", str(reports)]) != 0:
+        print("FAILED: the offline check found violations")
+        return False
+    print("  the proof fails closed: what it cannot follow is never HOLDS")
+    if not _fails_closed_step(REPO / f"Pulumi.{stack}.yaml"):
+        print("FAILED: a careless addition left the network proved closed")
+        return False
+    return True
+
+
+def _flows_step(config: StackConfig) -> bool:
+    plan = build_plan(config)
+    ports = policy_ports(config)
+    start_policy_listeners(plan, ports)
+    try:
+        observed = observe(plan, ports)
+    finally:
+        stop_policy_listeners(plan)
+    bad = mismatches(config, observed)
+    opened = sum(1 for v in observed.values() if v == "open")
+    print(
+        f"probed {len(observed)} (host, host, port) combinations across zones on ports "
+        f"{', '.join(map(str, ports))}: {opened} open as allowed, "
+        f"{len(observed) - opened - len(bad)} refused as denied"
+    )
+    for line in bad:
+        print(f"MISMATCH {line}")
+    return not bad
+
+
+def _where_everything_is(
+    config: StackConfig, report: UpReport, reports: Path, started: float
+) -> int:
+    st = lab.status(config)
+    for h in st["hosts"]:
+        print(f"  {h['name']:12} {h['zone']:10} {h['address']:15} {h['state']}/{h['systemd']}")
+    print(f"  inventory      {report.inventory}")
+    print(f"  ssh            claims-dc lab ssh <host>   (config {report.state_dir}/ssh_config)")
+    print(f"  AWS endpoints  {report.endpoint_url}  (CA {report.ca_cert})")
+    print(f"  linkage report {reports / 'linkage-report.html'}")
+    print(
+        f"  backups        s3://{report.aws['backup_bucket']}/<db|intake|app>; on each host "
+        "`sudo claims-dc-backup list`, reports in /var/lib/claims-dc-backup/reports/"
+    )
+    print(
+        f"  access review  {Path(report.inventory).parent / review.REPORTS}/<time>/review.html; "
+        "on bastion-1 `sudo -u claims-dc-review claims-dc-access-review --help`"
+    )
+    print(
+        f"  key rotation   claims-dc rotate --due -i {report.inventory}; "
+        "the calendar; ledger in rotation/ledger.jsonl beside the inventory"
+    )
+    print(f"  fleet board    {reports / 'fleet' / 'board.html'}; claims-dc fleet status "
+          "--fleet DIR (the demo's fleet is .lab/lab/fleet)")  # fmt: skip
+    print(f"  evidence pack  {reports / 'evidence' / 'evidence.html'}; claims-dc evidence "
+          f"verify {reports / 'evidence'}")  # fmt: skip
+    print("  tear down      make lab-down")
+    print(
+        f"\ndemo finished in {time.monotonic() - started:.0f}s: "
+        + ("all steps passed" if st["healthy"] else "lab UNHEALTHY")
+    )
+    return 0 if st["healthy"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="claims-dc demo",
@@ -450,12 +516,7 @@ def _day(args: argparse.Namespace) -> int:
 
     _step(1, f"check {args.stack} offline: program under Pulumi mocks, policy pack, proof")
     reports = lab.state_dir(args.stack).parent / "reports" / args.stack
-    if check_main(["--stack", args.stack, "--report", str(reports)]) != 0:
-        print("FAILED: the offline check found violations")
-        return 1
-    print("  the proof fails closed: what it cannot follow is never HOLDS")
-    if not _fails_closed_step(REPO / f"Pulumi.{args.stack}.yaml"):
-        print("FAILED: a careless addition left the network proved closed")
+    if not _offline_step(args.stack, reports):
         return 1
     try:
         config = load_stack(args.stack, REPO)
@@ -499,23 +560,7 @@ def _day(args: argparse.Namespace) -> int:
         return 1
 
     _step(7, "the router and every host's firewall enforce exactly the flow policy")
-    plan = build_plan(config)
-    ports = policy_ports(config)
-    start_policy_listeners(plan, ports)
-    try:
-        observed = observe(plan, ports)
-    finally:
-        stop_policy_listeners(plan)
-    bad = mismatches(config, observed)
-    opened = sum(1 for v in observed.values() if v == "open")
-    print(
-        f"probed {len(observed)} (host, host, port) combinations across zones on ports "
-        f"{', '.join(map(str, ports))}: {opened} open as allowed, "
-        f"{len(observed) - opened - len(bad)} refused as denied"
-    )
-    for line in bad:
-        print(f"MISMATCH {line}")
-    if bad:
+    if not _flows_step(config):
         return 1
 
     _step(8, "rotate every key: SSH user CA, host keys, DB login, TLS, AWS key, the fund's key")
@@ -539,35 +584,7 @@ def _day(args: argparse.Namespace) -> int:
         return 1
 
     _step(12, "where everything is")
-    st = lab.status(config)
-    for h in st["hosts"]:
-        print(f"  {h['name']:12} {h['zone']:10} {h['address']:15} {h['state']}/{h['systemd']}")
-    print(f"  inventory      {report.inventory}")
-    print(f"  ssh            claims-dc lab ssh <host>   (config {report.state_dir}/ssh_config)")
-    print(f"  AWS endpoints  {report.endpoint_url}  (CA {report.ca_cert})")
-    print(f"  linkage report {reports / 'linkage-report.html'}")
-    print(
-        f"  backups        s3://{report.aws['backup_bucket']}/<db|intake|app>; on each host "
-        "`sudo claims-dc-backup list`, reports in /var/lib/claims-dc-backup/reports/"
-    )
-    print(
-        f"  access review  {Path(report.inventory).parent / review.REPORTS}/<time>/review.html; "
-        "on bastion-1 `sudo -u claims-dc-review claims-dc-access-review --help`"
-    )
-    print(
-        f"  key rotation   claims-dc rotate --due -i {report.inventory}; "
-        "the calendar; ledger in rotation/ledger.jsonl beside the inventory"
-    )
-    print(f"  fleet board    {reports / 'fleet' / 'board.html'}; claims-dc fleet status "
-          "--fleet DIR (the demo's fleet is .lab/lab/fleet)")  # fmt: skip
-    print(f"  evidence pack  {reports / 'evidence' / 'evidence.html'}; claims-dc evidence "
-          f"verify {reports / 'evidence'}")  # fmt: skip
-    print("  tear down      make lab-down")
-    print(
-        f"\ndemo finished in {time.monotonic() - started:.0f}s: "
-        + ("all steps passed" if st["healthy"] else "lab UNHEALTHY")
-    )
-    return 0 if st["healthy"] else 1
+    return _where_everything_is(config, report, reports, started)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ class Ages:
 def simulate(endpoint: Endpoint, config: StackConfig, ages: Ages,
              now: dt.datetime | None = None) -> str:  # fmt: skip
     """The tenant's status bucket and reader role, and its hosts' status; returns the bucket."""
+    # Long on purpose: one tenant's status world made in the order AWS needs it (bucket, role,
+    # policy, objects); a fixture for the board, read straight through
     now = now or dt.datetime.now(dt.UTC)
     assert config.account_id and config.fleet_reader, config.source
     s3, iam = endpoint.client("s3"), endpoint.client("iam")

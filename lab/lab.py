@@ -518,25 +518,8 @@ def write_lab_inventory(
     )
 
 
-def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
-    started = time.monotonic()
-    plan = build_plan(config)
-    sdir = state_dir(config.stack)
-    sdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(sdir, 0o700)
-    if not _moto_alive(plan, sdir):
-        for name in SEALED_STATE:
-            shutil.rmtree(sdir / name, ignore_errors=True)
-    require_netavark()
-    progress("golden image")
-    image_ref, build_seconds = image.ensure()
-    if build_seconds is not None:
-        progress(f"built {image_ref} in {build_seconds:.0f}s")
-    public_key = pki.ensure_operator_key(operator_dir(config.stack))
-    ca_cert = pki.ensure_ca(sdir)
-
-    progress("networks")
-    _ensure_networks(plan)
+def _make_hosts(config: StackConfig, plan: LabPlan, image_ref: str, sdir: Path) -> list[str]:
+    """Every host and the router, booted; the hosts made by this call."""
     progress("hosts and router")
     made_now: list[str] = []
     for host in plan.hosts:
@@ -560,7 +543,11 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
          "--sysctl", "net.ipv4.icmp_ratelimit=0"],
     )  # fmt: skip
     _wait_booted([h.container for h in plan.hosts] + [plan.router])
+    return made_now
 
+
+def _wire(config: StackConfig, plan: LabPlan) -> None:
+    """The router's rules and every host's routes and kernel settings."""
     progress("router rules and routes")
     bridges = _bridges(plan)
     check_control_node_routes(plan, bridges)
@@ -573,6 +560,10 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
             ensure_sysctls(host)
     _forget_neighbours(plan)
 
+
+def _trust(plan: LabPlan, sdir: Path, public_key: str, ca_cert: Path) -> None:
+    """The operator's key and the lab CA into every host, and their host keys into
+    known_hosts."""
     progress("operator key, host keys, lab CA")
     known = []
     ca_text = ca_cert.read_text()
@@ -593,6 +584,30 @@ def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
     # A shared session to a bastion made anew would lead nowhere: the next hop makes a new one.
     for socket_path in sdir.glob("cm-*"):
         socket_path.unlink(missing_ok=True)
+
+
+def up(config: StackConfig, stack_file: Path | None = None) -> UpReport:
+    started = time.monotonic()
+    plan = build_plan(config)
+    sdir = state_dir(config.stack)
+    sdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(sdir, 0o700)
+    if not _moto_alive(plan, sdir):
+        for name in SEALED_STATE:
+            shutil.rmtree(sdir / name, ignore_errors=True)
+    require_netavark()
+    progress("golden image")
+    image_ref, build_seconds = image.ensure()
+    if build_seconds is not None:
+        progress(f"built {image_ref} in {build_seconds:.0f}s")
+    public_key = pki.ensure_operator_key(operator_dir(config.stack))
+    ca_cert = pki.ensure_ca(sdir)
+
+    progress("networks")
+    _ensure_networks(plan)
+    made_now = _make_hosts(config, plan, image_ref, sdir)
+    _wire(config, plan)
+    _trust(plan, sdir, public_key, ca_cert)
 
     progress("AWS endpoints")
     _ensure_moto(plan, sdir)

@@ -124,6 +124,8 @@ def _aws_client(service: str, endpoint: str | None, ca: str | None, timeout: flo
 
 
 def run(args: argparse.Namespace) -> int:
+    # Long on purpose: the review's order (inputs, collectors in parallel under one deadline,
+    # checks, report, signature, publication), each failure mapped to its exit code in one place
     try:
         roster = load(args.roster, args.keys, args.encoding)
         exceptions = (

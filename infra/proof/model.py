@@ -368,6 +368,8 @@ class _Builder:
     def build(self) -> Model:
         # Four phases by dependency: things, what sits in them, what attaches, what routes
         # over the attachments. Record order is not dependency order (registration is async).
+        # Long on purpose: four dependency phases, each a table from resource type to its handler;
+        # the tables are the reading
         first = {
             "aws:ec2/vpc:Vpc": self._vpc,
             "aws:ec2/managedPrefixList:ManagedPrefixList": self._prefix_list,

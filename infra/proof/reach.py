@@ -378,6 +378,8 @@ def trace(
     `stateful_return` walks a reply: security groups pass it (they are stateful), NACLs and
     routes still apply.
     """
+    # Long on purpose: one packet's walk hop by hop (subnet, NACL out, route, target, NACL in,
+    # security group); the hops share the trace being written
     model = ctx.model
     t = Trace()
     if src.kind == "interface":

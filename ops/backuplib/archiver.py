@@ -150,6 +150,8 @@ def backup(
     at: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """One snapshot of `specs`, committed by the protocol in FORMAT.md. Returns the report."""
+    # Long on purpose: one commit protocol (lease, packs, index, snapshot last), kept in one place
+    # so its order can be read and checked at once; the steps around it are helpers
     # Longer than the others on purpose: the commit protocol's seven steps, in their order, in
     # one place, so that a reader can check the order that makes an interruption harmless.
     _bounded_malloc()
@@ -524,6 +526,8 @@ def restore(
     """Writes a snapshot (or one of its sources) under target/<source>/. Each file is written
     to a temporary name and renamed only once every blob of it has authenticated, so a damaged
     repository never leaves wrong data behind under a real name."""
+    # Long on purpose: each file is written under a temporary name and renamed only once all its
+    # blobs authenticated; the loop holding that promise stays whole
     started = time.monotonic()
     failed: list[str] = []
     snap = select_snapshot(repo, snapshot, as_of, failed)
@@ -782,6 +786,9 @@ def prune(
 ) -> dict[str, Any]:
     """Forget what the policy does not keep; delete only what nothing kept needs and no lock
     holds. Needs the maintenance role: the hosts' writer role cannot delete."""
+    # Long on purpose: the commit protocol in the order that keeps it safe (forget markers, then
+    # unreferenced objects lock permitting, then locks rolled on, then the new index); split, its
+    # ordering would be spread over helpers that must not be called alone
     started = time.monotonic()
     now = now or utcnow()
     prog = Progress("prune", quiet=quiet)

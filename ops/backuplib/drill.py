@@ -148,6 +148,8 @@ def drill(
     snapshot: str | None = None,
     compare_live: bool = True,
 ) -> dict[str, Any]:
+    # Long on purpose: one drill in order (scratch cluster, load, compare), all inside the scratch
+    # cluster's context, which removes it whatever step fails
     started = time.monotonic()
     problems: list[str] = []  # an unreadable manifest skipped on the way to latest, and more
     snap = select_snapshot(repo, snapshot, None, problems)

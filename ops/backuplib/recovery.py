@@ -268,6 +268,9 @@ def recover(
     to: dt.datetime | None = None,
     replace: bool = False,
 ) -> dict[str, Any]:
+    # Long on purpose: one recovery in PostgreSQL's order (refuse a database that holds data, lay
+    # the base backup down beside the old cluster, write the recovery settings, swap, start, wait
+    # for the archive's end, check); each step depends on the one before
     started = time.monotonic()
     problems: list[str] = []
     snap, src, base = choose_base(repo, spec.name, snapshot=snapshot, to=to, problems=problems)

@@ -92,6 +92,8 @@ def _mapping(doc: dict[str, Any], key: str, where: str, problems: list[str]) -> 
 
 def load_outputs(path: Path, config: StackConfig) -> StackOutputs:
     """The outputs in `path`, checked against `config`; InventoryError names every problem."""
+    # Long on purpose: one check per output, in the order of the file, each naming its own problem;
+    # a list of checks reads better in one place than as many one-line helpers
     doc = _read(path)
     where = str(path)
     problems: list[str] = []

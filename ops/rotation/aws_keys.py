@@ -84,6 +84,8 @@ def identity(endpoint: Endpoint, pair: dict[str, str]) -> str:
 
 def access_key_rotation(profile: str, secrets_dir: Path, endpoint: Endpoint, ledger: Ledger,
                         wait: Callable[[float], None] = time.sleep) -> Rotation:  # fmt: skip
+    # Long on purpose: the phases of one access-key rotation as closures over the same profile,
+    # files and clients, handed to the phase machine together
     creds = secrets_dir / "aws-credentials"
     staged_file = secrets_dir / f"aws-{profile}.staged"
     previous_file = secrets_dir / f"aws-{profile}.previous"

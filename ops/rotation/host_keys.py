@@ -93,6 +93,8 @@ def host_key_rotation(
 ) -> tuple[Rotation, str]:
     """The rotation, and the phase this run stops after: `published` while a partner that
     pins the key has neither confirmed nor seen its notice period end."""
+    # Long on purpose: the phases of one host-key rotation as closures over the same host, files and
+    # ledger, handed to the phase machine together; apart, each would need all of them passed in
     secret = f"host-key:{host}"
     notices = out_dir / "notices"
     terms = terms or Terms(dt.timedelta(days=DEFAULT_NOTICE_DAYS))

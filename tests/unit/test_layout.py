@@ -78,3 +78,37 @@ def test_test_helpers_are_not_shipped() -> None:
     )
     for helper in ("class FaultyStorage", "def local_cluster"):
         assert helper not in shipped
+
+
+LONG = 80  # lines: more than a reader holds at once
+WHY = "Long on purpose:"  # what a longer function says, and why, in a comment or its docstring
+SOURCES = ("infra", "ops", "claimapp", "lab", "bench")
+
+
+def long_functions(root: Path) -> list[str]:
+    """Functions of LONG lines or more that do not say why they are long."""
+    found = []
+    for package in SOURCES:
+        for path in sorted((root / package).rglob("*.py")):
+            lines = path.read_text(encoding="utf-8").splitlines()
+            for node in ast.walk(ast.parse("\n".join(lines), filename=str(path))):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                body = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+                if length >= LONG and WHY not in body:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({length})")
+    return found
+
+
+def test_no_function_is_long_without_saying_why() -> None:
+    assert long_functions(REPO) == []
+
+
+def test_the_check_fires_on_a_long_function_that_does_not_say_why(tmp_path: Path) -> None:
+    (tmp_path / "ops").mkdir()
+    steps = "".join(f"    x{n} = {n}\n" for n in range(LONG))
+    (tmp_path / "ops" / "long.py").write_text(
+        f"def silent():\n{steps}\n\ndef explained():\n    # {WHY} one protocol, in order\n{steps}"
+    )
+    assert long_functions(tmp_path) == [f"ops/long.py:1 silent ({LONG + 1})"]
