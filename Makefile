@@ -19,7 +19,7 @@ SYSTEM_STAMP := /var/lib/claims-dc/.system-$(shell sha256sum lab/setup-host.sh |
 help:
 	@echo "make demo       set up, then run the demo on the local lab (Pulumi.$(STACK).yaml)"
 	@echo "make test       set up, then lint and every test (fast suite, then the lab suite)"
-	@echo "make test-fast  unit tests only: no lab, on every core, about a minute"
+	@echo "make test-fast  unit tests only: no lab, on every core, about 4 minutes"
 	@echo "make test-lab   the slow suite on one shared lab (real podman hosts)"
 	@echo "make lint       ruff, mypy, yamllint, ansible-lint (production profile)"
 	@echo "make bundle     the claim application's signed offline bundle (build/bundle)"

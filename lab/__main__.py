@@ -13,8 +13,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from infra.config import ConfigError, StackConfig
+from infra.config import ConfigError
 from lab import lab
+from ops.cli import run_tool
 
 PROG = "claims-dc lab"
 
@@ -86,24 +87,15 @@ def _print_status(st: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return 2 if e.code not in (0, None) else 0
+    return run_tool(PROG, build_parser(), _command, argv)
+
+
+def _command(args: argparse.Namespace) -> int:
     try:
         config = lab.load(args.stack, args.config)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    try:
-        return _command(args, config)
-    except Exception as e:  # named, never a traceback
-        print(f"{PROG} {args.command}: unexpected failure: {type(e).__name__}: {str(e)[:300]}",
-              file=sys.stderr)  # fmt: skip
-        return 4
-
-
-def _command(args: argparse.Namespace, config: StackConfig) -> int:
     if args.command == "up":
         report = lab.up(config, args.config)
         if args.json:

@@ -46,6 +46,7 @@ from lab.probes import (
     start_policy_listeners,
     stop_policy_listeners,
 )
+from ops.cli import run_tool
 from ops.playbook import run_playbook
 from ops.vault.scan import plaintext_secrets
 
@@ -498,16 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return 2 if e.code not in (0, None) else 0
-    try:
-        return _day(args)
-    except Exception as e:  # named, never a traceback
-        print(f"claims-dc demo: unexpected failure: {type(e).__name__}: {str(e)[:300]}",
-              file=sys.stderr)  # fmt: skip
-        return 4
+    return run_tool("claims-dc demo", build_parser(), _day, argv)
 
 
 def _day(args: argparse.Namespace) -> int:

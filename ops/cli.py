@@ -93,6 +93,26 @@ COMMANDS = (
 )  # fmt: skip
 
 
+def run_tool(
+    prog: str,
+    parser: argparse.ArgumentParser,
+    handler: Callable[[argparse.Namespace], int],
+    argv: list[str] | None,
+    failure: str = "unexpected failure",
+) -> int:
+    """A tool's main by the table: its arguments parsed (usage: 2), its handler run, and an
+    exception that escapes it named on one line, never a traceback (4)."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return BAD_INPUT if e.code not in (0, None) else OK
+    try:
+        return handler(args)
+    except Exception as e:  # named, never a traceback
+        print(f"{prog}: {failure}: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+        return FAILED
+
+
 def commands() -> dict[str, Command]:
     """This package's subcommands, then those registered by others (the lab's). Nothing is
     imported here: each run imports only the tool it runs."""

@@ -29,6 +29,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import ALLOWED_REGIONS
+from ops.cli import run_tool
 
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 ALIAS = re.compile(r"^alias/[A-Za-z0-9/_-]{1,250}$")
@@ -235,15 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return 2 if e.code not in (0, None) else 0
-    try:
-        return _command(args)
-    except Exception as e:  # named, never a traceback
-        print(f"{PROG}: unexpected failure: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
-        return 4
+    return run_tool(PROG, build_parser(), _command, argv)
 
 
 def _command(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from infra.config import ConfigError, load_file
+from ops.cli import run_tool
 from ops.inventory import InventoryError
 from ops.inventory.generate import CONNECT_MODES, write_inventory
 from ops.inventory.operators import load_operators
@@ -65,15 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return 2 if e.code not in (0, None) else 0
-    try:
-        return _write(args)
-    except Exception as e:  # named, never a traceback
-        print(f"{PROG}: unexpected failure: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
-        return 4
+    return run_tool(PROG, build_parser(), _write, argv)
 
 
 def _write(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ import json
 import sys
 from pathlib import Path
 
+from ops.cli import run_tool
 from ops.vault import VaultError
 from ops.vault.environment import init
 from ops.vault.keyring import KeyringSettings, unwrap
@@ -93,19 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return 2 if e.code not in (0, None) else 0
+    return run_tool(PROG, build_parser(), _command, argv)
+
+
+def _command(args: argparse.Namespace) -> int:
     inventory = args.inventory if args.inventory.is_dir() else args.inventory.parent
     try:
         result, code = _run(args, inventory)
     except (VaultError, OSError) as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
-    except Exception as e:  # named, never a traceback
-        print(f"{PROG}: unexpected failure: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
-        return 4
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else
           "\n".join(f"{k}: {v}" for k, v in result.items()))  # fmt: skip
     return code

@@ -24,7 +24,7 @@ def test_init_trust_issue_revoke_and_the_ledger(tmp_path: Path, capsys: Any) -> 
     cert = json.loads(capsys.readouterr().out)
     assert cert["serial"] == 1 and cert["principals"] == ["opsadmin"]
     assert main([*ca, "revoke", "--ca", "user-ca-1", "1"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"revoked": [1]}
+    assert json.loads(capsys.readouterr().out) == {"revoked": [1], "published": False}
     ledger = tmp_path / "ledger.jsonl"
     Ledger(ledger).append(Entry("ssh-user-ca", "r1", "staged", new=fp))
     assert main(["--ledger", str(ledger), "ledger"]) == 0
