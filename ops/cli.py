@@ -98,7 +98,6 @@ def run_tool(
     parser: argparse.ArgumentParser,
     handler: Callable[[argparse.Namespace], int],
     argv: list[str] | None,
-    failure: str = "unexpected failure",
 ) -> int:
     """A tool's main by the table: its arguments parsed (usage: 2), its handler run, and an
     exception that escapes it named on one line, never a traceback (4)."""
@@ -109,7 +108,7 @@ def run_tool(
     try:
         return handler(args)
     except Exception as e:  # named, never a traceback
-        print(f"{prog}: {failure}: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+        print(f"{prog}: unexpected failure: {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
         return FAILED
 
 

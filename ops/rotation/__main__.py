@@ -45,8 +45,8 @@ goes to rotation/ansible.log. `all` skips, and says so, the user CA without --op
 the fund's key until the fund has sent a new one. After `ca trust`, publish with
 `ansible-playbook -i INVENTORY playbooks/rotate_keys.yml` (the inventory's claims_dc_ssh_ca_dir
 is DIR; the lab's is .lab/lab/ssh-ca); `revoke -i INVENTORY` publishes the revocation list
-itself, to every host at once, and names any host it did not reach. --json (before or after
-the subcommand) prints results as JSON; results on stdout, progress on stderr.
+itself, to every host at once, and names any host it could not publish to. --json (before or
+after the subcommand) prints results as JSON; results on stdout, progress on stderr.
 
 Exit codes: 0 ok (done, stopped where asked, skipped, not due; --due: nothing due or under way),
 1 a failure, a rollback or an interrupted rotation (--due: something is due or under way),
@@ -173,9 +173,9 @@ def _publish_revocations(args: argparse.Namespace, krl: Path) -> int:
             "-e", "key_rotation_serial=100%", "-e", f"@{extra}", secrets=False,
         )  # fmt: skip
     failed = sorted(h for h, c in run.recap.items() if c.get("failed") or c.get("unreachable"))
-    published = sorted(set(run.recap) - set(failed)) if run.returncode == 0 else []
+    published = sorted(set(run.recap) - set(failed))
     _emit(args, {"revoked": args.serial, "published": run.ok, "hosts": published,
-                 "not_reached": failed, "seconds": run.seconds},
+                 "not_published": failed, "seconds": run.seconds},
           f"revoked serials {args.serial} in {krl}; published to {', '.join(published) or 'none'}"
           + (f"; NOT to {', '.join(failed)}: run it again" if failed else ""))  # fmt: skip
     if not run.ok and not failed:

@@ -116,7 +116,7 @@ def test_a_revoked_serial_is_refused_once_the_krl_is_published(
             str(cert.serial), "-i", str(lab.inventory), "--json"]  # fmt: skip
     assert cli.main(argv) == 0
     published = json.loads(capsys.readouterr().out)
-    assert published["published"] and published["not_reached"] == []
+    assert published["published"] and published["not_published"] == []
     assert len(published["hosts"]) == len(lab.hosts)
     assert not lab.login(cert)
     kept = ca.issue(keypair(tmp_path, "other"), "L0001 lab operator", [ACCOUNT], "+1h")
