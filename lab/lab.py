@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,16 +106,17 @@ def _sh(argv: list[str], what: str, *, input_text: str | None = None) -> str:
     return proc.stdout
 
 
-def _write_into(container: str, path: str, content: str, mode: str, owner: str = "root") -> None:
-    """Write a file inside a container, only when its content differs."""
+def _write_into(container: str, path: str, content: str, mode: str, owner: str = "root") -> bool:
+    """Write a file inside a container, only when its content differs; whether it wrote."""
     current = pm.exec_in(container, ["cat", path], check=False)
     if current.returncode == 0 and current.stdout == content:
-        return
+        return False
     script = (
         f"umask 077 && cat > {path}.new && chown {owner}:{owner} {path}.new && "
         f"chmod {mode} {path}.new && mv {path}.new {path}"
     )
     pm.podman("exec", "-i", container, "sh", "-c", script, input_bytes=content.encode())
+    return True
 
 
 # --- networks -----------------------------------------------------------------------------
@@ -561,25 +563,31 @@ def _wire(config: StackConfig, plan: LabPlan) -> None:
     _forget_neighbours(plan)
 
 
-def _trust(plan: LabPlan, sdir: Path, public_key: str, ca_cert: Path) -> None:
-    """The operator's key and the lab CA into every host, and their host keys into
-    known_hosts."""
-    progress("operator key, host keys, lab CA")
-    known = []
-    ca_text = ca_cert.read_text()
-    for host in plan.hosts:
-        c = host.container
-        _write_into(
-            c,
-            f"/home/{OPERATOR_USER}/.ssh/authorized_keys",
-            public_key + "\n",
-            "0600",
-            owner=OPERATOR_USER,
-        )
-        _write_into(c, "/usr/local/share/ca-certificates/claims-dc-lab-ca.crt", ca_text, "0644")
+LAB_CA_FILE = "/usr/local/share/ca-certificates/claims-dc-lab-ca.crt"
+LAB_CA_LINK = "/etc/ssl/certs/claims-dc-lab-ca.pem"  # what update-ca-certificates made of it
+
+
+def _trust_one(host: LabHost, public_key: str, ca_text: str) -> str:
+    """The operator's key and the lab CA into one host; its known_hosts line."""
+    c = host.container
+    _write_into(c, f"/home/{OPERATOR_USER}/.ssh/authorized_keys", public_key + "\n", "0600",
+                owner=OPERATOR_USER)  # fmt: skip
+    wrote = _write_into(c, LAB_CA_FILE, ca_text, "0644")
+    # The trust store is rebuilt only when the CA changed or was never taken in: it takes
+    # seconds per host, and a repair of a lab that is up should not pay them again.
+    if wrote or pm.exec_in(c, ["test", "-e", LAB_CA_LINK], check=False).returncode != 0:
         pm.exec_in(c, ["update-ca-certificates", "--fresh"], timeout=60)
-        hostkey = pm.exec_in(c, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout.split()
-        known.append(f"{host.name},{host.address} {hostkey[0]} {hostkey[1]}")
+    hostkey = pm.exec_in(c, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout.split()
+    return f"{host.name},{host.address} {hostkey[0]} {hostkey[1]}"
+
+
+def _trust(plan: LabPlan, sdir: Path, public_key: str, ca_cert: Path) -> None:
+    """The operator's key and the lab CA into every host (all at once), and their host keys
+    into known_hosts."""
+    progress("operator key, host keys, lab CA")
+    ca_text = ca_cert.read_text()
+    with ThreadPoolExecutor(max_workers=len(plan.hosts)) as pool:
+        known = list(pool.map(lambda h: _trust_one(h, public_key, ca_text), plan.hosts))
     (sdir / "known_hosts").write_text("\n".join(known) + "\n")
     # A shared session to a bastion made anew would lead nowhere: the next hop makes a new one.
     for socket_path in sdir.glob("cm-*"):
