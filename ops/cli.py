@@ -112,6 +112,15 @@ def run_tool(
         return FAILED
 
 
+def with_default(argv: list[str] | None, commands: tuple[str, ...], default: str) -> list[str]:
+    """The tool's arguments, with its default subcommand first when none of `commands` is
+    named (and no help is asked for)."""
+    found = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in commands for a in found) and not {"-h", "--help"} & set(found):
+        found.insert(0, default)
+    return found
+
+
 def commands() -> dict[str, Command]:
     """This package's subcommands, then those registered by others (the lab's). Nothing is
     imported here: each run imports only the tool it runs."""

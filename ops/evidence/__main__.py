@@ -48,6 +48,7 @@ import sys
 from pathlib import Path
 
 from infra.config import ConfigError, load_file, stack_file
+from ops.cli import with_default
 from ops.evidence.pack import DEFAULT_KEY, PackError, summary, trusted_signers, verify, write
 
 PROG = "claims-dc evidence"
@@ -92,9 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a in COMMANDS for a in argv) and not {"-h", "--help"} & set(argv):
-        argv.insert(0, "collect")  # the default command
+    argv = with_default(argv, COMMANDS, "collect")
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:

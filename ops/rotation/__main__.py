@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.config import ROTATION_KINDS as KINDS
+from ops.cli import with_default
 from ops.rotation.ledger import PHASES, Entry, Ledger, LedgerError
 from ops.rotation.machine import pending
 from ops.rotation.partners import notice_paths
@@ -368,9 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a in COMMANDS for a in argv) and not {"-h", "--help"} & set(argv):
-        argv.insert(0, "rotate")  # the default command
+    argv = with_default(argv, COMMANDS, "rotate")
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:
